@@ -1,0 +1,59 @@
+"""Reference scores and D4RL-style normalised scores: the one score function every algorithm uses."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+# D4RL reference returns (random policy, expert policy) for the MuJoCo locomotion tasks.
+D4RL_REFERENCE = {
+    "hopper": (-20.272305, 3234.3),
+    "halfcheetah": (-280.178953, 12135.0),
+    "walker2d": (1.629008, 4592.3),
+    "ant": (-325.6, 3879.7),
+}
+
+# Conventions, as they are written next to a reported score.
+DATASET_REFERENCE = "dataset metadata (ref_min_score / ref_max_score)"
+D4RL_CONVENTION = "D4RL reference returns (Minari mujoco/* datasets carry none)"
+
+
+def d4rl_task_name(dataset_id: str) -> Optional[str]:
+    """The D4RL locomotion task a Minari ``mujoco/<env>/<level>`` or D4RL id refers to, if any."""
+    parts = dataset_id.lower().replace("_", "-").split("/")
+    candidates = parts if len(parts) > 1 else [dataset_id.lower().split("-")[0]]
+    if len(parts) > 1 and parts[0] not in ("mujoco", "d4rl"):
+        return None
+    for p in candidates:
+        if p in D4RL_REFERENCE:
+            return p
+    return None
+
+
+def reference_scores(
+    dataset_id: str, ref_min: Optional[float], ref_max: Optional[float]
+) -> tuple[Optional[float], Optional[float], str]:
+    """(min, max, convention) for a dataset: its own metadata first, then D4RL's returns."""
+    if ref_min is not None and ref_max is not None:
+        return float(ref_min), float(ref_max), DATASET_REFERENCE
+    task = d4rl_task_name(dataset_id)
+    if task is not None:
+        lo, hi = D4RL_REFERENCE[task]
+        return lo, hi, D4RL_CONVENTION
+    return None, None, "none"
+
+
+def normalized_score(returns, ref_min: Optional[float], ref_max: Optional[float]):
+    """100 * (R - R_min) / (R_max - R_min); NaN where no reference is known."""
+    r = np.asarray(returns, np.float64)
+    if ref_min is None or ref_max is None:
+        return np.full_like(r, np.nan)
+    return 100.0 * (r - ref_min) / (ref_max - ref_min)
+
+
+def normalized_spread(spread, ref_min: Optional[float], ref_max: Optional[float]):
+    """A spread (std, stderr) of raw returns in normalised units: scaled, never offset."""
+    s = np.asarray(spread, np.float64)
+    if ref_min is None or ref_max is None:
+        return np.full_like(s, np.nan)
+    return 100.0 * s / (ref_max - ref_min)

@@ -1,0 +1,175 @@
+"""Small Flax modules and distribution helpers shared by every algorithm.
+
+One MLP; critics and their ensembles; deterministic, Gaussian and tanh-Gaussian
+policies. Distribution maths is written out here (no extra dependency) so that
+every algorithm computes log-likelihoods the same way.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Activation = Callable[[jax.Array], jax.Array]
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def default_init(scale: float = math.sqrt(2.0)):
+    return nn.initializers.orthogonal(scale)
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation between them; optional LayerNorm after each hidden layer.
+
+    ``output_dim`` adds a final linear layer. ``kernel_init=None`` keeps Flax's default
+    (LeCun normal), which the TD3+BC and most reference codes use.
+    """
+
+    hidden_dims: Sequence[int]
+    output_dim: Optional[int] = None
+    activation: Activation = nn.relu
+    layer_norm: bool = False
+    activate_final: bool = False
+    kernel_init: Optional[Callable] = None
+    output_kernel_init: Optional[Callable] = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kw = {} if self.kernel_init is None else {"kernel_init": self.kernel_init}
+        for i, h in enumerate(self.hidden_dims):
+            x = nn.Dense(h, **kw)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            if i + 1 < len(self.hidden_dims) or self.activate_final or self.output_dim is not None:
+                x = self.activation(x)
+        if self.output_dim is not None:
+            okw = kw if self.output_kernel_init is None else {"kernel_init": self.output_kernel_init}
+            x = nn.Dense(self.output_dim, **okw)(x)
+        return x
+
+
+class Critic(nn.Module):
+    """Q(s, a) (or V(s) when called without actions): an MLP with one output, squeezed."""
+
+    hidden_dims: Sequence[int] = (256, 256)
+    activation: Activation = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, actions: Optional[jax.Array] = None) -> jax.Array:
+        x = obs if actions is None else jnp.concatenate([obs, actions], axis=-1)
+        return MLP(self.hidden_dims, 1, self.activation, self.layer_norm)(x).squeeze(-1)
+
+
+class Ensemble(nn.Module):
+    """``num`` independent copies of a module, evaluated in one vmapped call; outputs stack on axis 0."""
+
+    net_cls: type
+    num: int = 2
+    net_kwargs: Optional[dict] = None
+
+    @nn.compact
+    def __call__(self, *args):
+        vmapped = nn.vmap(
+            self.net_cls,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        return vmapped(**(self.net_kwargs or {}))(*args)
+
+
+def critic_ensemble(num: int = 2, hidden_dims: Sequence[int] = (256, 256), **kwargs) -> Ensemble:
+    return Ensemble(Critic, num, dict(hidden_dims=tuple(hidden_dims), **kwargs))
+
+
+class DeterministicPolicy(nn.Module):
+    """a = max_action * tanh(MLP(s))."""
+
+    act_dim: int
+    hidden_dims: Sequence[int] = (256, 256)
+    max_action: float = 1.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return self.max_action * jnp.tanh(MLP(self.hidden_dims, self.act_dim)(obs))
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian head: returns (mean, log_std) of the pre-squash distribution.
+
+    ``state_dependent_std=False`` uses one learned log-std vector. ``log_std_min``/``max``
+    clip the log-std. With ``tanh_mean`` the mean itself is squashed into (-1, 1)
+    (a plain Gaussian whose mean lies in the action box, as BPPO uses).
+    """
+
+    act_dim: int
+    hidden_dims: Sequence[int] = (256, 256)
+    state_dependent_std: bool = True
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    tanh_mean: bool = False
+    kernel_init: Optional[Callable] = None
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = MLP(self.hidden_dims, activate_final=True, kernel_init=self.kernel_init)(obs)
+        kw = {} if self.kernel_init is None else {"kernel_init": self.kernel_init}
+        mean = nn.Dense(self.act_dim, **kw)(h)
+        if self.tanh_mean:
+            mean = jnp.tanh(mean)
+        if self.state_dependent_std:
+            log_std = nn.Dense(self.act_dim, **kw)(h)
+        else:
+            log_std = self.param("log_std", nn.initializers.zeros, (self.act_dim,))
+            log_std = jnp.broadcast_to(log_std, mean.shape)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+# ---------------------------------------------------------------- distributions
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log N(x; mean, diag(exp(log_std)^2)), summed over the last axis."""
+    z = (x - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    return jnp.sum(log_std + 0.5 * (1.0 + LOG_2PI), axis=-1)
+
+
+def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> jax.Array:
+    """KL(N_p || N_q) for diagonal Gaussians, summed over the last axis."""
+    var_p, var_q = jnp.exp(2 * log_std_p), jnp.exp(2 * log_std_q)
+    return jnp.sum(log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5, axis=-1)
+
+
+def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def tanh_log_det_jacobian(pre_tanh: jax.Array) -> jax.Array:
+    """sum log(1 - tanh(u)^2), computed stably as 2*(log 2 - u - softplus(-2u))."""
+    return jnp.sum(2.0 * (math.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
+
+
+def tanh_gaussian_sample(key, mean, log_std):
+    """(action, log_prob, pre_tanh) for a = tanh(u), u ~ N(mean, std)."""
+    u = gaussian_sample(key, mean, log_std)
+    return jnp.tanh(u), gaussian_log_prob(u, mean, log_std) - tanh_log_det_jacobian(u), u
+
+
+def tanh_gaussian_log_prob(actions, mean, log_std, eps: float = 1e-6):
+    """log-density of actions already in (-1, 1) under tanh(N(mean, std)); actions clipped to +-(1-eps)."""
+    u = jnp.arctanh(jnp.clip(actions, -1.0 + eps, 1.0 - eps))
+    return gaussian_log_prob(u, mean, log_std) - tanh_log_det_jacobian(u)
+
+
+def polyak(target, online, tau: float):
+    """target <- tau * online + (1 - tau) * target."""
+    return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)

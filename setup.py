@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="offrl",
+    version="0.1.0",
+    description="Offline reinforcement learning in JAX/Flax: seed-vmapped runs, local D4RL-style datasets, paper reproductions",
+    packages=find_packages(include=["offrl", "offrl.*"]),
+    package_data={"offrl": ["data/behavior/*/*", "data/behavior/*.md"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.8.5",
+        "optax>=0.2.2",
+        "chex>=0.1.86",
+        "numpy>=1.24",
+        "minari[hdf5]>=0.5.1",
+        "pillow",  # minari[hdf5] imports it without declaring it
+        "h5py>=3.8",
+        "gymnasium[mujoco]>=1.0",
+        "ml-collections>=0.1.1",
+        "wandb>=0.16",
+        "absl-py>=1.4",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "nbformat>=5.9", "nbclient>=0.9", "ipykernel>=6.25"],
+    },
+)
