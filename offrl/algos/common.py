@@ -1,0 +1,29 @@
+"""Small pieces several algorithms share: optimiser construction and state helpers."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import optax
+from flax.training.train_state import TrainState
+
+
+def adam(lr, grad_clip: float | None = None, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    opt = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+    if grad_clip:
+        return optax.chain(optax.clip_by_global_norm(grad_clip), opt)
+    return opt
+
+
+def make_state(key, module: nn.Module, example_inputs: tuple, tx) -> TrainState:
+    params = module.init(key, *example_inputs)
+    return TrainState.create(apply_fn=module.apply, params=params, tx=tx)
+
+
+def every(step, period: int):
+    """True on steps 0, period, 2*period, ... (step is the count before this update)."""
+    return (step % period) == 0
+
+
+def select(pred, on_true, on_false):
+    """tree-wise where(pred, a, b): a branch choice that stays cheap and exact under vmap."""
+    return jax.tree_util.tree_map(lambda a, b: jax.numpy.where(pred, a, b), on_true, on_false)

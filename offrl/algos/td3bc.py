@@ -1,0 +1,121 @@
+"""TD3+BC (Fujimoto & Gu, 2021): TD3 whose actor loss adds a behaviour-cloning term.
+
+    y      = r + gamma (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(0.2 N, -0.5, 0.5), -1, 1))
+    L_Q    = sum_i mean (Q_i(s, a) - y)^2
+    L_pi   = -lambda mean Q_1(s, pi(s)) + mean (pi(s) - a)^2,   lambda = alpha / mean|Q_1(s, pi(s))|
+
+The actor and both targets are updated every ``policy_freq`` critic steps.
+Defaults are the paper's (alpha 2.5, lr 3e-4, batch 256, tau 0.005, state
+normalisation). TD3BC++'s plug-ins (gradient penalty, critic-weighted
+constraint) switch on from ``config.agent`` through ``offrl.plugins`` when present.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl import nets
+from offrl.algos import Spec, Stage
+from offrl.algos.common import adam, make_state
+
+
+def default_agent_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            actor_lr=3e-4,
+            critic_lr=3e-4,
+            hidden_dims=(256, 256),
+            tau=0.005,
+            policy_noise=0.2,
+            noise_clip=0.5,
+            policy_freq=2,
+            alpha=2.5,
+        )
+    )
+
+
+class TD3BCState(struct.PyTreeNode):
+    actor: TrainState
+    critic: TrainState
+    actor_target: dict
+    critic_target: dict
+
+
+def networks(spec: Spec, config):
+    hidden = tuple(config.agent.hidden_dims)
+    return nets.DeterministicPolicy(spec.act_dim, hidden), nets.critic_ensemble(2, hidden)
+
+
+def init(key, spec: Spec, config) -> TD3BCState:
+    actor_net, critic_net = networks(spec, config)
+    k1, k2 = jax.random.split(key)
+    obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
+    actor = make_state(k1, actor_net, (obs,), adam(config.agent.actor_lr))
+    critic = make_state(k2, critic_net, (obs, act), adam(config.agent.critic_lr))
+    return TD3BCState(actor, critic, actor.params, critic.params)
+
+
+def critic_loss(critic_params, state: TD3BCState, batch, key, config):
+    ag = config.agent
+    noise = jnp.clip(ag.policy_noise * jax.random.normal(key, batch.actions.shape), -ag.noise_clip, ag.noise_clip)
+    next_a = jnp.clip(state.actor.apply_fn(state.actor_target, batch.next_observations) + noise, -1.0, 1.0)
+    next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, next_a).min(0)
+    target = batch.rewards + config.discount * (1.0 - batch.terminals) * next_q
+    q = state.critic.apply_fn(critic_params, batch.observations, batch.actions)
+    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(-1).sum()
+    return loss, {"critic_loss": loss, "q": q[0].mean()}
+
+
+def actor_loss(actor_params, state: TD3BCState, batch, config, bc_weights=None):
+    """-lambda mean Q1(s, pi(s)) + mean (pi(s) - a)^2; ``bc_weights`` (B,) reweight the BC term per sample."""
+    pi = state.actor.apply_fn(actor_params, batch.observations)
+    q = state.critic.apply_fn(state.critic.params, batch.observations, pi)[0]
+    lmbda = jax.lax.stop_gradient(config.agent.alpha / jnp.abs(q).mean())
+    bc = ((pi - batch.actions) ** 2).mean(-1)
+    if bc_weights is not None:
+        bc = bc * bc_weights
+    loss = -lmbda * q.mean() + bc.mean()
+    return loss, {"actor_loss": loss, "bc_loss": bc.mean(), "lambda": lmbda}
+
+
+def update(state: TD3BCState, batch, key, step, config):
+    ag = config.agent
+    grads, info = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, key, config)
+    state = state.replace(critic=state.critic.apply_gradients(grads=grads))
+
+    def actor_step(s: TD3BCState):
+        g, ainfo = jax.grad(actor_loss, has_aux=True)(s.actor.params, s, batch, config)
+        actor = s.actor.apply_gradients(grads=g)
+        return s.replace(
+            actor=actor,
+            actor_target=nets.polyak(s.actor_target, actor.params, ag.tau),
+            critic_target=nets.polyak(s.critic_target, s.critic.params, ag.tau),
+        ), ainfo
+
+    def skip(s: TD3BCState):
+        _, ainfo = actor_loss(s.actor.params, s, batch, config)
+        return s, ainfo
+
+    state, ainfo = jax.lax.cond(step % ag.policy_freq == 0, actor_step, skip, state)
+    return state, {**info, **ainfo}
+
+
+def stages(config) -> list[Stage]:
+    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+
+
+def act(state: TD3BCState, obs, key, config, deterministic: bool = True):
+    return state.actor.apply_fn(state.actor.params, obs)
+
+
+def validate(config):
+    ag = config.agent
+    if ag.policy_freq < 1:
+        raise ValueError(f"agent.policy_freq must be >= 1, got {ag.policy_freq}")
+    if not 0.0 < ag.tau <= 1.0:
+        raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
+    if ag.alpha < 0:
+        raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")

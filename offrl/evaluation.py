@@ -1,0 +1,80 @@
+"""One evaluation loop: every seed's policy at once in vectorised Gymnasium environments.
+
+``S`` seeds x ``E`` episodes environments step together; each environment step is
+one batched, jit-compiled policy call over all seeds. Environment ``(s, e)`` is
+reset with seed ``base_seed + e``, so every seed's policy meets the same start
+states. Actions are deterministic unless asked otherwise.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.data.preprocess import Preprocessing
+from offrl.data.scores import normalized_score
+
+
+class EvalResult(NamedTuple):
+    returns: np.ndarray  # (S, E) raw episode returns
+    lengths: np.ndarray  # (S, E)
+    raw: np.ndarray  # (S,) mean raw return per seed
+    normalized: np.ndarray  # (S,) mean normalised score per seed (NaN without reference scores)
+
+
+def make_policy_fn(algo, config, deterministic: bool = True) -> Callable:
+    """jit(vmap over seeds) of ``algo.act``: (states, obs (S, E, obs_dim), keys (S,)) -> (S, E, A)."""
+
+    def act(state, obs, key):
+        return algo.act(state, obs, key, config, deterministic)
+
+    return jax.jit(jax.vmap(act))
+
+
+def make_env_fn(env_id_or_spec) -> Callable[[], gym.Env]:
+    def make():
+        return gym.make(env_id_or_spec)
+
+    return make
+
+
+def evaluate(
+    policy_fn: Callable,
+    states,
+    env: str | gym.envs.registration.EnvSpec,
+    num_episodes: int,
+    base_seed: int,
+    pre: Preprocessing,
+    ref_min: Optional[float] = None,
+    ref_max: Optional[float] = None,
+    key: Optional[jax.Array] = None,
+    max_steps: Optional[int] = None,
+) -> EvalResult:
+    num_seeds = jax.tree_util.tree_leaves(states)[0].shape[0]
+    n = num_seeds * num_episodes
+    envs = gym.vector.SyncVectorEnv([make_env_fn(env) for _ in range(n)])
+    try:
+        seeds = [base_seed + e for _ in range(num_seeds) for e in range(num_episodes)]
+        obs, _ = envs.reset(seed=seeds)
+        returns = np.zeros(n)
+        lengths = np.zeros(n, np.int64)
+        done = np.zeros(n, bool)
+        key = jax.random.PRNGKey(base_seed) if key is None else key
+        t = 0
+        while not done.all() and (max_steps is None or t < max_steps):
+            key, sub = jax.random.split(key)
+            o = jnp.asarray(pre.observations(obs).reshape(num_seeds, num_episodes, -1), jnp.float32)
+            a = np.asarray(policy_fn(states, o, jax.random.split(sub, num_seeds)))
+            obs, rew, term, trunc, _ = envs.step(pre.env_actions(a.reshape(n, -1)))
+            returns += np.where(done, 0.0, rew)
+            lengths += ~done
+            done |= term | trunc
+            t += 1
+    finally:
+        envs.close()
+    returns = returns.reshape(num_seeds, num_episodes)
+    raw = returns.mean(1)
+    return EvalResult(returns, lengths.reshape(num_seeds, num_episodes), raw, normalized_score(raw, ref_min, ref_max))

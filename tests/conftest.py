@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny local Hopper dataset in a temporary MINARI_DATASETS_PATH, tiny configs."""
+import importlib
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# Every test sees the same private dataset directory, never the user's.
+os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp(prefix="offrl-test-datasets-")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import pytest  # noqa: E402
+
+TINY_ID = "test/hopper/tiny-v0"
+
+
+def make_tiny_dataset(dataset_id=TINY_ID, n=600, seed=0, ref=(-20.0, 1000.0)):
+    """A few hundred uniform-random Hopper-v5 transitions written as a Minari dataset."""
+    import gymnasium as gym
+
+    from offrl.data.collect import collect_episodes, uniform_policy
+    from offrl.data.minari_io import local_dataset_exists, write_minari
+
+    if not local_dataset_exists(dataset_id):
+        env = gym.make("Hopper-v5")
+        eps = collect_episodes("Hopper-v5", uniform_policy(env.action_space), n, seed=seed)
+        write_minari(dataset_id, eps, "Hopper-v5", ref_min_score=ref[0], ref_max_score=ref[1], description="tiny test data")
+    return dataset_id
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    return make_tiny_dataset()
+
+
+def tiny_config(algo, steps=20, num_seeds=2, **overrides):
+    """configs/<algo>.py shrunk for tests: every ``*hidden_dims`` agent key becomes (16, 16),
+    every ``*_steps`` agent key becomes ``steps``, the run has ``steps`` updates and batch 32."""
+    cfg = importlib.import_module(f"configs.{algo}").get_config()
+    cfg.dataset = TINY_ID
+    cfg.num_seeds = num_seeds
+    cfg.num_steps = steps
+    cfg.batch_size = 32
+    cfg.eval_interval = steps
+    cfg.eval_episodes = 2
+    cfg.checkpoint_interval = 0
+    for k in list(cfg.agent.keys()):
+        if k.endswith("hidden_dims"):
+            cfg.agent[k] = (16, 16)
+        elif k.endswith("_steps") and isinstance(cfg.agent[k], int):
+            cfg.agent[k] = steps
+        elif k.endswith("batch_size") and isinstance(cfg.agent[k], int):
+            cfg.agent[k] = 32
+    for k, v in overrides.items():
+        target = cfg
+        *path, last = k.split(".")
+        for p in path:
+            target = target[p]
+        target[last] = v
+    return cfg
