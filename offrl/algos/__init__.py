@@ -18,16 +18,21 @@ Optional: ``prepare_data(data, info, config) -> (data, info)`` (e.g. %BC's filte
 ``after_chunk(states, ctx, stage, stage_step) -> states`` for host-side steps between compiled chunks
 (e.g. BPPO's online policy selection); see ``offrl.runner``.
 
-Register a new algorithm by adding its module name to ``ALGORITHMS``; the shared
-test harness (tests/test_algorithms.py) then covers it.
+Every module in this package not named ``common`` or starting with ``_`` is an
+algorithm: adding the file registers it, and the shared test harness
+(tests/test_algorithms.py) then covers it.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from types import ModuleType
 from typing import Callable, NamedTuple
 
-ALGORITHMS = ("bc", "td3bc")
+NOT_ALGORITHMS = ("common",)
+ALGORITHMS = tuple(
+    sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in NOT_ALGORITHMS)
+)
 
 
 class Spec(NamedTuple):
