@@ -35,6 +35,7 @@ class Train(NamedTuple):
     train: Callable
     stages: list
     spec: Spec
+    data: Transitions  # the dataset ``train`` uses by default
 
     def vmapped(self):
         """(init, run) jit-compiled over a leading seed axis; data is shared, not copied."""
@@ -82,7 +83,7 @@ def make_train(algo, config, data: Transitions) -> Train:
                 out.append(m)
         return carry, out
 
-    return Train(init, run, train, stages, spec)
+    return Train(init, run, train, stages, spec, data)
 
 
 def shard_seeds(tree):

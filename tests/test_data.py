@@ -1,0 +1,88 @@
+"""Episode -> transition conversion, sampling, preprocessing and scores, against hand computations."""
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from offrl.data.dataset import DatasetInfo, episodes_to_transitions, sample, to_device
+from offrl.data.preprocess import preprocess
+from offrl.data.scores import D4RL_CONVENTION, normalized_score, normalized_spread, reference_scores
+
+
+def _episode(t, obs0, terminated=False, truncated=False):
+    obs = np.arange(obs0, obs0 + t + 1, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    act = np.arange(t, dtype=np.float32)[:, None] + 10 * obs0
+    term = np.zeros(t, bool)
+    trunc = np.zeros(t, bool)
+    term[-1] = terminated
+    trunc[-1] = truncated
+    return dict(observations=obs, actions=act, rewards=np.arange(1, t + 1, dtype=np.float64),
+                terminations=term, truncations=trunc)
+
+
+def test_alignment_terminals_timeouts_next_actions_returns():
+    eps = [_episode(3, 0, terminated=True), _episode(2, 100, truncated=True), _episode(2, 200)]
+    arr, ep_ret, ep_len = episodes_to_transitions(eps, discount=0.5)
+    # T+1 observations for T actions: s_t = obs[:-1], s_{t+1} = obs[1:]
+    np.testing.assert_array_equal(arr["observations"][:, 0], [0, 1, 2, 100, 101, 200, 201])
+    np.testing.assert_array_equal(arr["next_observations"][:, 0], [1, 2, 3, 101, 102, 201, 202])
+    # the terminal ends episode 0; the truncation and the cut-off end of episode 2 are timeouts
+    np.testing.assert_array_equal(arr["terminals"], [0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(arr["timeouts"], [0, 0, 0, 0, 1, 0, 1])
+    # next action inside the episode; the last transition repeats its own action
+    np.testing.assert_array_equal(arr["next_actions"][:, 0], [1, 2, 2, 1001, 1001, 2001, 2001])
+    # returns-to-go with discount 0.5, reset at episode ends: rewards (1,2,3), (1,2), (1,2)
+    np.testing.assert_allclose(arr["returns"], [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 2.0, 2, 2.0, 2])
+    np.testing.assert_array_equal(arr["episode_ids"], [0, 0, 0, 1, 1, 2, 2])
+    np.testing.assert_allclose(ep_ret, [6, 3, 3])
+    np.testing.assert_array_equal(ep_len, [3, 2, 2])
+
+
+def test_misaligned_episode_is_rejected():
+    ep = _episode(3, 0, terminated=True)
+    ep["observations"] = ep["observations"][:-1]  # T observations for T actions
+    with pytest.raises(ValueError, match="T\\+1 observations"):
+        episodes_to_transitions([ep])
+
+
+def test_sample_is_uniform_and_keyed():
+    arr, *_ = episodes_to_transitions([_episode(50, 0, terminated=True)])
+    data = to_device(arr)
+    b1 = sample(jax.random.PRNGKey(0), data, 4000)
+    b2 = sample(jax.random.PRNGKey(0), data, 4000)
+    np.testing.assert_array_equal(np.asarray(b1.observations), np.asarray(b2.observations))
+    # fields stay row-aligned: next observation is observation + 1 in this episode
+    np.testing.assert_array_equal(np.asarray(b1.next_observations) - 1, np.asarray(b1.observations))
+    counts = np.bincount(np.asarray(b1.observations[:, 0]).astype(int), minlength=50)
+    assert counts.min() > 40 and counts.max() < 130  # 80 expected per index
+
+
+def _info(arr, ep_ret, low=-2.0, high=2.0):
+    return DatasetInfo("x", "Hopper-v5", 2, 1, np.array([low], np.float32), np.array([high], np.float32),
+                       ep_ret, np.ones_like(ep_ret), None, None)
+
+
+def test_preprocess_normalises_obs_rescales_actions_and_rewards():
+    arr, ep_ret, _ = episodes_to_transitions([_episode(3, 0, terminated=True), _episode(2, 100, truncated=True)], 0.5)
+    cfg = ml_collections.ConfigDict(dict(normalize_obs=True, obs_norm_eps=1e-3, reward_normalization="traj_return",
+                                         reward_scale=2.0, reward_bias=-1.0, discount=0.5))
+    arr["actions"] = np.array([[-2.0], [0.0], [2.0], [1.0], [-1.0]], np.float32)
+    data, pre = preprocess(to_device(arr), _info(arr, ep_ret), cfg)
+    obs = arr["observations"]
+    np.testing.assert_allclose(np.asarray(data.observations), (obs - obs.mean(0)) / (obs.std(0) + 1e-3), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(data.actions)[:, 0], [-1, 0, 1, 0.5, -0.5])
+    np.testing.assert_allclose(pre.env_actions(np.asarray(data.actions)), arr["actions"], atol=1e-6)
+    r = arr["rewards"] * 1000.0 / (6 - 3) * 2.0 - 1.0  # episode returns 6 and 3
+    np.testing.assert_allclose(np.asarray(data.rewards), r, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(data.returns)[:3], [r[0] + 0.5 * r[1] + 0.25 * r[2], r[1] + 0.5 * r[2], r[2]], rtol=1e-5)
+
+
+def test_scores_and_spread_without_offset():
+    lo, hi, conv = reference_scores("mujoco/hopper/medium-v0", None, None)
+    assert (lo, hi, conv) == (-20.272305, 3234.3, D4RL_CONVENTION)
+    assert reference_scores("mujoco/hopper/medium-v0", 0.0, 10.0)[:2] == (0.0, 10.0)
+    assert reference_scores("somebody/else-v0", None, None)[0] is None
+    np.testing.assert_allclose(normalized_score([hi, lo, (hi + lo) / 2], lo, hi), [100, 0, 50])
+    # a spread is scaled, never offset: std 32.545... raw = 1 normalised point
+    np.testing.assert_allclose(normalized_spread((hi - lo) / 100, lo, hi), 1.0)
+    assert np.isnan(normalized_score(1.0, None, None))
