@@ -41,13 +41,9 @@ def test_chunked_run_equals_one_scan(td3bc_setup):
     init, run = tr.vmapped()
     keys = seed_keys(0, 2)
     c = init(keys)
-    whole, _ = run(c, tr_data(tr), 0, 0, 12)
-    part, _ = run(c, tr_data(tr), 0, 0, 5)
-    part, _ = run(part, tr_data(tr), 0, 5, 7)
+    whole, _ = run(c, tr.data, 0, 0, 12)
+    part, _ = run(c, tr.data, 0, 0, 5)
+    part, _ = run(part, tr.data, 0, 5, 7)
     _close(whole.state.actor.params, part.state.actor.params, tol=1e-6)
     _close(whole.key, part.key, tol=0)
 
-
-def tr_data(tr):
-    # make_train's default data for train(): the one bound at construction
-    return tr.train.__defaults__[0]

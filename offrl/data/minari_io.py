@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
@@ -154,12 +155,14 @@ def write_minari(
     kwargs = {}
     if ref_max_score is not None:
         kwargs = dict(ref_min_score=ref_min_score, ref_max_score=ref_max_score)
-    return minari.create_dataset_from_buffers(
-        dataset_id=dataset_id,
-        buffer=buffers,
-        env=env,
-        algorithm_name=algorithm_name,
-        author="offrl",
-        description=description,
-        **kwargs,
-    )
+    with warnings.catch_warnings():  # minari nags about optional metadata (permalink, e-mail, eval env)
+        warnings.simplefilter("ignore", UserWarning)
+        return minari.create_dataset_from_buffers(
+            dataset_id=dataset_id,
+            buffer=buffers,
+            env=env,
+            algorithm_name=algorithm_name,
+            author="offrl",
+            description=description,
+            **kwargs,
+        )
