@@ -1,0 +1,105 @@
+"""The launcher end to end in a subprocess; resume; bad inputs fail clearly and write nothing."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+TINY = [
+    "--config=configs/td3bc.py",
+    "--config.dataset=test/hopper/tiny-v0",
+    "--config.num_seeds=2",
+    "--config.num_steps=20",
+    "--config.batch_size=32",
+    "--config.eval_interval=10",
+    "--config.eval_episodes=2",
+    "--config.checkpoint_interval=0",
+    "--config.agent.hidden_dims=(16, 16)",
+]
+
+
+def launch(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "launch.py"), *args],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"launch failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_dataset, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("runs") / "full")
+    proc = launch(*TINY, f"--workdir={workdir}")
+    return workdir, proc
+
+
+def test_launcher_writes_config_metrics_table_and_plot(full_run):
+    workdir, proc = full_run
+    for name in ("config.json", "metrics.jsonl", "results.json", "results.md", "curve.png", "checkpoint.msgpack"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    res = json.load(open(os.path.join(workdir, "results.json")))
+    assert len(res["per_seed_normalized"]) == 2 and res["seeds"] == [0, 1]
+    # normalised = 100 (R - min) / (max - min) with the tiny dataset's reference scores (-20, 1000)
+    for raw, norm in zip(res["per_seed_raw"], res["per_seed_normalized"]):
+        assert norm == pytest.approx(100 * (raw + 20) / 1020)
+    evals = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl")) if '"eval"' in line]
+    assert [e["global_step"] for e in evals] == [10, 20]
+    assert "normalised score" in proc.stdout and "ETA" in proc.stdout
+
+
+def test_resume_gives_the_same_final_numbers(full_run, tmp_path):
+    workdir, _ = full_run
+    resumed = str(tmp_path / "resumed")
+    first = launch(*TINY, f"--workdir={resumed}", "--stop_after=10")
+    assert "stopped after 10" in first.stdout and not os.path.exists(os.path.join(resumed, "results.json"))
+    second = launch(*TINY, f"--workdir={resumed}")
+    assert "resuming" in second.stdout
+    a = json.load(open(os.path.join(workdir, "results.json")))
+    b = json.load(open(os.path.join(resumed, "results.json")))
+    assert a["per_seed_raw"] == pytest.approx(b["per_seed_raw"], rel=1e-6)
+    la = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    lb = [json.loads(x) for x in open(os.path.join(resumed, "metrics.jsonl"))]
+    assert [r["global_step"] for r in la] == [r["global_step"] for r in lb]
+    for ra, rb in zip(la, lb):
+        if ra["kind"] == "train":
+            assert ra["train/critic_loss"] == pytest.approx(rb["train/critic_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.algo=nope"], "unknown algorithm 'nope'"),
+        (["--config.dataset=nobody/missing-v0", "--config.download=False"], "nobody/missing-v0"),
+        (["--config.num_seeds=0"], "config.num_seeds=0 is invalid"),
+        (["--config.wandb.mode=sometimes"], "wandb.mode"),
+        (["--config.num_seeds=three"], "num_seeds"),
+    ],
+)
+def test_bad_inputs_fail_clearly_and_write_nothing(tiny_dataset, tmp_path, args, message):
+    workdir = str(tmp_path / "run")
+    proc = launch(*TINY, *args, f"--workdir={workdir}", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert not os.path.exists(workdir)
+
+
+def test_missing_dataset_error_names_directory_and_remedy(tiny_dataset):
+    from offrl.data import DatasetNotFoundError, load_dataset
+
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset("nobody/missing-v0", download=False)
+    msg = str(e.value)
+    assert os.environ["MINARI_DATASETS_PATH"] in msg and "MINARI_DATASETS_PATH" in msg and "build it locally" in msg
+
+
+def test_existing_run_with_other_config_is_left_alone(full_run):
+    workdir, _ = full_run
+    before = open(os.path.join(workdir, "metrics.jsonl")).read()
+    proc = launch(*TINY, "--config.num_steps=30", f"--workdir={workdir}", check=False)
+    assert proc.returncode != 0 and "different config" in proc.stderr
+    assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
