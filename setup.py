@@ -24,6 +24,6 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "nbformat>=5.9", "nbclient>=0.9", "ipykernel>=6.25"],
+        "dev": ["pytest>=7.4"],
     },
 )

@@ -1,0 +1,26 @@
+"""Every notebook runs top to bottom with tiny settings (code cells executed in order, in a subprocess)."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
+TINY = dict(OFFRL_NB_DATASET="test/hopper/tiny-v0", OFFRL_NB_SEEDS="2", OFFRL_NB_STEPS="20",
+            OFFRL_NB_CHUNK="10", OFFRL_NB_HIDDEN="16,16", MPLBACKEND="Agg")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_runs(tiny_dataset, path, tmp_path):
+    nb = json.load(open(path))
+    source = "\n\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    script = tmp_path / "nb.py"
+    script.write_text(source)
+    proc = subprocess.run([sys.executable, str(script)], cwd=os.path.dirname(path), capture_output=True, text=True,
+                          env=dict(os.environ, **TINY, PYTHONPATH=ROOT), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "final:" in proc.stdout
