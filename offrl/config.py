@@ -23,6 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
     # run
     c.seed = 0
     c.num_seeds = 5  # seeds seed, seed+1, ... trained together in one vmapped program
+    c.grid = ""  # e.g. "agent.alpha=1,2.5,5": every grid point x every seed in one vmapped program
     c.num_steps = 1_000_000  # updates of a single-stage algorithm
     c.batch_size = 256
     # evaluation
@@ -59,4 +60,7 @@ def validate(config) -> None:
         f"choose one of {REWARD_NORMALIZATIONS}",
     )
     need(bool(config.dataset), "dataset", config.dataset, "name a Minari dataset id")
+    from offrl.sweep import parse_grid
+
+    parse_grid(config.grid, config)
     need(config.obs_norm_eps > 0, "obs_norm_eps", config.obs_norm_eps, "must be > 0")

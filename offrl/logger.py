@@ -8,6 +8,8 @@ from typing import Optional
 
 import numpy as np
 
+from offrl.sweep import label
+
 
 def _jsonable(x):
     if isinstance(x, dict):
@@ -87,21 +89,22 @@ def read_metrics(workdir: str) -> list[dict]:
 def score_table(rows: list[dict]) -> str:
     """Markdown table: one row per (algo, dataset) with normalised mean ± std over seeds and per-seed values."""
     lines = [
-        "| algorithm | dataset | seeds | normalised score | raw return | per-seed normalised |",
-        "|---|---|---|---|---|---|",
+        "| algorithm | dataset | hyperparameters | seeds | normalised score | raw return | per-seed normalised |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         per_seed = ", ".join("nan" if v is None else f"{v:.1f}" for v in r["per_seed_normalized"])
         norm = "n/a" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f} ± {r['normalized_std']:.1f}"
         lines.append(
-            f"| {r['algo']} | {r['dataset']} | {len(r['per_seed_normalized'])} | {norm} | "
+            f"| {r['algo']} | {r['dataset']} | {label(r.get('hparams', {}))} | {len(r['per_seed_normalized'])} | {norm} | "
             f"{r['raw_mean']:.1f} ± {r['raw_std']:.1f} | {per_seed} |"
         )
     return "\n".join(lines)
 
 
-def plot_curve(evals: list[dict], path: str, title: str) -> None:
-    """Learning curve: mean normalised (or raw) score over seeds with a ±1 std band."""
+def plot_curve(evals: list[dict], path: str, title: str, groups: Optional[list] = None) -> None:
+    """Learning curve: mean normalised (or raw) score over seeds with a ±1 std band, one line per group
+    (``groups`` = [(label, member index or slice)], default: all members together)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,19 +112,18 @@ def plot_curve(evals: list[dict], path: str, title: str) -> None:
 
     if not evals:
         return
-    use_norm = evals[0].get("normalized") is not None and all(
-        v is not None for e in evals for v in e["normalized"]
-    )
+    use_norm = all(v is not None and math.isfinite(v) for e in evals for v in e["normalized"])
     key = "normalized" if use_norm else "raw"
     x = np.array([e["global_step"] for e in evals])
-    y = np.array([e[key] for e in evals], np.float64)  # (evals, seeds)
-    mean, std = y.mean(1), y.std(1)
+    y = np.array([e[key] for e in evals], np.float64)  # (evals, members)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x, mean, label="mean over seeds")
-    ax.fill_between(x, mean - std, mean + std, alpha=0.25, label="± 1 std")
+    for name, idx in groups or [("mean over seeds", slice(None))]:
+        mean, std = y[:, idx].mean(1), y[:, idx].std(1)
+        ax.plot(x, mean, label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("update step")
     ax.set_ylabel("normalised score" if use_norm else "return")
-    ax.set_title(title)
+    ax.set_title(title + " (band: ± 1 std over seeds)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

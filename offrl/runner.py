@@ -21,7 +21,8 @@ from offrl.algos import get_algorithm
 from offrl.data import load_dataset, preprocess
 from offrl.data.dataset import DatasetInfo, Transitions
 from offrl.data.preprocess import Preprocessing
-from offrl.data.scores import normalized_spread
+from offrl.data.scores import normalized_score, normalized_spread
+from offrl.sweep import label, members as make_members
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
 from offrl.logger import Logger, plot_curve, score_table
 from offrl.train import make_train, replicate, seed_keys, shard_seeds
@@ -108,14 +109,17 @@ def _check_workdir(workdir: str, config) -> bool:
     return os.path.exists(os.path.join(workdir, CHECKPOINT))
 
 
-def _summary(exp: Experiment, evals: list[dict]) -> dict:
+def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
+    """The score row of one grid point (members ``idx`` of every evaluation)."""
     c, info = exp.config, exp.info
     last = evals[-c.report_last :]
-    raw = np.mean([e["raw"] for e in last], axis=0)  # per seed
-    norm = np.mean([e["normalized"] for e in last], axis=0) if info.ref_max_score is not None else None
+    raw = np.mean([np.asarray(e["raw"])[idx] for e in last], axis=0)  # per seed
+    has_ref = info.ref_max_score is not None
+    norm = normalized_score(raw, info.ref_min_score, info.ref_max_score)
     return {
         "algo": c.algo,
         "dataset": c.dataset,
+        "hparams": point,
         "score_convention": info.score_convention,
         "ref_min_score": info.ref_min_score,
         "ref_max_score": info.ref_max_score,
@@ -124,9 +128,9 @@ def _summary(exp: Experiment, evals: list[dict]) -> dict:
         "raw_mean": float(raw.mean()),
         "raw_std": float(raw.std()),
         "per_seed_raw": raw.tolist(),
-        "normalized_mean": None if norm is None else float(norm.mean()),
-        "normalized_std": None if norm is None else float(normalized_spread(raw.std(), info.ref_min_score, info.ref_max_score)),
-        "per_seed_normalized": [None] * len(raw) if norm is None else norm.tolist(),
+        "normalized_mean": float(norm.mean()) if has_ref else None,
+        "normalized_std": float(normalized_spread(raw.std(), info.ref_min_score, info.ref_max_score)) if has_ref else None,
+        "per_seed_normalized": norm.tolist() if has_ref else [None] * len(raw),
         "seeds": [c.seed + i for i in range(c.num_seeds)],
     }
 
@@ -151,7 +155,9 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     trainer = make_train(algo, config, exp.data)
     init, run = trainer.vmapped()
     data = replicate(exp.data)
-    carry = shard_seeds(init(seed_keys(config.seed, config.num_seeds)))
+    members = make_members(config)
+    keys = jax.numpy.stack([seed_keys(s, 1)[0] for s in members.seed_list()])
+    carry = shard_seeds(init(keys, members.hparams()))
     policy_fn = make_policy_fn(algo, config)
     ctx = EvalContext(exp, policy_fn)
     chunks = _plan(trainer.stages, config.eval_interval)
@@ -166,7 +172,8 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         logger.truncate_after(progress["global_step"])
         say(f"resuming {workdir} at update {progress['global_step']}/{total}")
     say(
-        f"{config.algo} on {config.dataset}: {exp.data.size} transitions, {config.num_seeds} seeds vmapped, "
+        f"{config.algo} on {config.dataset}: {exp.data.size} transitions, {config.num_seeds} seeds x "
+        f"{len(members.points)} grid point(s) = {members.size} runs vmapped, "
         f"{total} updates in {len(chunks)} chunks, {len(jax.devices())} {jax.devices()[0].platform} device(s)"
     )
 
@@ -181,7 +188,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
         record.update({f"train/{k}": float(np.mean(v)) for k, v in metrics.items()})
-        record["seed_updates_per_s"] = config.num_seeds * length / max(time.time() - tc, 1e-9)
+        record["seed_updates_per_s"] = members.size * length / max(time.time() - tc, 1e-9)
         logger.log(record)
         if hasattr(algo, "after_chunk"):
             carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_idx, start + length))
@@ -212,7 +219,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         rate = done_steps / max(time.time() - t0, 1e-9)
         eta = (total - gstep) / max(rate, 1e-9)
         say(f"{line} | total {gstep}/{total} ({100 * gstep / max(total, 1):.0f}%) | "
-            f"{rate * config.num_seeds:.0f} seed-updates/s | elapsed {time.time() - t0:.0f}s | ETA {eta:.0f}s")
+            f"{rate * members.size:.0f} seed-updates/s | elapsed {time.time() - t0:.0f}s | ETA {eta:.0f}s")
         final = ci + 1 == len(chunks)
         stopping = stop_after is not None and gstep >= stop_after
         if final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval):
@@ -228,14 +235,17 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         progress["evals"].append(
             {"global_step": progress["global_step"], "stage": "final", "raw": res.raw.tolist(), "normalized": res.normalized.tolist()}
         )
-    summary = _summary(exp, progress["evals"])
-    table = score_table([summary])
+    n = len(members.seeds)
+    rows = [_summary(exp, progress["evals"], p, slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
+    summary = rows[0] if len(rows) == 1 else {"rows": rows, "best": max(rows, key=lambda r: r["raw_mean"])}
+    table = score_table(rows)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(table + f"\n\nScores: {summary['score_convention']}; last {summary['evaluations_averaged']} "
+        f.write(table + f"\n\nScores: {rows[0]['score_convention']}; last {rows[0]['evaluations_averaged']} "
                 f"evaluation(s) x {config.eval_episodes} episodes per seed.\n")
-    plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}")
+    groups = [(label(p) if p else "mean over seeds", slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
+    plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
     logger.close(summary)
     say(table)
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")

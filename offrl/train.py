@@ -14,6 +14,7 @@ Over several devices the seed axis is sharded (``shard_seeds``).
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -27,6 +28,7 @@ from offrl.data.dataset import Transitions, sample
 class Carry(NamedTuple):
     state: Any
     key: jax.Array
+    hparams: dict  # swept hyperparameters of this run member ({} without a grid)
 
 
 class Train(NamedTuple):
@@ -38,7 +40,7 @@ class Train(NamedTuple):
     data: Transitions  # the dataset ``train`` uses by default
 
     def vmapped(self):
-        """(init, run) jit-compiled over a leading seed axis; data is shared, not copied."""
+        """(init, run) jit-compiled over a leading seed (or grid x seed) axis; data is shared, not copied."""
         init = jax.jit(jax.vmap(self.init))
         run = jax.jit(jax.vmap(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4))
         return init, run
@@ -53,29 +55,47 @@ def spec_of(data: Transitions) -> Spec:
     return Spec(int(data.observations.shape[-1]), int(data.actions.shape[-1]))
 
 
+def with_hparams(config, hparams: dict):
+    """A copy of ``config`` whose dotted keys in ``hparams`` hold the given (possibly traced) values."""
+    if not hparams:
+        return config
+    cfg = copy.deepcopy(config)
+    with cfg.ignore_type():
+        for dotted, value in hparams.items():
+            *path, last = dotted.split(".")
+            node = cfg
+            for p in path:
+                node = node[p]
+            node[last] = value
+    return cfg
+
+
 def make_train(algo, config, data: Transitions) -> Train:
+    """Pure pieces of a run; hyperparameters named in a member's ``hparams`` override ``config``
+    inside the trace, so a grid of them is vmapped like seeds (see ``offrl.sweep``)."""
     spec = spec_of(data)
     stages: list[Stage] = list(algo.stages(config))
 
-    def init(key) -> Carry:
+    def init(key, hparams: dict | None = None) -> Carry:
+        hparams = {} if hparams is None else hparams
         k_init, k_run = jax.random.split(key)
-        return Carry(algo.init(k_init, spec, config), k_run)
+        return Carry(algo.init(k_init, spec, with_hparams(config, hparams)), k_run, hparams)
 
     def run(carry: Carry, data: Transitions, stage: int, start, length: int):
-        st = stages[stage]
+        st = algo.stages(with_hparams(config, carry.hparams))[stage] if carry.hparams else stages[stage]
 
         def body(c: Carry, step):
             key, k_batch, k_update = jax.random.split(c.key, 3)
             batch = sample(k_batch, data, st.batch_size)
             state, metrics = st.update(c.state, batch, k_update, step)
-            return Carry(state, key), metrics
+            return Carry(state, key, c.hparams), metrics
 
         steps = jnp.asarray(start, jnp.int32) + jnp.arange(length, dtype=jnp.int32)
         carry, metrics = jax.lax.scan(body, carry, steps)
         return carry, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
 
-    def train(key, data: Transitions = data):
-        carry = init(key)
+    def train(key, data: Transitions = data, hparams: dict | None = None):
+        carry = init(key, hparams)
         out = []
         for i, st in enumerate(stages):
             if st.num_steps:

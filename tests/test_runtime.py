@@ -47,3 +47,25 @@ def test_chunked_run_equals_one_scan(td3bc_setup):
     _close(whole.state.actor.params, part.state.actor.params, tol=1e-6)
     _close(whole.key, part.key, tol=0)
 
+
+
+def test_grid_member_equals_a_run_of_that_point_alone(tiny_dataset):
+    from offrl.sweep import members, parse_grid
+
+    cfg = tiny_config("td3bc", steps=6, num_seeds=2, grid="agent.alpha=1,5 agent.tau=0.005,0.5")
+    data, info = load_dataset(cfg.dataset)
+    data, _ = preprocess(data, info, cfg)
+    m = members(cfg)
+    assert m.size == 8 and m.points[3] == {"agent.alpha": 5.0, "agent.tau": 0.5}
+    tr = make_train(get_algorithm("td3bc"), cfg, data)
+    keys = jax.numpy.stack([seed_keys(s, 1)[0] for s in m.seed_list()])
+    carry, _ = jax.jit(jax.vmap(tr.train, in_axes=(0, None, 0)))(keys, data, m.hparams())
+    # member 7 = grid point 3, seed 1: compare with a plain run configured that way
+    alone_cfg = tiny_config("td3bc", steps=6, num_seeds=1, seed=1, **{"agent.alpha": 5.0, "agent.tau": 0.5})
+    alone, _ = jax.jit(make_train(get_algorithm("td3bc"), alone_cfg, data).train)(seed_keys(1, 1)[0])
+    _close(jax.tree_util.tree_map(lambda x: x[7], carry.state.critic_target), alone.state.critic_target)
+    _close(jax.tree_util.tree_map(lambda x: x[7], carry.state.actor.params), alone.state.actor.params)
+    with pytest.raises(ValueError, match="cannot sweep 'agent.actor_lr'"):
+        parse_grid("agent.actor_lr=1e-3,3e-4", cfg)
+    with pytest.raises(ValueError, match="not a config key"):
+        parse_grid("agent.nope=1", cfg)
