@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny local Hopper dataset in a temporary MINARI_DATASETS_PATH, tiny configs."""
+import atexit
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 
@@ -10,6 +12,7 @@ if ROOT not in sys.path:
 
 # Every test sees the same private dataset directory, never the user's.
 os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp(prefix="offrl-test-datasets-")
+atexit.register(shutil.rmtree, os.environ["MINARI_DATASETS_PATH"], ignore_errors=True)
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest  # noqa: E402
