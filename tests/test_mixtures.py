@@ -1,0 +1,87 @@
+"""Mixtures (Appendix A recipe): exact to the transition, on episode lists and on Minari datasets."""
+import numpy as np
+import pytest
+
+from offrl.data import mixtures
+
+
+def synthetic_episodes(lengths, obs_dim=11, act_dim=3, offset=0.0, last_terminal=True):
+    """Episodes whose every transition is identifiable: reward = offset + global transition index."""
+    eps, g = [], 0
+    for i, t in enumerate(lengths):
+        term = np.zeros(t, bool)
+        trunc = np.zeros(t, bool)
+        if last_terminal and i % 2 == 0:
+            term[-1] = True
+        else:
+            trunc[-1] = True
+        eps.append(dict(
+            observations=np.full((t + 1, obs_dim), offset + g, np.float32) + np.arange(t + 1, dtype=np.float32)[:, None],
+            actions=np.full((t, act_dim), 0.5, np.float32),
+            rewards=offset + g + np.arange(t, dtype=np.float64),
+            terminations=term, truncations=trunc,
+        ))
+        g += t
+    return eps
+
+
+def flat(eps, key):
+    return np.concatenate([ep[key] for ep in eps])
+
+
+@pytest.mark.parametrize("percent", [10, 30, 50, 70, 33])
+def test_contaminate_exact(percent):
+    base = synthetic_episodes([7, 13, 5, 20, 9, 6])  # 60 transitions
+    other = synthetic_episodes([4, 11, 30, 15], offset=1000.0)  # 60 transitions
+    mixed = mixtures.contaminate(base, other, percent)
+    n = 60
+    k = int(round(n * percent / 100))
+    rew = flat(mixed, "rewards")
+    assert len(rew) == n == mixtures.num_transitions(mixed)
+    np.testing.assert_array_equal(rew[: n - k], np.arange(n - k))
+    np.testing.assert_array_equal(rew[n - k:], 1000.0 + np.arange(k))
+    for ep in mixed:  # every episode stays well formed and ends in a terminal or a truncation
+        t = len(ep["actions"])
+        assert ep["observations"].shape == (t + 1, 11)
+        assert ep["terminations"][-1] or ep["truncations"][-1]
+        assert not (ep["terminations"][:-1].any() or ep["truncations"][:-1].any())
+
+
+def test_cut_marks_truncation_and_keeps_natural_ends():
+    base = synthetic_episodes([10, 10])
+    cut = mixtures.take_transitions(base, 15)
+    assert [len(e["actions"]) for e in cut] == [10, 5]
+    assert cut[0]["terminations"][-1] and not cut[0]["truncations"][-1]  # natural terminal kept
+    assert cut[1]["truncations"][-1] and not cut[1]["terminations"][-1]  # cut -> timeout
+    np.testing.assert_array_equal(cut[1]["observations"], base[1]["observations"][:6])
+    at_boundary = mixtures.take_transitions(base, 10)
+    assert len(at_boundary) == 1 and at_boundary[0]["terminations"][-1] and not at_boundary[0]["truncations"][-1]
+    with pytest.raises(ValueError):
+        mixtures.take_transitions(base, 21)
+    with pytest.raises(ValueError):
+        mixtures.contaminate(base, base, 120)
+
+
+def test_mix_minari_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    from offrl.data.minari_io import load_minari, write_minari
+
+    base = synthetic_episodes([30, 25, 45])  # 100
+    other = synthetic_episodes([12, 40, 48], offset=1000.0)
+    write_minari("test/hopper/base-v0", base, "Hopper-v5", -20.0, 3000.0, "base")
+    write_minari("test/hopper/other-v0", other, "Hopper-v5", 0.0, 1.0, "other")
+    mixtures.mix_minari("test/hopper/base-v0", "test/hopper/other-v0", 30, "test/hopper/mixed-v0", download=False)
+    data, info = load_minari("test/hopper/mixed-v0", download=False)
+    rew = np.asarray(data.rewards)
+    np.testing.assert_array_equal(rew[:70], np.arange(70))
+    np.testing.assert_array_equal(rew[70:], 1000.0 + np.arange(30))
+    assert (info.ref_min_score, info.ref_max_score) == (-20.0, 3000.0)  # from the base dataset
+    assert info.env_id == "Hopper-v5"
+    # the cut expert episode (rows 55..69) ends as a timeout, the cut other episode too
+    assert np.asarray(data.timeouts)[69] == 1 and np.asarray(data.terminals)[69] == 0
+    assert np.asarray(data.timeouts)[-1] == 1
+    with pytest.raises(FileExistsError):
+        mixtures.mix_minari("test/hopper/base-v0", "test/hopper/other-v0", 30, "test/hopper/mixed-v0", download=False)
+    mixtures.concat_minari(["test/hopper/base-v0", "test/hopper/other-v0"], "test/hopper/both-v0", download=False)
+    both, _ = load_minari("test/hopper/both-v0", download=False)
+    assert both.size == 200
