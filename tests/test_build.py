@@ -1,0 +1,220 @@
+"""Local dataset suites: tiny SAC, behaviour selection, every level, determinism, errors, resumability."""
+import hashlib
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from offrl.data import build, sac
+from offrl.data.minari_io import load_minari, local_dataset_exists
+
+TINY = build.BuildOptions(bc_episodes=2, bc_steps=20, bc_batch_size=32, bc_hidden_dims=(16, 16))
+LEVELS = list(build.DEFAULT_LEVELS) + ["cloned", "expert-random-10"]
+SIZE = 300
+FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_ids")
+
+
+@pytest.fixture(scope="module")
+def behavior(tmp_path_factory):
+    """A behaviour directory of three tiny (16x16) random-init actors, replay up to the medium one."""
+    d = str(tmp_path_factory.mktemp("behavior") / "hopper")
+    os.makedirs(d)
+    for i, step in enumerate([200, 400, 600]):
+        s = sac.init_sac(jax.random.PRNGKey(i), 11, 3, hidden_dims=(16, 16))
+        sac.save_actor(f"{d}/actor_{step:07d}.msgpack", s.actor.params, 11, 3, "Hopper-v5", step, 10.0 * i, (16, 16))
+    build.write_manifest(d, "Hopper-v5", "actor_0000600.msgpack", "actor_0000400.msgpack",
+                         [dict(file="actor_0000200.msgpack", step=200), dict(file="actor_0000400.msgpack", step=400)],
+                         warmup=100, ref_min_score=-20.0, ref_max_score=1000.0)
+    return d
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    return tmp_path / "datasets"
+
+
+def arrays(did):
+    data, info = load_minari(did, download=False)
+    return {k: np.asarray(getattr(data, k)) for k in FIELDS}, info
+
+
+def digest(did):
+    a, _ = arrays(did)
+    return hashlib.sha256(b"".join(a[k].tobytes() for k in FIELDS)).hexdigest()
+
+
+def test_every_level_loads_back(behavior, root):
+    rep = build.build_suite("Hopper-v5", LEVELS, size=SIZE, seed=0, behavior_dir=behavior, options=TINY,
+                            progress=False, log=lambda *a: None)
+    expected = {lv: SIZE for lv in LEVELS}
+    expected["medium-expert"] = 2 * SIZE
+    expected["medium-replay"] = min(SIZE, 400)
+    data = {}
+    for lv in LEVELS:
+        did = f"offrl/hopper/{lv}-v0"
+        assert rep[lv]["dataset_id"] == did and rep[lv]["built"]
+        a, info = arrays(did)
+        data[lv] = a
+        assert a["observations"].shape == (expected[lv], 11), lv
+        assert a["actions"].shape == (expected[lv], 3), lv
+        assert (info.ref_min_score, info.ref_max_score) == (-20.0, 1000.0), lv
+        assert info.env_id == "Hopper-v5"
+        assert np.all(np.abs(a["actions"]) <= 1.0)
+    # contaminated datasets: exact to the transition
+    for src, pct in (("random", 30), ("cloned", 30), ("random", 10)):
+        k = round(SIZE * pct / 100)
+        mixed = data[f"expert-{src}-{pct}"]
+        for f in ("observations", "actions", "rewards", "next_observations", "terminals"):
+            np.testing.assert_array_equal(mixed[f][: SIZE - k], data["expert"][f][: SIZE - k])
+            np.testing.assert_array_equal(mixed[f][SIZE - k:], data[src][f][:k])
+        assert mixed["timeouts"][SIZE - k - 1] or mixed["terminals"][SIZE - k - 1]  # the cut ends an episode
+    for f in ("observations", "actions", "rewards"):
+        np.testing.assert_array_equal(data["medium-expert"][f], np.concatenate([data["medium"][f], data["expert"][f]]))
+    # no staging leftovers, minari sees exactly the datasets built
+    import minari
+
+    assert sorted(minari.list_local_datasets()) == sorted(f"offrl/hopper/{lv}-v0" for lv in LEVELS)
+
+
+def test_same_seed_byte_identical(behavior, tmp_path, monkeypatch):
+    levels = ["random", "expert", "medium-replay", "expert-cloned-30"]
+    digests = []
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / run))
+        build.build_suite("Hopper-v5", levels, size=200, seed=seed, behavior_dir=behavior, options=TINY,
+                          progress=False, log=lambda *a: None)
+        digests.append([digest(f"offrl/hopper/{lv}-v0") for lv in levels])
+    assert digests[0] == digests[1]
+    assert all(x != y for x, y in zip(digests[0], digests[2]))
+
+
+def test_clear_errors_and_existing_untouched(behavior, root):
+    quiet = dict(behavior_dir=behavior, options=TINY, progress=False, log=lambda *a: None)
+    with pytest.raises(build.UnknownLevelError, match="unknown level 'mediocre'"):
+        build.build_suite("Hopper-v5", ["random", "mediocre"], size=50, **quiet)
+    with pytest.raises(build.UnknownLevelError):
+        build.build_suite("Hopper-v5", ["expert-random-150"], size=50, **quiet)
+    with pytest.raises(build.UnknownEnvError, match="NoSuchEnv-v0"):
+        build.build_suite("NoSuchEnv-v0", ["random"], size=50, **quiet)
+    assert not os.path.exists(root) or not os.listdir(root)  # nothing written by the failures
+    build.build_suite("Hopper-v5", ["random"], size=50, **quiet)
+    before = digest("offrl/hopper/random-v0")
+    stat = os.stat(os.path.join(root, "offrl/hopper/random-v0/data/main_data.hdf5"))
+    with pytest.raises(FileExistsError, match="offrl/hopper/random-v0"):
+        build.build_suite("Hopper-v5", ["random", "expert"], size=80, **quiet)
+    assert not local_dataset_exists("offrl/hopper/expert-v0")  # refused before building anything
+    after = os.stat(os.path.join(root, "offrl/hopper/random-v0/data/main_data.hdf5"))
+    assert (stat.st_mtime_ns, stat.st_size) == (after.st_mtime_ns, after.st_size)
+    assert digest("offrl/hopper/random-v0") == before
+    # resume skips what exists and builds the rest
+    rep = build.build_suite("Hopper-v5", ["random", "expert"], size=80, resume=True, **quiet)
+    assert not rep["random"]["built"] and rep["expert"]["built"]
+    assert digest("offrl/hopper/random-v0") == before
+    # a level needing behaviour policies for an env that has none
+    with pytest.raises(FileNotFoundError, match="no behaviour policies"):
+        build.build_suite("InvertedPendulum-v5", ["expert"], size=50, progress=False, log=lambda *a: None)
+
+
+def test_interrupted_build_leaves_nothing(behavior, root, monkeypatch):
+    quiet = dict(behavior_dir=behavior, options=TINY, progress=False, log=lambda *a: None)
+    real = build.write_minari
+
+    def crash(did, *a, **k):
+        if did.endswith("medium-v0"):
+            real(did, *a, **k)  # the dataset is complete in staging ...
+            raise KeyboardInterrupt  # ... but the process dies before the rename
+        return real(did, *a, **k)
+
+    monkeypatch.setattr(build, "write_minari", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_suite("Hopper-v5", ["random", "expert", "medium"], size=60, **quiet)
+    assert local_dataset_exists("offrl/hopper/random-v0")
+    assert not local_dataset_exists("offrl/hopper/expert-v0") and not local_dataset_exists("offrl/hopper/medium-v0")
+    monkeypatch.setattr(build, "write_minari", real)
+    rep = build.build_suite("Hopper-v5", ["random", "expert", "medium"], size=60, resume=True, **quiet)
+    assert [rep[lv]["built"] for lv in ("random", "expert", "medium")] == [False, True, True]
+    import minari
+
+    assert len(minari.list_local_datasets()) == 3
+
+
+def test_ensure_dataset(behavior, root, monkeypatch):
+    monkeypatch.setattr(build, "BEHAVIOR_ROOT", os.path.dirname(behavior))
+    assert build.ensure_dataset("offrl/hopper/medium-v0", size=120, log=lambda *a: None) == "offrl/hopper/medium-v0"
+    a, info = arrays("offrl/hopper/medium-v0")
+    assert len(a["rewards"]) == 120 and info.ref_max_score == 1000.0
+    stat = os.stat(os.path.join(root, "offrl/hopper/medium-v0/data/main_data.hdf5")).st_mtime_ns
+    build.ensure_dataset("offrl/hopper/medium-v0", size=120)  # present: used as it is
+    assert os.stat(os.path.join(root, "offrl/hopper/medium-v0/data/main_data.hdf5")).st_mtime_ns == stat
+    with pytest.raises(ValueError):
+        build.ensure_dataset("mujoco/hopper/medium-v0")
+    with pytest.raises(build.UnknownLevelError):
+        build.ensure_dataset("offrl/hopper/best-v0")
+    # the package entry point goes through ensure_dataset for offrl/* ids
+    from offrl.data import load_dataset
+
+    data, info = load_dataset("offrl/hopper/random-v0", size=50)
+    assert data.size == 50
+
+
+def test_sac_numpy_actor_matches_flax_and_checkpoint_roundtrip(tmp_path):
+    state = sac.init_sac(jax.random.PRNGKey(0), 11, 3, hidden_dims=(16, 16))
+    rng = np.random.default_rng(0)
+    batches = dict(obs=rng.standard_normal((3, 32, 11)).astype(np.float32),
+                   act=rng.uniform(-1, 1, (3, 32, 3)).astype(np.float32),
+                   rew=rng.standard_normal((3, 32)).astype(np.float32),
+                   next_obs=rng.standard_normal((3, 32, 11)).astype(np.float32),
+                   done=(rng.uniform(size=(3, 32)) < 0.1).astype(np.float32))
+    new, metrics = sac.update_many(state, batches, jax.random.PRNGKey(1))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert float(new.log_alpha.params["log_alpha"]) != 0.0
+    actor = sac.NumpyActor(new.actor.params, -np.ones(3), np.ones(3))
+    obs = rng.standard_normal((5, 11)).astype(np.float32)
+    mean, log_std = new.actor.apply_fn({"params": new.actor.params}, obs)
+    m, ls = actor.dist(obs)
+    np.testing.assert_allclose(m, mean, atol=1e-5)
+    np.testing.assert_allclose(ls, log_std, atol=1e-5)
+    path = str(tmp_path / "a.msgpack")
+    sac.save_actor(path, new.actor.params, 11, 3, "Hopper-v5", 7, 12.5, (16, 16))
+    params, meta = sac.load_actor(path)
+    assert meta["step"] == 7 and meta["mean_return"] == 12.5 and meta["obs_dim"] == 11
+    loaded, _ = sac.numpy_actor_from_checkpoint(path)
+    np.testing.assert_array_equal(loaded.dist(obs)[0], m)
+
+
+def test_tiny_sac_run_select_and_build(tmp_path, monkeypatch):
+    """End to end: SAC writes checkpoints, select_behavior picks expert/medium, the builder uses them."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    out = str(tmp_path / "sac")
+    hist = sac.train("Hopper-v5", steps=400, out=out, warmup=100, chunk=50, batch_size=32, hidden_dims=(16, 16),
+                     ckpt_every=100, eval_episodes=1, log_every=200, log=lambda *a, **k: None)
+    assert [h["step"] for h in hist] == [100, 200, 300, 400]
+    assert len([f for f in os.listdir(out) if f.endswith(".msgpack")]) == 4
+    dest = str(tmp_path / "behavior" / "hopper")
+    man = build.select_behavior(out, "Hopper-v5", dest, eval_episodes=2, random_episodes=3, log=lambda *a: None)
+    assert man["warmup"] == 100 and man["expert"] in os.listdir(dest)
+    assert [r["step"] for r in man["replay"]][-1] == man["medium_step"] < man["expert_step"]
+    with open(os.path.join(dest, "manifest.json")) as f:
+        assert json.load(f)["ref_max_score"] == man["ref_max_score"]
+    rep = build.build_suite("Hopper-v5", ["medium-replay", "expert"], size=150, behavior_dir=dest, options=TINY,
+                            progress=False, log=lambda *a: None)
+    assert rep["medium-replay"]["transitions"] == min(150, man["medium_step"])
+
+
+COMMITTED = os.path.join(build.BEHAVIOR_ROOT, "hopper", "manifest.json")
+
+
+@pytest.mark.skipif(not os.path.exists(COMMITTED), reason="no committed Hopper behaviour policies")
+def test_committed_behavior_policies_load():
+    with open(COMMITTED) as f:
+        man = json.load(f)
+    d = os.path.dirname(COMMITTED)
+    for file in {man["expert"], man["medium"], *[r["file"] for r in man["replay"]]}:
+        assert os.path.getsize(os.path.join(d, file)) < 2_000_000
+        actor, meta = sac.numpy_actor_from_checkpoint(os.path.join(d, file))
+        assert meta["env_id"] == man["env_id"] and meta["obs_dim"] == 11
+        assert actor.unit_action(np.zeros(11, np.float32), None).shape == (3,)
+    assert man["ref_max_score"] > man["ref_min_score"]
