@@ -1,0 +1,412 @@
+"""BPPO — Behavior Proximal Policy Optimization (Zhuang et al., ICLR 2023), with its Onestep
+and iterative variants, as one four-stage pipeline.
+
+    1. value   V(s) <- MC return-to-go G (MSE), MLP 3x512
+    2. q       Q(s,a) by SARSA: y = r + gamma (1-d) Q_targ(s', a'_data), MLP 2x1024,
+               Polyak tau every ``q_target_every`` updates
+    3. bc      pi_b: Gaussian, mu = tanh(out[:A]), log_std = -5 + 2.5 (tanh(out[A:]) + 1),
+               NLL of dataset actions, MLP 2x1024, orthogonal init (gain 1)
+    4. improve pi initialised from pi_b, pi_k <- pi_b, then per step i:
+               a ~ pi_k(.|s) (rsample);  A = Q(s,a) - V(s), normalised over the batch,
+               A *= omega where A > 0 else (1 - omega)
+               ratio = pi(a|s) / pi_k(a|s)
+               L = -mean(min(ratio A, clip(ratio, 1-eps_i, 1+eps_i) A) + ent_w H(pi))
+               eps_i = eps_0 sigma^min(i, 200);  lr_i = lr_0 0.98^(min(i, 200) // 2)
+               global grad-norm clip 0.5.
+               "if J(pi) > J(pi_k): pi_k <- pi", where J is
+                 selection='online'  : the score of ``select_episodes`` deterministic episodes,
+                                        evaluated between compiled chunks (``after_chunk``),
+                                        compared per seed with the best score so far (the
+                                        reference code's rule; it starts from pi_b's score);
+                 selection='offline' : E_{s~batch} Q(s, mean pi(s)) against the same for pi_k,
+                                        in-graph, every ``select_interval`` steps;
+                 selection='none'    : Onestep BPPO, pi_k = pi_b throughout.
+               ``bppo_off = N > 0``: iterative BPPO — N off-policy Q updates towards Q_{pi_k}
+               (a' ~ pi_k(s')) per policy step instead of advantage replacement.
+
+The whole pipeline is pure and vmapped over seeds by the runtime; only online selection leaves
+the graph (it needs environment rollouts), and it keeps every seed's choice separate.
+``value_relu_output`` reproduces the reference code's ReLU at the end of V and Q (default off).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl import nets
+from offrl.algos import Spec, Stage
+from offrl.algos.common import adam, make_state
+
+SELECTIONS = ("online", "offline", "none")
+STAGE_NAMES = ("value", "q", "bc", "improve")
+IMPROVE = 3
+
+
+def default_agent_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            # stage 1: V by Monte-Carlo regression
+            v_hidden_dims=(512, 512, 512),
+            v_lr=1e-4,
+            v_steps=2_000_000,
+            # stage 2: Q by SARSA
+            q_hidden_dims=(1024, 1024),
+            q_lr=1e-4,
+            q_steps=2_000_000,
+            tau=0.005,
+            q_target_every=2,
+            value_relu_output=False,  # reference code's ReLU after V's and Q's last layer
+            # stage 3: behaviour cloning
+            pi_hidden_dims=(1024, 1024),
+            bc_lr=1e-4,
+            bc_steps=500_000,
+            # stage 4: policy improvement
+            pi_lr=1e-4,
+            pi_steps=1000,
+            clip_eps=0.25,
+            clip_decay=0.96,  # sigma; 1.0 switches the clip decay off
+            lr_decay=0.98,  # 1.0 switches the learning-rate decay off
+            lr_decay_every=2,
+            decay_until=200,  # both decays freeze after this many improvement steps
+            omega=0.9,
+            entropy_weight=0.0,
+            grad_clip=0.5,
+            adv_std_ddof=1,  # the reference normalises with torch's unbiased std
+            selection="online",  # online | offline | none (= Onestep BPPO)
+            select_interval=1,  # improvement steps between J(pi) > J(pi_k) checks (reference: 1)
+            select_episodes=10,  # episodes per online check (reference: 10)
+            select_seed=500_000,  # online checks all reset from the same seeds: paired comparisons
+            bppo_off=0,  # N > 0: iterative BPPO, N off-policy Q steps towards Q_{pi_k} per policy step
+        )
+    )
+
+
+# ----------------------------------------------------------------------------- networks
+class ValueNet(nn.Module):
+    """V(s) or Q(s, a): an MLP with one output, optionally ReLU'd (the reference code's quirk)."""
+
+    hidden_dims: Sequence[int]
+    relu_output: bool = False
+
+    @nn.compact
+    def __call__(self, obs, actions=None):
+        x = obs if actions is None else jnp.concatenate([obs, actions], -1)
+        out = nets.MLP(tuple(self.hidden_dims), 1)(x).squeeze(-1)
+        return nn.relu(out) if self.relu_output else out
+
+
+class BPPOPolicy(nn.Module):
+    """The reference GaussPolicyMLP: one MLP to 2A outputs, tanh, then mean in (-1, 1) and
+    log_std = -5 + 2.5 (out + 1) in (-5, 0); orthogonal init with gain 1; a plain Normal."""
+
+    act_dim: int
+    hidden_dims: Sequence[int] = (1024, 1024)
+
+    @nn.compact
+    def __call__(self, obs):
+        out = jnp.tanh(nets.MLP(tuple(self.hidden_dims), 2 * self.act_dim, kernel_init=nn.initializers.orthogonal(1.0))(obs))
+        mean, raw = jnp.split(out, 2, axis=-1)
+        return mean, -5.0 + 2.5 * (raw + 1.0)
+
+
+class BPPOState(struct.PyTreeNode):
+    value: TrainState
+    q: TrainState
+    q_target: dict
+    bc: TrainState  # pi_b after stage 3
+    pi: TrainState  # the improved policy (initialised from pi_b at improvement step 0)
+    pi_k: dict  # parameters of pi_k
+    improving: jax.Array  # bool: stage 4 has started (``act`` then uses pi, before it pi_b)
+    best_score: jax.Array  # online selection: best J(pi_k) seen so far (starts at pi_b's score)
+    replacements: jax.Array  # int32: how many times pi_k was replaced
+
+
+def _pi_tx(config):
+    """Global-norm clip then Adam whose learning rate is injected every step (``lr_at``)."""
+    ag = config.agent
+    return optax.chain(optax.clip_by_global_norm(ag.grad_clip), optax.inject_hyperparams(optax.adam)(learning_rate=ag.pi_lr))
+
+
+def init(key, spec: Spec, config) -> BPPOState:
+    ag = config.agent
+    kv, kq, kp = jax.random.split(key, 3)
+    obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
+    value = make_state(kv, ValueNet(tuple(ag.v_hidden_dims), ag.value_relu_output), (obs,), adam(ag.v_lr))
+    q = make_state(kq, ValueNet(tuple(ag.q_hidden_dims), ag.value_relu_output), (obs, act), adam(ag.q_lr))
+    policy = BPPOPolicy(spec.act_dim, tuple(ag.pi_hidden_dims))
+    bc = make_state(kp, policy, (obs,), adam(ag.bc_lr))
+    pi = TrainState.create(apply_fn=policy.apply, params=bc.params, tx=_pi_tx(config))
+    return BPPOState(
+        value, q, q.params, bc, pi, bc.params, jnp.asarray(False), jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32)
+    )
+
+
+# ----------------------------------------------------------------------------- schedules and losses
+def clip_at(step, config):
+    """eps_i = eps_0 sigma^i for i <= decay_until, then eps_{decay_until}."""
+    ag = config.agent
+    return ag.clip_eps * ag.clip_decay ** jnp.minimum(step, ag.decay_until)
+
+
+def lr_at(step, config):
+    """lr_i = lr_0 * lr_decay^(floor(min(i, decay_until) / lr_decay_every)): x0.98 every 2 steps, then frozen."""
+    ag = config.agent
+    return ag.pi_lr * ag.lr_decay ** (jnp.minimum(step, ag.decay_until) // ag.lr_decay_every)
+
+
+def normalize_advantage(adv, ddof: int = 1):
+    return (adv - adv.mean()) / (adv.std(ddof=ddof) + 1e-10)
+
+
+def asymmetric_weight(adv, omega):
+    """omega * A where A > 0, (1 - omega) * A elsewhere (omega = 0.5 halves every advantage's scale only)."""
+    return jnp.where(adv > 0, omega, 1.0 - omega) * adv
+
+
+def clipped_surrogate(logp, logp_old, adv, eps):
+    """Per-sample PPO objective min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - logp_old)."""
+    ratio = jnp.exp(logp - logp_old)
+    return jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv)
+
+
+# ----------------------------------------------------------------------------- stages 1-3
+def value_update(state: BPPOState, batch, key, step, config):
+    def loss_fn(p):
+        v = state.value.apply_fn(p, batch.observations)
+        return ((v - batch.returns) ** 2).mean(), v
+
+    (loss, v), g = jax.value_and_grad(loss_fn, has_aux=True)(state.value.params)
+    return state.replace(value=state.value.apply_gradients(grads=g)), {"v_loss": loss, "v": v.mean()}
+
+
+def _q_step(state: BPPOState, batch, next_actions, config):
+    """One TD step of Q towards r + gamma (1-d) Q_targ(s', next_actions); Polyak every q_target_every."""
+    ag = config.agent
+    next_q = state.q.apply_fn(state.q_target, batch.next_observations, next_actions)
+    target = jax.lax.stop_gradient(batch.rewards + config.discount * (1.0 - batch.terminals) * next_q)
+
+    def loss_fn(p):
+        q = state.q.apply_fn(p, batch.observations, batch.actions)
+        return ((q - target) ** 2).mean(), q
+
+    (loss, q), g = jax.value_and_grad(loss_fn, has_aux=True)(state.q.params)
+    new_q = state.q.apply_gradients(grads=g)
+    # the reference updates the target after every ``q_target_every``-th optimiser step
+    tgt = jax.tree_util.tree_map(
+        lambda t, o: jnp.where(new_q.step % ag.q_target_every == 0, (1 - ag.tau) * t + ag.tau * o, t), state.q_target, new_q.params
+    )
+    return state.replace(q=new_q, q_target=tgt), {"q_loss": loss, "q": q.mean()}
+
+
+def q_update(state: BPPOState, batch, key, step, config):
+    return _q_step(state, batch, batch.next_actions, config)
+
+
+def bc_update(state: BPPOState, batch, key, step, config):
+    def loss_fn(p):
+        mean, log_std = state.bc.apply_fn(p, batch.observations)
+        return -nets.gaussian_log_prob(batch.actions, mean, log_std).mean(), log_std
+
+    (loss, log_std), g = jax.value_and_grad(loss_fn, has_aux=True)(state.bc.params)
+    return state.replace(bc=state.bc.apply_gradients(grads=g)), {"bc_loss": loss, "bc_std": jnp.exp(log_std).mean()}
+
+
+# ----------------------------------------------------------------------------- stage 4
+def _start_improvement(state: BPPOState) -> BPPOState:
+    """pi <- pi_b with a fresh optimiser; pi_k <- pi_b."""
+    pi = state.pi.replace(step=jnp.zeros_like(state.pi.step), params=state.bc.params, opt_state=state.pi.tx.init(state.bc.params))
+    return state.replace(pi=pi, pi_k=state.bc.params, improving=jnp.asarray(True))
+
+
+def policy_loss(params, state: BPPOState, obs, key, eps, config):
+    ag = config.agent
+    apply = state.pi.apply_fn
+    mean_k, log_std_k = apply(state.pi_k, obs)
+    a = jax.lax.stop_gradient(nets.gaussian_sample(key, mean_k, log_std_k))  # rsample, not clipped
+    logp_old = nets.gaussian_log_prob(a, mean_k, log_std_k)
+    adv = state.q.apply_fn(state.q.params, obs, a) - state.value.apply_fn(state.value.params, obs)
+    adv = asymmetric_weight(normalize_advantage(adv, ag.adv_std_ddof), ag.omega)
+    mean, log_std = apply(params, obs)
+    logp = nets.gaussian_log_prob(a, mean, log_std)
+    surr = clipped_surrogate(logp, logp_old, adv, eps)
+    entropy = nets.gaussian_entropy(log_std)
+    loss = -(surr + ag.entropy_weight * entropy).mean()
+    ratio = jnp.exp(logp - logp_old)
+    return loss, {
+        "pi_loss": loss,
+        "ratio_pi_pik": ratio.mean(),
+        "clip_fraction": (jnp.abs(ratio - 1.0) > eps).mean(),
+        "entropy": entropy.mean(),
+    }
+
+
+def offline_score(state: BPPOState, params, obs):
+    """J(pi) estimated as E_s Q(s, mean pi(s))."""
+    mean, _ = state.pi.apply_fn(params, obs)
+    return state.q.apply_fn(state.q.params, obs, mean).mean()
+
+
+def improve_update(state: BPPOState, batch, key, step, config):
+    ag = config.agent
+    state = jax.lax.cond(step == 0, _start_improvement, lambda s: s, state)
+    n_off = int(ag.bppo_off)
+    b = batch.observations.shape[0] // (n_off + 1)
+    pi_batch = jax.tree_util.tree_map(lambda x: x[:b], batch)
+    k_pi, k_q = jax.random.split(key)
+    metrics = {}
+
+    if n_off:  # iterative BPPO: Q towards Q_{pi_k} with a' ~ pi_k(s'), N steps on N fresh batches
+        q_batches = jax.tree_util.tree_map(lambda x: x[b : b * (n_off + 1)].reshape((n_off, b) + x.shape[1:]), batch)
+
+        def q_body(s, inp):
+            qb, k = inp
+            mean, log_std = s.pi.apply_fn(s.pi_k, qb.next_observations)
+            a_next = jnp.clip(nets.gaussian_sample(k, mean, log_std), -1.0, 1.0)
+            return _q_step(s, qb, a_next, config)
+
+        state, qm = jax.lax.scan(q_body, state, (q_batches, jax.random.split(k_q, n_off)))
+        metrics.update({k: v.mean() for k, v in qm.items()})
+
+    eps, lr = clip_at(step, config), lr_at(step, config)
+    opt_state = state.pi.opt_state
+    opt_state = (opt_state[0], opt_state[1]._replace(hyperparams={**opt_state[1].hyperparams, "learning_rate": lr}))
+    pi = state.pi.replace(opt_state=opt_state)
+    grads, info = jax.grad(policy_loss, has_aux=True)(pi.params, state, pi_batch.observations, k_pi, eps, config)
+    pi = pi.apply_gradients(grads=grads)
+    state = state.replace(pi=pi)
+    metrics.update(info)
+
+    if ag.selection == "offline":
+
+        def check(s: BPPOState):
+            j_new = offline_score(s, s.pi.params, pi_batch.observations)
+            j_k = offline_score(s, s.pi_k, pi_batch.observations)
+            better = j_new > j_k
+            pik = jax.tree_util.tree_map(lambda n, o: jnp.where(better, n, o), s.pi.params, s.pi_k)
+            return s.replace(pi_k=pik, replacements=s.replacements + better.astype(jnp.int32)), (j_new, j_k)
+
+        def skip(s: BPPOState):
+            j = offline_score(s, s.pi.params, pi_batch.observations)
+            return s, (j, offline_score(s, s.pi_k, pi_batch.observations))
+
+        state, (j_new, j_k) = jax.lax.cond((step + 1) % ag.select_interval == 0, check, skip, state)
+        metrics.update({"j_offline_pi": j_new, "j_offline_pik": j_k})
+
+    # how far pi_k has moved from pi_b (paper Figures 1, 7): ratio on dataset actions
+    mk, lk = state.pi.apply_fn(state.pi_k, pi_batch.observations)
+    mb, lb = state.pi.apply_fn(state.bc.params, pi_batch.observations)
+    log_kb = nets.gaussian_log_prob(pi_batch.actions, mk, lk) - nets.gaussian_log_prob(pi_batch.actions, mb, lb)
+    metrics.update(
+        {
+            "clip_eps": eps,
+            "pi_lr": lr,
+            "ratio_pik_pib": jnp.exp(log_kb).mean(),
+            "log_ratio_pik_pib": log_kb.mean(),
+            "replacements": state.replacements.astype(jnp.float32),
+        }
+    )
+    return state, metrics
+
+
+# ----------------------------------------------------------------------------- the contract
+def stages(config) -> list[Stage]:
+    ag, bs = config.agent, config.batch_size
+
+    def bind(fn):
+        return lambda s, b, k, t: fn(s, b, k, t, config)
+
+    return [
+        Stage("value", bind(value_update), ag.v_steps, bs, evaluate=False),
+        Stage("q", bind(q_update), ag.q_steps, bs, evaluate=False),
+        Stage("bc", bind(bc_update), ag.bc_steps, bs),
+        Stage("improve", bind(improve_update), ag.pi_steps, bs * (1 + int(ag.bppo_off))),
+    ]
+
+
+def _policy_params(state: BPPOState):
+    return jax.tree_util.tree_map(lambda p, b: jnp.where(state.improving, p, b), state.pi.params, state.bc.params)
+
+
+def act(state: BPPOState, obs, key, config, deterministic: bool = True):
+    mean, log_std = state.pi.apply_fn(_policy_params(state), obs)
+    if deterministic:
+        return mean
+    return jnp.clip(nets.gaussian_sample(key, mean, log_std), -1.0, 1.0)
+
+
+def variant(config) -> str:
+    """What produced a result: 'BPPO (online selection)', 'Onestep BPPO', 'BPPO_off=5 (offline selection)', ..."""
+    ag = config.agent
+    if ag.selection == "none":
+        name = "Onestep BPPO"
+    else:
+        name = f"BPPO_off={ag.bppo_off}" if ag.bppo_off else "BPPO"
+        name += f" ({ag.selection} selection every {ag.select_interval} step(s))"
+    return name + (" + iterative Q" if ag.selection == "none" and ag.bppo_off else "")
+
+
+def chunk_every(config) -> dict:
+    """Online selection needs the runner to stop the improvement stage every ``select_interval`` updates."""
+    if config.agent.selection == "online":
+        return {IMPROVE: int(config.agent.select_interval)}
+    return {}
+
+
+def _per_seed_where(pred, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred.reshape(pred.shape + (1,) * (x.ndim - pred.ndim)), x, y), a, b)
+
+
+def after_chunk(states: BPPOState, ctx, stage: int, stage_step: int) -> BPPOState:
+    """Online selection (host side, between compiled chunks; every seed decides for itself).
+
+    At the end of BC, pi_b's score becomes each seed's best; in the improvement stage, every
+    ``select_interval`` steps pi is evaluated and replaces pi_k where it beats that seed's best.
+    All checks reset their environments from the same seeds, so they are paired comparisons.
+    """
+    config = ctx.exp.config
+    ag = config.agent
+    if ag.selection != "online":
+        return states
+    n_bc, n_pi = ag.bc_steps, ag.pi_steps
+    kw = dict(num_episodes=ag.select_episodes, base_seed=config.eval_seed + ag.select_seed)
+    if stage == 2 and stage_step == n_bc:
+        return states.replace(best_score=jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32))
+    if stage != IMPROVE or not (stage_step % ag.select_interval == 0 or stage_step == n_pi):
+        return states
+    score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
+    better = score > states.best_score
+    return states.replace(
+        pi_k=_per_seed_where(better, states.pi.params, states.pi_k),
+        best_score=jnp.where(better, score, states.best_score),
+        replacements=states.replacements + better.astype(jnp.int32),
+    )
+
+
+def validate(config):
+    ag = config.agent
+    if ag.selection not in SELECTIONS:
+        raise ValueError(f"agent.selection={ag.selection!r} is invalid: choose one of {SELECTIONS}")
+    for k in ("v_steps", "q_steps", "bc_steps", "pi_steps", "bppo_off", "decay_until"):
+        if not (isinstance(ag[k], int) and ag[k] >= 0):
+            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 0")
+    for k in ("select_interval", "select_episodes", "q_target_every", "lr_decay_every"):
+        if not (isinstance(ag[k], int) and ag[k] >= 1):
+            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 1")
+    if not 0.0 <= ag.omega <= 1.0:
+        raise ValueError(f"agent.omega={ag.omega!r} is invalid: must lie in [0, 1]")
+    if not 0.0 < ag.clip_eps:
+        raise ValueError(f"agent.clip_eps={ag.clip_eps!r} is invalid: must be > 0")
+    for k in ("clip_decay", "lr_decay", "tau"):
+        if not 0.0 < ag[k] <= 1.0:
+            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must lie in (0, 1]")
+    if ag.grad_clip <= 0:
+        raise ValueError(f"agent.grad_clip={ag.grad_clip!r} is invalid: must be > 0")
