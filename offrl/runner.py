@@ -80,13 +80,17 @@ class EvalContext:
         )
 
 
-def _plan(stages, eval_interval: int):
-    """[(stage index, start, length)] chunks: each evaluating stage is cut every eval_interval updates."""
+def _plan(stages, eval_interval: int, cuts: Optional[dict] = None):
+    """[(stage index, start, length)] chunks: each evaluating stage is cut every eval_interval updates,
+    and stage i also every ``cuts[i]`` updates (an algorithm's ``chunk_every(config)``, e.g. so that
+    BPPO's ``after_chunk`` can select policies online more often than the runner evaluates)."""
     chunks = []
+    cuts = cuts or {}
     for i, st in enumerate(stages):
         start = 0
+        periods = [eval_interval] + ([int(cuts[i])] if cuts.get(i) else [])
         while start < st.num_steps:
-            length = min(eval_interval - start % eval_interval, st.num_steps - start)
+            length = min(min(p - start % p for p in periods), st.num_steps - start)
             chunks.append((i, start, length))
             start += length
     return chunks
@@ -118,6 +122,7 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
     norm = normalized_score(raw, info.ref_min_score, info.ref_max_score)
     return {
         "algo": c.algo,
+        "variant": exp.algo.variant(c) if hasattr(exp.algo, "variant") else c.algo,
         "dataset": c.dataset,
         "hparams": point,
         "score_convention": info.score_convention,
@@ -160,7 +165,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     carry = shard_seeds(init(keys, members.hparams()))
     policy_fn = make_policy_fn(algo, config)
     ctx = EvalContext(exp, policy_fn)
-    chunks = _plan(trainer.stages, config.eval_interval)
+    chunks = _plan(trainer.stages, config.eval_interval, algo.chunk_every(config) if hasattr(algo, "chunk_every") else None)
     total = sum(n for _, _, n in chunks)
 
     progress = {"chunk": 0, "global_step": 0, "evals": []}
