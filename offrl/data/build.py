@@ -468,6 +468,7 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
                     transitions=mixtures.num_transitions(eps), episodes=len(eps), mean_return=float(rets.mean()))
         if ref_max is not None:
             info["normalized_score"] = float(100 * (rets.mean() - ref_min) / (ref_max - ref_min))
+        info["disk_bytes"] = _disk_bytes(os.path.join(datasets_root(), did))
         info.update({f"collect_{k}": v for k, v in suite.stats.get(lv, {}).items()})
         report[lv] = info
         log(f"[build] wrote {did}: {info['transitions']} transitions, {info['episodes']} episodes, "
@@ -475,6 +476,10 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
             + (f" (normalised {info['normalized_score']:.1f})" if "normalized_score" in info else "")
             + f", {info['seconds']:.1f}s")
     return report
+
+
+def _disk_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def parse_dataset_id(did: str) -> tuple[str, str]:
