@@ -16,7 +16,9 @@ An algorithm is one module in this package exposing:
 Optional: ``prepare_data(data, info, config) -> (data, info)`` (e.g. %BC's filtering),
 ``validate(config)`` raising ``ValueError`` on bad hyperparameters, and
 ``after_chunk(states, ctx, stage, stage_step) -> states`` for host-side steps between compiled chunks
-(e.g. BPPO's online policy selection); see ``offrl.runner``.
+(e.g. BPPO's online policy selection), ``chunk_every(config) -> {stage: period}`` to cut chunks
+more often than ``eval_interval`` for that hook, and ``variant(config) -> str`` naming the
+variant in results; see ``offrl.runner``.
 
 Every module in this package not named ``common`` or starting with ``_`` is an
 algorithm: adding the file registers it, and the shared test harness
