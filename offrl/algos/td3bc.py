@@ -6,8 +6,20 @@
 
 The actor and both targets are updated every ``policy_freq`` critic steps.
 Defaults are the paper's (alpha 2.5, lr 3e-4, batch 256, tau 0.005, state
-normalisation). TD3BC++'s plug-ins (gradient penalty, critic-weighted
-constraint) switch on from ``config.agent`` through ``offrl.plugins`` when present.
+normalisation).
+
+TD3BC++ (configs/td3bcpp.py) is this algorithm with the two plug-ins of ``offrl.plugins``
+switched on, each on its own for the paper's ablation (Figure 8):
+
+- ``agent.gp.enabled``: L_Q += lambda_GP * mean sum_i relu(||grad_a Q_i(s, a)|| - k)^2 every
+  ``gp.every`` steps, a uniform in the action box (16 per state);
+- ``agent.cr.enabled``: the BC term of sample j is weighted by W_j, the batch-min-max-normalised
+  mean critic value of the dataset action (no gradient), i.e.
+  L_pi = -lambda mean Q_1(s, pi(s)) + mean_j W_j mean_dims (pi(s_j) - a_j)^2.
+
+Both off (the default) is plain TD3+BC, update for update. ``agent.log_grad_norm`` adds the
+paper's diagnostic metrics ``grad_norm_pi`` / ``grad_norm_data``: mean ||grad_a Q_1|| at the
+policy's and at the dataset's actions (they change no parameter).
 """
 from __future__ import annotations
 
@@ -17,7 +29,7 @@ import ml_collections
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl import nets
+from offrl import nets, plugins
 from offrl.algos import Spec, Stage
 from offrl.algos.common import adam, make_state
 
@@ -33,6 +45,9 @@ def default_agent_config() -> ml_collections.ConfigDict:
             noise_clip=0.5,
             policy_freq=2,
             alpha=2.5,
+            gp=plugins.gp_config(),  # TD3BC++ gradient penalty (off: plain TD3+BC)
+            cr=plugins.cr_config(),  # TD3BC++ critic-weighted BC term (off: plain TD3+BC)
+            log_grad_norm=True,  # metrics ||grad_a Q_1|| at pi(s) and at dataset actions
         )
     )
 
@@ -81,13 +96,45 @@ def actor_loss(actor_params, state: TD3BCState, batch, config, bc_weights=None):
     return loss, {"actor_loss": loss, "bc_loss": bc.mean(), "lambda": lmbda}
 
 
+def _gp_on(ag) -> bool:
+    return "gp" in ag and bool(ag.gp.enabled)
+
+
+def _cr_on(ag) -> bool:
+    return "cr" in ag and bool(ag.cr.enabled)
+
+
+def critic_objective(critic_params, state: TD3BCState, batch, key, step, config):
+    """``critic_loss`` plus, when ``agent.gp.enabled``, the gradient penalty (on its own key)."""
+    loss, info = critic_loss(critic_params, state, batch, key, config)
+    ag = config.agent
+    if _gp_on(ag):
+        q_fn = lambda o, a: state.critic.apply_fn(critic_params, o, a)  # noqa: E731
+        policy_fn = lambda k, o: state.actor.apply_fn(state.actor.params, o)  # noqa: E731
+        pen, ginfo = plugins.gp_penalty(
+            q_fn, jax.random.fold_in(key, 1), step, batch.observations, batch.actions, ag.gp, policy_fn, True
+        )
+        info = {**info, **ginfo, "td_loss": loss, "critic_loss": loss + pen}
+        loss = loss + pen
+    return loss, info
+
+
+def bc_weights(state: TD3BCState, batch, config):
+    """CR weights of the dataset actions under the current critic, or None when CR is off."""
+    ag = config.agent
+    if not _cr_on(ag):
+        return None
+    return plugins.critic_weights(state.critic.apply_fn(state.critic.params, batch.observations, batch.actions), ag.cr)
+
+
 def update(state: TD3BCState, batch, key, step, config):
     ag = config.agent
-    grads, info = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, key, config)
+    grads, info = jax.grad(critic_objective, has_aux=True)(state.critic.params, state, batch, key, step, config)
     state = state.replace(critic=state.critic.apply_gradients(grads=grads))
+    w = bc_weights(state, batch, config)
 
     def actor_step(s: TD3BCState):
-        g, ainfo = jax.grad(actor_loss, has_aux=True)(s.actor.params, s, batch, config)
+        g, ainfo = jax.grad(actor_loss, has_aux=True)(s.actor.params, s, batch, config, w)
         actor = s.actor.apply_gradients(grads=g)
         return s.replace(
             actor=actor,
@@ -96,11 +143,19 @@ def update(state: TD3BCState, batch, key, step, config):
         ), ainfo
 
     def skip(s: TD3BCState):
-        _, ainfo = actor_loss(s.actor.params, s, batch, config)
+        _, ainfo = actor_loss(s.actor.params, s, batch, config, w)
         return s, ainfo
 
     state, ainfo = jax.lax.cond(step % ag.policy_freq == 0, actor_step, skip, state)
-    return state, {**info, **ainfo}
+    info = {**info, **ainfo}
+    if w is not None:
+        info["cr_weight_mean"] = w.mean()
+    if ag.get("log_grad_norm", False):
+        q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
+        pi = state.actor.apply_fn(state.actor.params, batch.observations)
+        info["grad_norm_pi"] = plugins.action_grad_norm(q1, batch.observations, pi).mean()
+        info["grad_norm_data"] = plugins.action_grad_norm(q1, batch.observations, batch.actions).mean()
+    return state, info
 
 
 def stages(config) -> list[Stage]:
@@ -119,3 +174,5 @@ def validate(config):
         raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
     if ag.alpha < 0:
         raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")
+    if "gp" in ag and "cr" in ag:
+        plugins.validate(ag)

@@ -1,0 +1,163 @@
+"""TD3BC++ / BEAR++ plug-ins (paper: td3bc-pp-bear-pp-contaminated-datasets.md), usable by any actor-critic.
+
+**GP**, gradient penalty on the critic (paper Eq. 8, Listing 1), added to the critic loss every
+``gp.every`` critic steps::
+
+    L_GP = lambda_GP * mean_{s ~ D, a} sum_i relu(||grad_a Q_i(s, a)||_2 - k)^2
+
+Actions ``a`` come from ``gp.actions``:
+
+- ``uniform`` (default, the paper's choice): each batch state repeated ``gp.repeats`` (16) times,
+  one action drawn uniformly in the action box [-1, 1]^A per copy;
+- ``dataset``: each state's own dataset action (no repetition: 16 copies of the same pair would
+  leave the mean unchanged);
+- ``policy``: the current policy's action(s) at the state, no gradient into the policy (repeated
+  ``gp.repeats`` times for a stochastic policy, once for a deterministic one).
+
+The sum over critics and the mean over samples follow Listing 1 (``(relu(g1-k)^2 + relu(g2-k)^2).mean()``).
+An algorithm calls :func:`gp_penalty` from its critic loss with its own critic apply function
+``q_fn(obs, actions) -> (num_critics, N)`` and the ``step`` the runtime passes to ``update``.
+
+**CR**, critic-weighted constraint relaxation (paper Eq. 10): per-sample weights of the
+behaviour constraint::
+
+    W(s, a) = (Q(s, a) - min_batch Q) / (max_batch Q - min_batch Q)     in [0, 1], no gradient
+
+``cr.critic`` picks Q from the critic ensemble: ``mean`` over the critics (default: Listing 1 uses
+``(current_Q1 + current_Q2) / 2`` of the dataset action), ``min``, or ``q1``. ``cr.normalize=False``
+uses the raw critic value as Listing 1 literally does; the default follows Eq. 10's min-max
+normalisation. A batch whose values are all equal gets weight 1 everywhere (no relaxation).
+
+:func:`action_grad_norm` is the exploding-gradient diagnostic of the paper's Figure 3, logged as
+a metric by the algorithms that use these plug-ins.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+GP_ACTIONS = ("uniform", "dataset", "policy")
+CR_CRITICS = ("mean", "min", "q1")
+
+
+def gp_config(enabled: bool = False, weight: float = 1.0) -> ml_collections.ConfigDict:
+    """``agent.gp``: weight = lambda_GP, k = gradient-norm threshold, every = N (penalise every N critic steps)."""
+    return ml_collections.ConfigDict(dict(enabled=enabled, weight=weight, k=1.0, every=5, repeats=16, actions="uniform"))
+
+
+def cr_config(enabled: bool = False) -> ml_collections.ConfigDict:
+    """``agent.cr``: which critic value weights the constraint, and whether to min-max normalise it."""
+    return ml_collections.ConfigDict(dict(enabled=enabled, critic="mean", normalize=True))
+
+
+def validate(agent_config) -> None:
+    gp, cr = agent_config.gp, agent_config.cr
+    if gp.actions not in GP_ACTIONS:
+        raise ValueError(f"agent.gp.actions={gp.actions!r} is invalid: choose one of {GP_ACTIONS}")
+    if int(gp.every) < 1 or int(gp.repeats) < 1:
+        raise ValueError(f"agent.gp.every and agent.gp.repeats must be >= 1, got {gp.every}, {gp.repeats}")
+    if gp.k < 0:
+        raise ValueError(f"agent.gp.k must be >= 0, got {gp.k}")
+    if cr.critic not in CR_CRITICS:
+        raise ValueError(f"agent.cr.critic={cr.critic!r} is invalid: choose one of {CR_CRITICS}")
+
+
+# ------------------------------------------------------------------------------- gradients
+def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
+    """L2 norm whose gradient at 0 is 0 rather than NaN."""
+    sq = jnp.sum(x**2, axis=axis)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def action_grads(q_fn: Callable, obs: jax.Array, actions: jax.Array) -> jax.Array:
+    """d Q_i(s_j, a_j) / d a_j for every critic i and sample j: (num_critics, N, A).
+
+    ``q_fn(obs, actions) -> (num_critics, N)``; samples are independent, so the gradient of
+    sum_j Q_i(s_j, a_j) w.r.t. the actions gives every per-sample gradient at once.
+    """
+    q, vjp = jax.vjp(lambda a: q_fn(obs, a), actions)
+    eye = jnp.eye(q.shape[0], dtype=q.dtype)[:, :, None] * jnp.ones_like(q)[None]
+    return jax.vmap(lambda ct: vjp(ct)[0])(eye)
+
+
+def action_grad_norm(q_fn: Callable, obs: jax.Array, actions: jax.Array) -> jax.Array:
+    """||grad_a Q_i(s, a)||_2 per critic and sample: (num_critics, N)."""
+    return safe_norm(action_grads(q_fn, obs, actions))
+
+
+def gradient_penalty(q_fn: Callable, obs: jax.Array, actions: jax.Array, k: float = 1.0):
+    """mean_j sum_i relu(||grad_a Q_i(s_j, a_j)|| - k)^2 (unweighted), and the gradient norms (num_critics, N)."""
+    norms = action_grad_norm(q_fn, obs, actions)
+    return jnp.mean(jnp.sum(jax.nn.relu(norms - k) ** 2, axis=0)), norms
+
+
+def gp_inputs(key, obs, dataset_actions, gp, policy_fn: Optional[Callable] = None, deterministic_policy: bool = False):
+    """(states, actions) the penalty is evaluated on; see the module docstring for ``gp.actions``.
+
+    ``policy_fn(key, obs) -> actions`` in [-1, 1]^A (its output is not differentiated).
+    """
+    src, reps = gp.actions, int(gp.repeats)
+    if src == "dataset":
+        return obs, dataset_actions
+    if src == "policy":
+        if policy_fn is None:
+            raise ValueError("agent.gp.actions='policy' needs the algorithm's policy function")
+        if deterministic_policy:
+            reps = 1
+        o = jnp.repeat(obs, reps, axis=0)
+        return o, jax.lax.stop_gradient(policy_fn(key, o))
+    o = jnp.repeat(obs, reps, axis=0)
+    return o, jax.random.uniform(key, (o.shape[0], dataset_actions.shape[-1]), minval=-1.0, maxval=1.0)
+
+
+def gp_penalty(q_fn, key, step, obs, dataset_actions, gp, policy_fn=None, deterministic_policy=False):
+    """lambda_GP * penalty on steps where ``step % gp.every == 0``, else 0; and metrics.
+
+    Call it inside the critic loss (it is differentiated w.r.t. the critic parameters ``q_fn``
+    closes over). ``step`` is the runtime's int32 update index, the same for every seed, so the
+    ``lax.cond`` stays a real branch under the seed vmap and the penalty is only computed on the
+    steps that use it. Metrics: ``gp_penalty`` (the weighted term, 0 on skipped steps) and
+    ``gp_grad_norm`` (mean gradient norm on the penalised samples; 0 on skipped steps).
+    """
+
+    def on(_):
+        o, a = gp_inputs(key, obs, dataset_actions, gp, policy_fn, deterministic_policy)
+        pen, norms = gradient_penalty(q_fn, o, a, gp.k)
+        return gp.weight * pen, jnp.mean(norms)
+
+    def off(_):
+        z = jnp.zeros((), jnp.float32)
+        return z, z
+
+    pen, gnorm = jax.lax.cond(step % int(gp.every) == 0, on, off, None)
+    return pen, {"gp_penalty": pen, "gp_grad_norm": gnorm}
+
+
+# ------------------------------------------------------------------------------- critic weights
+def reduce_critics(q: jax.Array, critic: str = "mean") -> jax.Array:
+    """(num_critics, ...) -> (...) by ``critic`` in mean | min | q1."""
+    if critic == "mean":
+        return q.mean(0)
+    if critic == "min":
+        return q.min(0)
+    if critic == "q1":
+        return q[0]
+    raise ValueError(f"unknown critic reduction {critic!r}: choose one of {CR_CRITICS}")
+
+
+def minmax_weights(values: jax.Array) -> jax.Array:
+    """(v - min) / (max - min) over the batch, stop-gradient; all ones when the batch is constant."""
+    v = jax.lax.stop_gradient(values)
+    lo, hi = v.min(), v.max()
+    rng = hi - lo
+    return jnp.where(rng > 0, (v - lo) / jnp.where(rng > 0, rng, 1.0), jnp.ones_like(v))
+
+
+def critic_weights(q: jax.Array, cr) -> jax.Array:
+    """CR weights W (B,) from critic values ``q`` (num_critics, B) of the constrained actions."""
+    v = reduce_critics(jax.lax.stop_gradient(q), cr.critic)
+    return minmax_weights(v) if cr.normalize else v
