@@ -34,5 +34,5 @@ def load_dataset(dataset: str, discount: float = 0.99, download: bool = True, si
     if dataset.startswith("offrl/"):
         from offrl.data.build import ensure_dataset
 
-        ensure_dataset(dataset, size=size)
+        ensure_dataset(dataset, size=size, progress=True)
     return load_minari(dataset, discount=discount, download=download)
