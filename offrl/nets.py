@@ -173,3 +173,63 @@ def tanh_gaussian_log_prob(actions, mean, log_std, eps: float = 1e-6):
 def polyak(target, online, tau: float):
     """target <- tau * online + (1 - tau) * target."""
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+class ConditionalVAE(nn.Module):
+    """Conditional VAE of actions given states (BCQ / BEAR behaviour model; reused by BRAC+).
+
+    - ``encode(obs, act) -> (mu, log_std)`` of q(z | s, a), log_std clipped to [enc_log_std_min, max];
+    - ``decode(obs, z)`` -> the decoder's raw output: an unsquashed action (``(mean, log_std)`` of a
+      Gaussian over it when ``decoder_std``, log_std clipped to [dec_log_std_min, max]). Callers squash
+      it (BEAR: ``tanh``) or use it as a pre-tanh action;
+    - ``sample(obs, key, num)`` -> ``num`` decoded latents per state: (B, num, ...), z ~ N(0, I)
+      clipped to +-``latent_clip`` (BCQ/BEAR clip at 0.5; ``None``: no clipping);
+    - ``__call__(obs, act, key) -> (decoded, mu, log_std)``: reparameterised reconstruction.
+
+    Encoder and decoder are :class:`MLP` s of ``hidden_dims``; ``latent_dim`` is the size of z
+    (BEAR and BRAC+ use 2 * action dim).
+    """
+
+    act_dim: int
+    latent_dim: int
+    hidden_dims: Sequence[int] = (750, 750)
+    decoder_std: bool = False
+    enc_log_std_min: float = -4.0
+    enc_log_std_max: float = 15.0
+    dec_log_std_min: float = -5.0
+    dec_log_std_max: float = 2.0
+    latent_clip: Optional[float] = 0.5
+    activation: Activation = nn.relu
+
+    def setup(self):
+        self.encoder = MLP(tuple(self.hidden_dims), 2 * self.latent_dim, self.activation)
+        out = 2 * self.act_dim if self.decoder_std else self.act_dim
+        self.decoder = MLP(tuple(self.hidden_dims), out, self.activation)
+
+    def encode(self, obs: jax.Array, act: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mu, log_std = jnp.split(self.encoder(jnp.concatenate([obs, act], -1)), 2, axis=-1)
+        return mu, jnp.clip(log_std, self.enc_log_std_min, self.enc_log_std_max)
+
+    def decode(self, obs: jax.Array, z: jax.Array):
+        out = self.decoder(jnp.concatenate([obs, z], -1))
+        if not self.decoder_std:
+            return out
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.dec_log_std_min, self.dec_log_std_max)
+
+    def sample(self, obs: jax.Array, key: jax.Array, num: int = 1):
+        o = jnp.repeat(obs[..., None, :], num, axis=-2)
+        z = jax.random.normal(key, o.shape[:-1] + (self.latent_dim,), o.dtype)
+        if self.latent_clip is not None:
+            z = jnp.clip(z, -self.latent_clip, self.latent_clip)
+        return self.decode(o, z)
+
+    def __call__(self, obs: jax.Array, act: jax.Array, key: jax.Array):
+        mu, log_std = self.encode(obs, act)
+        z = gaussian_sample(key, mu, log_std)
+        return self.decode(obs, z), mu, log_std
+
+
+def standard_normal_kl(mu: jax.Array, log_std: jax.Array) -> jax.Array:
+    """KL(N(mu, exp(log_std)^2) || N(0, I)), summed over the last axis."""
+    return jnp.sum(0.5 * (mu**2 + jnp.exp(2 * log_std)) - log_std - 0.5, axis=-1)

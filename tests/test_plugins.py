@@ -116,6 +116,9 @@ def test_critic_weights_minmax_range_and_no_gradient():
 
 
 # ------------------------------------------------------------------ TD3+BC with the plug-ins
+_BASE = {}
+
+
 def _td3bc_setup(**agent):
     cfg = ml_collections.ConfigDict(dict(discount=0.9, agent=td3bc.default_agent_config()))
     cfg.agent.hidden_dims = (8, 8)
@@ -123,7 +126,9 @@ def _td3bc_setup(**agent):
         node, *path = k.split(".")
         target = cfg.agent[node] if path else cfg.agent
         target[path[0] if path else node] = v
-    state = td3bc.init(jax.random.PRNGKey(1), Spec(3, 2), cfg)
+    if "state" not in _BASE:  # gp / cr options do not enter init: build the state once
+        _BASE["state"] = jax.jit(lambda k: td3bc.init(k, Spec(3, 2), cfg))(jax.random.PRNGKey(1))
+    state = _BASE["state"]
     rng = np.random.default_rng(0)
     b = 16
     batch = Transitions(
@@ -157,7 +162,7 @@ def _assert_trees_equal(a, b):
 
 
 def test_plugins_off_is_plain_td3bc_update_for_update():
-    cfg, state, batch = _td3bc_setup()
+    cfg, state, batch = _td3bc_setup(log_grad_norm=False)
     old = ml_collections.ConfigDict(cfg.to_dict())  # a config written before the plug-ins existed
     del old.agent["gp"], old.agent["cr"]
     key = jax.random.PRNGKey(5)
@@ -172,7 +177,7 @@ def test_plugins_off_is_plain_td3bc_update_for_update():
     for s in (s_new, s_old):
         _assert_trees_equal((s.actor.params, s.critic.params, s.actor_target, s.critic_target),
                             (ref.actor.params, ref.critic.params, ref.actor_target, ref.critic_target))
-    assert "gp_penalty" not in info and "cr_weight_mean" not in info and float(info["grad_norm_pi"]) > 0
+    assert "gp_penalty" not in info and "cr_weight_mean" not in info
 
 
 def test_gp_adds_its_gradient_to_the_critic():

@@ -1,0 +1,284 @@
+"""BEAR-QL (Kumar et al., 2019), as in the authors' reference code, and BEAR++ through ``offrl.plugins``.
+
+One update, in the reference code's order:
+
+1. behaviour VAE (750-750, latent 2A):  L_vae = mse(tanh(dec(s, z)), a) + 0.5 * KL(q(z|s,a) || N(0,I))
+   (both means over elements, as the reference code).
+2. critics (two, 400-300, one ``nn.vmap`` ensemble): 10 actions a'_j ~ pi_targ(s') per next state,
+       y = r + gamma (1 - d) max_j [0.75 min_i Q'_i(s', a'_j) + 0.25 max_i Q'_i(s', a'_j)]
+       L_Q = sum_i mean (Q_i(s, a) - y)^2           (+ BEAR++'s gradient penalty, ``agent.gp``)
+3. actor (tanh-Gaussian, 400-300): n = ``num_samples`` actions from the VAE and from pi at each s,
+   MMD between them on the pre-tanh actions (``mmd``: Laplacian kernel, sigma ``mmd_sigma``),
+       L_pi = mean_s [ -min_i mean_j Q_i(s, a_j) + exp(log_alpha) * MMD(s) ]
+   during the first ``warmup_steps`` only the constraint term: exp(log_alpha) * mean MMD.
+4. Lagrange multiplier: log_alpha += lr * exp(log_alpha) * (mean MMD - epsilon), clipped to
+   [``log_alpha_min``, ``log_alpha_max``] = [-5, 10] (Adam on -that objective, lr 1e-3).
+5. Polyak (tau 0.005) for the actor and critic targets.
+
+Acting: 10 actions sampled from pi, the one with the highest Q_1 (the reference ``select_action``;
+``deterministic`` changes nothing, as in the reference evaluation).
+
+BEAR++ (configs/bearpp.py): ``agent.gp.enabled`` adds the gradient penalty to L_Q (uniform
+actions, 16 per state, every 5 steps); ``agent.cr.enabled`` weights each state's MMD by
+W(s, beta(s)), the batch-min-max-normalised critic value (mean of the critics, no gradient) of the
+behaviour model's actions at s (averaged over the same VAE samples used in the MMD), in the actor
+loss and in the multiplier's update. Both off is plain BEAR.
+
+Defaults (documented reference values, ALGORITHMS.md §5): lr 1e-3 VAE, 1e-4 actor, 3e-4 critic,
+1e-3 multiplier; batch 100 (configs/bear.py); epsilon 0.05; Laplacian kernel, sigma 20, 5 samples;
+warm-up 20 "epochs" of 5000 steps = 100k steps (``agent.warmup_steps``). The reference code's
+ensemble-variance penalty (off in its published settings) is not implemented.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl import nets, plugins
+from offrl.algos import Spec, Stage
+from offrl.algos.common import adam, make_state
+
+KERNELS = ("laplacian", "gaussian")
+
+
+def default_agent_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            actor_lr=1e-4,
+            critic_lr=3e-4,
+            vae_lr=1e-3,
+            alpha_lr=1e-3,
+            actor_hidden_dims=(400, 300),
+            critic_hidden_dims=(400, 300),
+            vae_hidden_dims=(750, 750),
+            latent_dim=0,  # 0: 2 * action dim
+            tau=0.005,
+            num_target_samples=10,  # actions at s' for the target
+            target_lambda=0.75,  # y uses lambda * min + (1 - lambda) * max over the critics
+            num_samples=5,  # actions per state on each side of the MMD
+            kernel="laplacian",
+            mmd_sigma=20.0,
+            epsilon=0.05,  # MMD threshold
+            log_alpha_init=0.0,
+            log_alpha_min=-5.0,
+            log_alpha_max=10.0,
+            warmup_steps=100_000,  # updates that optimise only the MMD constraint
+            num_act_samples=10,  # acting: argmax Q_1 over this many policy samples
+            gp=plugins.gp_config(),  # BEAR++ gradient penalty (off: plain BEAR)
+            cr=plugins.cr_config(),  # BEAR++ critic-weighted MMD (off: plain BEAR)
+            log_grad_norm=True,  # metrics ||grad_a Q_1|| at policy samples and at dataset actions
+        )
+    )
+
+
+# ------------------------------------------------------------------------------- MMD
+def mmd(x: jax.Array, y: jax.Array, sigma: float, kernel: str = "laplacian") -> jax.Array:
+    """Sample MMD between sets x (..., N, d) and y (..., M, d): (...,).
+
+        k(u, v) = exp(-sum_d |u - v| / (2 sigma))      laplacian
+        k(u, v) = exp(-sum_d (u - v)^2 / (2 sigma))    gaussian
+        MMD = sqrt(mean k(x, x') + mean k(y, y') - 2 mean k(x, y) + 1e-6)
+
+    (biased V-statistic, all pairs including i = j, as the BEAR reference code).
+    """
+
+    def k(a, b):
+        d = a[..., :, None, :] - b[..., None, :, :]
+        if kernel == "laplacian":
+            dist = jnp.abs(d).sum(-1)
+        elif kernel == "gaussian":
+            dist = (d**2).sum(-1)
+        else:
+            raise ValueError(f"unknown MMD kernel {kernel!r}: choose one of {KERNELS}")
+        return jnp.exp(-dist / (2.0 * sigma)).mean((-2, -1))
+
+    return jnp.sqrt(k(x, x) + k(y, y) - 2.0 * k(x, y) + 1e-6)
+
+
+# ------------------------------------------------------------------------------- state
+class BEARState(struct.PyTreeNode):
+    vae: TrainState
+    actor: TrainState
+    critic: TrainState
+    log_alpha: TrainState  # params: {"log_alpha": scalar}
+    actor_target: dict
+    critic_target: dict
+
+
+def latent_dim(spec: Spec, config) -> int:
+    return int(config.agent.latent_dim) or 2 * spec.act_dim
+
+
+def networks(spec: Spec, config):
+    ag = config.agent
+    vae = nets.ConditionalVAE(spec.act_dim, latent_dim(spec, config), tuple(ag.vae_hidden_dims))
+    actor = nets.GaussianPolicy(spec.act_dim, tuple(ag.actor_hidden_dims))
+    critic = nets.critic_ensemble(2, tuple(ag.critic_hidden_dims))
+    return vae, actor, critic
+
+
+def _log_alpha_value(params):
+    return params["log_alpha"]
+
+
+def init(key, spec: Spec, config) -> BEARState:
+    ag = config.agent
+    vae_net, actor_net, critic_net = networks(spec, config)
+    k1, k2, k3 = jax.random.split(key, 3)
+    obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
+    vae = make_state(k1, vae_net, (obs, act, jax.random.PRNGKey(0)), adam(ag.vae_lr))
+    actor = make_state(k2, actor_net, (obs,), adam(ag.actor_lr))
+    critic = make_state(k3, critic_net, (obs, act), adam(ag.critic_lr))
+    la = {"log_alpha": jnp.asarray(ag.log_alpha_init, jnp.float32)}
+    log_alpha = TrainState.create(apply_fn=_log_alpha_value, params=la, tx=adam(ag.alpha_lr))
+    return BEARState(vae, actor, critic, log_alpha, actor.params, critic.params)
+
+
+def policy_samples(actor: TrainState, params, obs, key, num: int):
+    """(actions (B, num, A), pre-tanh actions (B, num, A)) from the tanh-Gaussian policy."""
+    mean, log_std = actor.apply_fn(params, obs)
+    mean, log_std = (jnp.repeat(x[:, None], num, axis=1) for x in (mean, log_std))
+    a, _, u = nets.tanh_gaussian_sample(key, mean, log_std)
+    return a, u
+
+
+def vae_samples(vae: TrainState, obs, key, num: int):
+    """(actions (B, num, A), pre-tanh actions) decoded from clipped N(0, I) latents."""
+    u = vae.apply_fn(vae.params, obs, key, num, method="sample")
+    return jnp.tanh(u), u
+
+
+def _q(state: BEARState, params, obs, actions):
+    """Critic values of per-state action sets: obs (B, d), actions (B, n, A) -> (2, B, n)."""
+    b, n, a = actions.shape
+    o = jnp.repeat(obs, n, axis=0)
+    return state.critic.apply_fn(params, o, actions.reshape(b * n, a)).reshape(-1, b, n)
+
+
+# ------------------------------------------------------------------------------- losses
+def vae_loss(vae_params, state: BEARState, batch, key):
+    recon, mu, log_std = state.vae.apply_fn(vae_params, batch.observations, batch.actions, key)
+    rec = ((jnp.tanh(recon) - batch.actions) ** 2).mean()
+    kl = (nets.standard_normal_kl(mu, log_std) / mu.shape[-1]).mean()  # mean over latent elements
+    loss = rec + 0.5 * kl
+    return loss, {"vae_loss": loss, "vae_recon": rec, "vae_kl": kl}
+
+
+def critic_loss(critic_params, state: BEARState, batch, key, config):
+    ag = config.agent
+    next_a, _ = policy_samples(state.actor, state.actor_target, batch.next_observations, key, ag.num_target_samples)
+    qs = _q(state, state.critic_target, batch.next_observations, next_a)  # (2, B, n)
+    lam = ag.target_lambda
+    next_q = (lam * qs.min(0) + (1.0 - lam) * qs.max(0)).max(-1)
+    target = batch.rewards + config.discount * (1.0 - batch.terminals) * next_q
+    q = state.critic.apply_fn(critic_params, batch.observations, batch.actions)
+    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(-1).sum()
+    return loss, {"critic_loss": loss, "td_loss": loss, "q": q[0].mean()}
+
+
+def critic_objective(critic_params, state: BEARState, batch, key, step, config):
+    """``critic_loss`` plus, when ``agent.gp.enabled``, BEAR++'s gradient penalty (on its own key)."""
+    loss, info = critic_loss(critic_params, state, batch, key, config)
+    ag = config.agent
+    if ag.gp.enabled:
+        q_fn = lambda o, a: state.critic.apply_fn(critic_params, o, a)  # noqa: E731
+        policy_fn = lambda k, o: policy_samples(state.actor, state.actor.params, o, k, 1)[0][:, 0]  # noqa: E731
+        pen, ginfo = plugins.gp_penalty(
+            q_fn, jax.random.fold_in(key, 1), step, batch.observations, batch.actions, ag.gp, policy_fn, False
+        )
+        info = {**info, **ginfo, "critic_loss": loss + pen}
+        loss = loss + pen
+    return loss, info
+
+
+def actor_loss(actor_params, state: BEARState, batch, key, step, config):
+    """BEAR's actor loss; aux carries the (weighted) per-batch MMD the multiplier update uses."""
+    ag = config.agent
+    k_vae, k_pi = jax.random.split(key)
+    beta_a, beta_u = vae_samples(state.vae, batch.observations, k_vae, ag.num_samples)
+    pi_a, pi_u = policy_samples(state.actor, actor_params, batch.observations, k_pi, ag.num_samples)
+    m = mmd(jax.lax.stop_gradient(beta_u), pi_u, ag.mmd_sigma, ag.kernel)  # (B,)
+    info = {"mmd": m.mean()}
+    if ag.cr.enabled:
+        w = plugins.critic_weights(_q(state, state.critic.params, batch.observations, beta_a).mean(-1), ag.cr)
+        m = m * w
+        info["cr_weight_mean"] = w.mean()
+    constraint = m.mean()
+    q = _q(state, state.critic.params, batch.observations, pi_a).mean(-1).min(0)  # (B,)
+    alpha = jnp.exp(state.log_alpha.params["log_alpha"])
+    full = -q.mean() + alpha * constraint
+    loss = jnp.where(step < ag.warmup_steps, alpha * constraint, full)
+    return loss, {**info, "actor_loss": loss, "actor_q": q.mean(), "constraint": constraint, "alpha": alpha,
+                  "_constraint": jax.lax.stop_gradient(constraint)}
+
+
+def alpha_loss(params, constraint, config):
+    """-(exp(log_alpha) * (constraint - epsilon)): descending it raises alpha while the constraint is violated."""
+    return -jnp.exp(params["log_alpha"]) * (constraint - config.agent.epsilon)
+
+
+def update(state: BEARState, batch, key, step, config):
+    ag = config.agent
+    k_vae, k_critic, k_actor = jax.random.split(key, 3)
+    g, vinfo = jax.grad(vae_loss, has_aux=True)(state.vae.params, state, batch, k_vae)
+    state = state.replace(vae=state.vae.apply_gradients(grads=g))
+
+    g, cinfo = jax.grad(critic_objective, has_aux=True)(state.critic.params, state, batch, k_critic, step, config)
+    state = state.replace(critic=state.critic.apply_gradients(grads=g))
+
+    g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor, step, config)
+    actor = state.actor.apply_gradients(grads=g)
+    constraint = ainfo.pop("_constraint")
+
+    g = jax.grad(alpha_loss)(state.log_alpha.params, constraint, config)
+    la = state.log_alpha.apply_gradients(grads=g)
+    la = la.replace(params={"log_alpha": jnp.clip(la.params["log_alpha"], ag.log_alpha_min, ag.log_alpha_max)})
+
+    state = state.replace(
+        actor=actor,
+        log_alpha=la,
+        actor_target=nets.polyak(state.actor_target, actor.params, ag.tau),
+        critic_target=nets.polyak(state.critic_target, state.critic.params, ag.tau),
+    )
+    info = {**vinfo, **cinfo, **ainfo}
+    if ag.log_grad_norm:
+        q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
+        pi, _ = policy_samples(state.actor, state.actor.params, batch.observations, k_actor, 1)
+        info["grad_norm_pi"] = plugins.action_grad_norm(q1, batch.observations, pi[:, 0]).mean()
+        info["grad_norm_data"] = plugins.action_grad_norm(q1, batch.observations, batch.actions).mean()
+    return state, info
+
+
+def stages(config) -> list[Stage]:
+    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+
+
+def act(state: BEARState, obs, key, config, deterministic: bool = True):
+    """argmax_j Q_1(s, a_j) over ``num_act_samples`` actions a_j ~ pi(s) (BEAR's select_action)."""
+    squeeze = obs.ndim == 1
+    o = obs[None] if squeeze else obs
+    a, _ = policy_samples(state.actor, state.actor.params, o, key, config.agent.num_act_samples)
+    q1 = _q(state, state.critic.params, o, a)[0]  # (B, n)
+    best = jnp.take_along_axis(a, q1.argmax(-1)[:, None, None], axis=1)[:, 0]
+    return best[0] if squeeze else best
+
+
+def validate(config):
+    ag = config.agent
+    if ag.kernel not in KERNELS:
+        raise ValueError(f"agent.kernel={ag.kernel!r} is invalid: choose one of {KERNELS}")
+    for k in ("num_samples", "num_target_samples", "num_act_samples"):
+        if int(ag[k]) < 1:
+            raise ValueError(f"agent.{k} must be >= 1, got {ag[k]}")
+    if not 0.0 < ag.tau <= 1.0:
+        raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
+    if ag.mmd_sigma <= 0:
+        raise ValueError(f"agent.mmd_sigma must be > 0, got {ag.mmd_sigma}")
+    if ag.log_alpha_min > ag.log_alpha_max:
+        raise ValueError(f"agent.log_alpha_min {ag.log_alpha_min} > agent.log_alpha_max {ag.log_alpha_max}")
+    if not 0.0 <= ag.target_lambda <= 1.0:
+        raise ValueError(f"agent.target_lambda must be in [0, 1], got {ag.target_lambda}")
+    plugins.validate(ag)
