@@ -65,6 +65,15 @@ def validate(agent_config) -> None:
         raise ValueError(f"agent.cr.critic={cr.critic!r} is invalid: choose one of {CR_CRITICS}")
 
 
+def variant_name(base: str, agent_config, plus_plus: str) -> str:
+    """'td3bc', 'td3bc+gp', 'td3bc+cr' or 'td3bc++' (``plus_plus``) from the plug-in switches, for score tables."""
+    gp = "gp" in agent_config and bool(agent_config.gp.enabled)
+    cr = "cr" in agent_config and bool(agent_config.cr.enabled)
+    if gp and cr:
+        return plus_plus
+    return base + ("+gp" if gp else "") + ("+cr" if cr else "")
+
+
 # ------------------------------------------------------------------------------- gradients
 def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
     """L2 norm whose gradient at 0 is 0 rather than NaN."""

@@ -235,3 +235,5 @@ def test_configs_switch_plugins_and_presets():
     assert P.preset("hammer", "EC7") == dict(alpha=0.2, gp_weight=1.0)
     with pytest.raises(ValueError):
         P.preset("hopper", "ER9x")
+    names = [td3bc.variant(td3bcpp.get_config(w)) for w in ("nogp,nocr", "nocr", "nogp", "")]
+    assert names == ["td3bc", "td3bc+gp", "td3bc+cr", "td3bc++"]

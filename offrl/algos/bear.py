@@ -252,6 +252,11 @@ def update(state: BEARState, batch, key, step, config):
     return state, info
 
 
+def variant(config) -> str:
+    """The name score tables show: bear, bear+gp, bear+cr or bear++."""
+    return plugins.variant_name("bear", config.agent, "bear++")
+
+
 def stages(config) -> list[Stage]:
     return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
 

@@ -158,6 +158,11 @@ def update(state: TD3BCState, batch, key, step, config):
     return state, info
 
 
+def variant(config) -> str:
+    """The name score tables show: td3bc, td3bc+gp, td3bc+cr or td3bc++."""
+    return plugins.variant_name("td3bc", config.agent, "td3bc++")
+
+
 def stages(config) -> list[Stage]:
     return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
 
