@@ -14,6 +14,7 @@ Cells whose run finished are read back, not rerun; an interrupted cell resumes. 
 comparison table (ours mean ± std over seeds next to the paper's number) is written to
 <workdir>/<table>.md and printed.
 """
+import ast
 import importlib
 import json
 import os
@@ -34,6 +35,8 @@ flags.DEFINE_integer("num_seeds", 5, "Seeds per cell (vmapped).")
 flags.DEFINE_integer("num_steps", None, "Override every run's update budget (scales multi-stage algorithms' stage steps).")
 flags.DEFINE_integer("dataset_size", None, "Size of locally built offrl/* datasets.")
 flags.DEFINE_integer("report_last", 10, "Evaluations averaged for a cell's score (the papers' protocol uses 10).")
+flags.DEFINE_integer("eval_episodes", None, "Override episodes per evaluation and seed.")
+flags.DEFINE_multi_string("set", [], "Extra override key=value (python literal), repeatable: --set=agent.hidden_dims=(64,64).")
 flags.DEFINE_string("workdir", "runs/tables", "Where the cells' runs and the table go.")
 FLAGS = flags.FLAGS
 
@@ -55,6 +58,14 @@ def dataset_for(task: str, source: str) -> str:
     return path
 
 
+def _assign(cfg, dotted: str, value):
+    node = cfg
+    *path, last = dotted.split(".")
+    for p in path:
+        node = node[p]
+    node[last] = value
+
+
 def cell_config(table, column: str, task: str):
     from offrl.algos import ALGORITHMS
 
@@ -67,11 +78,12 @@ def cell_config(table, column: str, task: str):
     if FLAGS.dataset_size:
         cfg.dataset_size = FLAGS.dataset_size
     for k, v in (table.preset(column, task) if hasattr(table, "preset") else {}).items():
-        node = cfg
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
+        _assign(cfg, k, v)
+    if FLAGS.eval_episodes:
+        cfg.eval_episodes = FLAGS.eval_episodes
+    for item in FLAGS.set:
+        key, value = item.split("=", 1)
+        _assign(cfg, key, ast.literal_eval(value))
     if FLAGS.num_steps:
         scale = FLAGS.num_steps / cfg.num_steps
         cfg.num_steps = FLAGS.num_steps
