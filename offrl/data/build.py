@@ -10,7 +10,7 @@ without its version, e.g. ``offrl/hopper/medium-v0``) into MINARI_DATASETS_PATH.
 Levels (``n`` = ``--size`` transitions, all collected with ``offrl.data.collect``):
 
 - ``random``         uniform actions in the action box.
-- ``medium``         the SAC checkpoint whose return is closest to 1/3 of the expert's, stochastic.
+- ``medium``         the first SAC checkpoint whose return is about 1/3 of the expert's (within 20%), stochastic.
 - ``expert``         the best SAC checkpoint, sampling actions from its tanh-Gaussian (as D4RL did).
 - ``medium-replay``  a reconstruction of SAC's replay buffer up to the medium checkpoint: the
                      uniform warm-up steps, then for each saved checkpoint up to medium, as many
@@ -164,16 +164,19 @@ def _actor(man: dict, file: str):
 
 
 def select_behavior(sac_dir: str, env_id: str, dest: Optional[str] = None, eval_episodes: int = 10,
-                    random_episodes: int = 100, seed: int = 12345, log=print) -> dict:
+                    random_episodes: int = 100, seed: int = 12345, reevaluate_top: Optional[int] = None,
+                    log=print) -> dict:
     """Pick expert / medium / replay checkpoints from a SAC run and copy them into the behaviour directory.
 
-    Every checkpoint is re-evaluated (stochastic policy, ``eval_episodes`` episodes); expert = best
-    mean return, medium = the checkpoint before it whose return is closest to a third of the
-    expert's, replay = every checkpoint up to medium. The reference scores are measured here.
+    Checkpoints are re-evaluated (stochastic policy, ``eval_episodes`` episodes): all of them, or
+    with ``reevaluate_top=k`` only the k best by the return recorded during training (the others
+    keep that return). Expert = best mean return; medium = the earliest checkpoint before it whose
+    return is within 20% of a third of the expert's (else the closest one; re-evaluated for the
+    record); replay = every checkpoint up to medium. The reference scores are measured here.
     """
     import gymnasium as gym
 
-    from offrl.data.sac import evaluate, numpy_actor_from_checkpoint
+    from offrl.data.sac import evaluate, load_actor, numpy_actor_from_checkpoint
 
     dest = behavior_dir_for(env_id, dest)
     files = sorted(f for f in os.listdir(sac_dir) if f.startswith("actor_") and f.endswith(".msgpack"))
@@ -182,16 +185,28 @@ def select_behavior(sac_dir: str, env_id: str, dest: Optional[str] = None, eval_
     with open(os.path.join(sac_dir, "config.json")) as f:
         cfg = json.load(f)
     env = gym.make(env_id)
-    rets = {}
+    rets, metas = {}, {f: load_actor(os.path.join(sac_dir, f))[1] for f in files}
     for f in files:
+        rets[f] = (metas[f]["step"], float(metas[f]["mean_return"]), float("nan"), "training eval")
+
+    def reeval(f):
         actor, meta = numpy_actor_from_checkpoint(os.path.join(sac_dir, f), env)
         r = evaluate(env, actor.policy(), eval_episodes, seed)
-        rets[f] = (meta["step"], float(r.mean()), float(r.std()))
+        rets[f] = (meta["step"], float(r.mean()), float(r.std()), f"{eval_episodes} episodes")
         log(f"  {f}: step {meta['step']}, return {r.mean():.1f} +- {r.std():.1f} ({eval_episodes} episodes)")
+
+    order = sorted(files, key=lambda f: -rets[f][1])
+    for f in order[: reevaluate_top or len(files)]:
+        reeval(f)
     expert = max(files, key=lambda f: rets[f][1])
     target = rets[expert][1] / 3.0
     before = [f for f in files if rets[f][0] < rets[expert][0]]
-    medium = min(before, key=lambda f: abs(rets[f][1] - target))
+    # as D4RL stopped training when the policy first reached about a third of the expert's return:
+    # the earliest checkpoint within 20% of that target, else the closest one
+    near = [f for f in before if abs(rets[f][1] - target) <= 0.2 * abs(target)]
+    medium = near[0] if near else min(before, key=lambda f: abs(rets[f][1] - target))
+    if rets[medium][3] == "training eval":
+        reeval(medium)
     replay = [dict(file=f, step=rets[f][0], eval_return=rets[f][1]) for f in files if rets[f][0] <= rets[medium][0]]
     expert_r = evaluate(env, numpy_actor_from_checkpoint(os.path.join(sac_dir, expert), env)[0].policy(),
                         max(20, eval_episodes), seed + 1000)
@@ -206,7 +221,7 @@ def select_behavior(sac_dir: str, env_id: str, dest: Optional[str] = None, eval_
         medium_return=dict(mean=rets[medium][1], std=rets[medium][2], episodes=eval_episodes),
         random_return=dict(mean=float(random_r.mean()), std=float(random_r.std()), episodes=len(random_r)),
         expert_step=rets[expert][0], medium_step=rets[medium][0], sac_config=cfg,
-        evaluations={f: dict(step=s, mean=m, std=sd) for f, (s, m, sd) in rets.items()},
+        evaluations={f: dict(step=s, mean=m, std=sd, how=how) for f, (s, m, sd, how) in rets.items()},
     )
     log(f"selected expert {expert} ({expert_r.mean():.1f}), medium {medium} ({rets[medium][1]:.1f}), "
         f"{len(replay)} replay checkpoints; random return {random_r.mean():.1f}; wrote {dest}/manifest.json")
@@ -526,11 +541,13 @@ def main(argv=None):
     p.add_argument("--behavior_dir", default=None, help="default offrl/data/behavior/<env>")
     p.add_argument("--select_from", default=None,
                    help="a SAC output dir: select expert/medium/replay checkpoints into the behaviour dir and exit")
+    p.add_argument("--reevaluate_top", type=int, default=None,
+                   help="with --select_from: re-evaluate only the k best checkpoints by training-time return")
     p.add_argument("--report", default=None, help="write the build report (JSON) here")
     a = p.parse_args(argv)
     if a.select_from:
         check_env(a.env)
-        select_behavior(a.select_from, a.env, a.behavior_dir)
+        select_behavior(a.select_from, a.env, a.behavior_dir, reevaluate_top=a.reevaluate_top)
         return
     t = time.time()
     rep = build_suite(a.env, a.levels.split(","), a.size, a.seed, resume=a.resume, behavior_dir=a.behavior_dir)
