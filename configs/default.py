@@ -8,7 +8,7 @@ def get_config():
     c.dataset = "offrl/hopper/medium-v0"
     c.dataset_size = 100_000
     c.num_seeds = 3
-    c.num_steps = 30_000
+    c.num_steps = 20_000
     c.eval_interval = 5_000
     c.eval_episodes = 5
     c.checkpoint_interval = 10_000
