@@ -22,7 +22,8 @@ variant in results; see ``offrl.runner``.
 
 Every module in this package not named ``common`` or starting with ``_`` is an
 algorithm: adding the file registers it, and the shared test harness
-(tests/test_algorithms.py) then covers it.
+(tests/test_algorithms.py) then covers it, with ``configs/<name>.py`` or, if the module sets
+``CONFIG = "<file>"``, ``configs/<file>.py`` (e.g. brac -> brac_vp).
 """
 from __future__ import annotations
 

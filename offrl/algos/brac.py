@@ -1,0 +1,178 @@
+"""BRAC — Behavior Regularized Actor Critic (Wu, Tucker & Nachum, 2019), value penalty and
+policy regularisation in one file (``agent.variant`` 'vp' or 'pr').
+
+Stage 'behavior' (no evaluation): a tanh-Gaussian pi_b cloned by maximum likelihood.
+Stage 'train': SAC-style actor-critic with a divergence D(s) = KL(pi(.|s) || pi_b(.|s)),
+estimated with ``num_div_samples`` (4) actions from pi (``sampled_kl``):
+
+    vp: y    = r + gamma (1 - d) [min_i Q'_i(s', a') - alpha D(s')],  a' ~ pi(s')
+    pr: y    = r + gamma (1 - d)  min_i Q'_i(s', a')
+        L_Q  = sum_i mean (Q_i(s, a) - y)^2
+        L_pi = mean [ alpha_ent log pi(a~|s) + alpha D(s) - 1(step >= warm_start) min_i Q_i(s, a~) ]
+
+with a learned entropy temperature alpha_ent (target entropy -|A|) as the reference; the
+first ``warm_start`` (20k) updates train the policy on the divergence only.
+Defaults: alpha 0.1, Q 2x(300, 300), policy and pi_b (200, 200), lr 1e-3 (pi_b), 1e-3 Q,
+3e-5 policy as the reference's, batch 256, tau 0.005.
+Only the KL divergence is implemented (``agent.divergence='kl'``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl import nets
+from offrl.algos import Spec, Stage
+from offrl.algos.common import adam, make_state
+
+CONFIG = "brac_vp"  # the config file the shared test harness uses (configs/brac_pr.py is the other variant)
+VARIANTS = ("vp", "pr")
+DIVERGENCES = ("kl",)
+
+
+def default_agent_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            variant="vp",
+            divergence="kl",
+            alpha=0.1,
+            num_div_samples=4,
+            warm_start=20_000,
+            behavior_steps=300_000,
+            behavior_lr=1e-3,
+            behavior_hidden_dims=(200, 200),
+            actor_hidden_dims=(200, 200),
+            critic_hidden_dims=(300, 300),
+            actor_lr=3e-5,
+            critic_lr=1e-3,
+            ent_lr=3e-5,
+            tau=0.005,
+            log_std_min=-5.0,
+            log_std_max=2.0,
+        )
+    )
+
+
+class BRACState(struct.PyTreeNode):
+    behavior: TrainState
+    actor: TrainState
+    critic: TrainState
+    log_ent: TrainState
+    critic_target: dict
+
+
+def _scalar(params):
+    return params["value"]
+
+
+def init(key, spec: Spec, config) -> BRACState:
+    ag = config.agent
+    k1, k2, k3 = jax.random.split(key, 3)
+    obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
+    pol = lambda h: nets.GaussianPolicy(spec.act_dim, tuple(h), log_std_min=ag.log_std_min, log_std_max=ag.log_std_max)  # noqa: E731
+    behavior = make_state(k1, pol(ag.behavior_hidden_dims), (obs,), adam(ag.behavior_lr))
+    actor = make_state(k2, pol(ag.actor_hidden_dims), (obs,), adam(ag.actor_lr))
+    critic = make_state(k3, nets.critic_ensemble(2, tuple(ag.critic_hidden_dims)), (obs, act), adam(ag.critic_lr))
+    log_ent = TrainState.create(apply_fn=_scalar, params={"value": jnp.zeros(())}, tx=adam(ag.ent_lr))
+    return BRACState(behavior, actor, critic, log_ent, critic.params)
+
+
+def sampled_kl(key, mean_p, log_std_p, mean_b, log_std_b, num: int):
+    """Monte-Carlo KL(p || b) of two tanh-Gaussians from ``num`` samples of p, per state.
+
+    KL is invariant under the tanh bijection, so the Jacobians cancel and the estimate is
+    mean_j [log N(u_j; p) - log N(u_j; b)] with u_j ~ N(mean_p, std_p) the pre-tanh samples.
+    Gradients flow into p's parameters through the reparameterised samples."""
+    u = nets.gaussian_sample(key, jnp.broadcast_to(mean_p, (num,) + mean_p.shape), jnp.broadcast_to(log_std_p, (num,) + mean_p.shape))
+    return (nets.gaussian_log_prob(u, mean_p, log_std_p) - nets.gaussian_log_prob(u, mean_b, log_std_b)).mean(0)
+
+
+def behavior_loss(params, state: BRACState, batch, config):
+    mean, log_std = state.behavior.apply_fn(params, batch.observations)
+    loss = -nets.tanh_gaussian_log_prob(batch.actions, mean, log_std).mean()
+    return loss, {"behavior_loss": loss}
+
+
+def behavior_update(state: BRACState, batch, key, step, config):
+    g, info = jax.grad(behavior_loss, has_aux=True)(state.behavior.params, state, batch, config)
+    return state.replace(behavior=state.behavior.apply_gradients(grads=g)), info
+
+
+def _divergence(key, actor_params, state: BRACState, obs, config):
+    mean_p, log_std_p = state.actor.apply_fn(actor_params, obs)
+    mean_b, log_std_b = state.behavior.apply_fn(state.behavior.params, obs)
+    return sampled_kl(key, mean_p, log_std_p, mean_b, log_std_b, config.agent.num_div_samples)
+
+
+def critic_loss(critic_params, state: BRACState, batch, key, config):
+    ag = config.agent
+    k_a, k_div = jax.random.split(key)
+    mean, log_std = state.actor.apply_fn(state.actor.params, batch.next_observations)
+    next_a = nets.tanh_gaussian_sample(k_a, mean, log_std)[0]
+    next_v = state.critic.apply_fn(state.critic_target, batch.next_observations, next_a).min(0)
+    if ag.variant == "vp":
+        next_v = next_v - ag.alpha * _divergence(k_div, state.actor.params, state, batch.next_observations, config)
+    target = jax.lax.stop_gradient(batch.rewards + config.discount * (1.0 - batch.terminals) * next_v)
+    q = state.critic.apply_fn(critic_params, batch.observations, batch.actions)
+    loss = ((q - target) ** 2).mean(-1).sum()
+    return loss, {"critic_loss": loss, "q": q.mean()}
+
+
+def actor_loss(actor_params, state: BRACState, batch, key, step, config):
+    ag = config.agent
+    k_a, k_div = jax.random.split(key)
+    mean, log_std = state.actor.apply_fn(actor_params, batch.observations)
+    a, logp, _ = nets.tanh_gaussian_sample(k_a, mean, log_std)
+    q = state.critic.apply_fn(state.critic.params, batch.observations, a).min(0)
+    div = _divergence(k_div, actor_params, state, batch.observations, config)
+    ent = jnp.exp(state.log_ent.params["value"])
+    use_q = (step >= ag.warm_start).astype(q.dtype)
+    loss = (ent * logp + ag.alpha * div - use_q * q).mean()
+    return loss, {"actor_loss": loss, "divergence": div.mean(), "entropy": -logp.mean()}
+
+
+def update(state: BRACState, batch, key, step, config):
+    ag = config.agent
+    k_c, k_a = jax.random.split(key)
+    g, cinfo = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, k_c, config)
+    critic = state.critic.apply_gradients(grads=g)
+    state = state.replace(critic=critic, critic_target=nets.polyak(state.critic_target, critic.params, ag.tau))
+    g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_a, step, config)
+    gap = jax.lax.stop_gradient(ainfo["entropy"] + batch.actions.shape[-1])  # entropy - target (-|A|)
+    g_ent = jax.grad(lambda p: p["value"] * gap)(state.log_ent.params)
+    state = state.replace(actor=state.actor.apply_gradients(grads=g), log_ent=state.log_ent.apply_gradients(grads=g_ent))
+    return state, {**cinfo, **ainfo, "alpha_ent": jnp.exp(state.log_ent.params["value"])}
+
+
+def stages(config) -> list[Stage]:
+    return [
+        Stage("behavior", lambda s, b, k, t: behavior_update(s, b, k, t, config), config.agent.behavior_steps,
+              config.batch_size, evaluate=False),
+        Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size),
+    ]
+
+
+def act(state: BRACState, obs, key, config, deterministic: bool = True):
+    mean, log_std = state.actor.apply_fn(state.actor.params, obs)
+    if deterministic:
+        return jnp.tanh(mean)
+    return nets.tanh_gaussian_sample(key, mean, log_std)[0]
+
+
+def variant(config) -> str:
+    return f"brac_{config.agent.variant}"
+
+
+def validate(config):
+    ag = config.agent
+    if ag.variant not in VARIANTS:
+        raise ValueError(f"agent.variant must be one of {VARIANTS}, got '{ag.variant}'")
+    if ag.divergence not in DIVERGENCES:
+        raise ValueError(f"agent.divergence must be one of {DIVERGENCES}, got '{ag.divergence}'")
+    if ag.num_div_samples < 1:
+        raise ValueError(f"agent.num_div_samples must be >= 1, got {ag.num_div_samples}")
+    if ag.alpha < 0:
+        raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")

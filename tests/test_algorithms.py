@@ -1,0 +1,123 @@
+"""The shared harness: every registered algorithm (``offrl.algos.ALGORITHMS``) on the tiny dataset.
+
+Each algorithm is compiled a few times only: one seed-vmapped run and one single-seed run per
+algorithm, cached for the module (``_run``); every test reads from that cache. The config is
+``configs/<algo>.py``, or ``configs/<CONFIG>.py`` when the algorithm module names one (BRAC).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from offrl import checkpoint
+from offrl.algos import ALGORITHMS, get_algorithm
+from offrl.runner import prepare
+from offrl.train import make_train, seed_keys
+
+NUM_SEEDS = 2
+STEPS = 8
+
+_CACHE = {}
+
+
+def config_name(name: str) -> str:
+    return getattr(get_algorithm(name), "CONFIG", name)
+
+
+def _run(name):
+    """(config, algo, Train, init carry, vmapped final carry + metrics, single-seed runs), computed once."""
+    if name not in _CACHE:
+        cfg = tiny_config(config_name(name), steps=STEPS, num_seeds=NUM_SEEDS)
+        exp = prepare(cfg)
+        tr = make_train(exp.algo, cfg, exp.data)
+        keys = seed_keys(cfg.seed, NUM_SEEDS)
+        init = jax.jit(jax.vmap(tr.init))(keys)
+        carry_v, metrics_v = jax.jit(jax.vmap(tr.train))(keys)
+        single = jax.jit(tr.train)
+        alone = [single(keys[i]) for i in range(NUM_SEEDS)]
+        _CACHE[name] = dict(cfg=cfg, algo=exp.algo, tr=tr, init=init, carry=carry_v, metrics=metrics_v, alone=alone)
+    return _CACHE[name]
+
+
+@pytest.fixture(params=ALGORITHMS)
+def run(request, tiny_dataset):
+    return _run(request.param)
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_stages_cover_the_run(run):
+    stages = run["tr"].stages
+    assert stages, "an algorithm declares at least one stage"
+    assert stages[-1].evaluate, "the last stage trains the policy that is evaluated"
+    assert len({s.name for s in stages}) == len(stages), "stage names are unique"
+    assert len(run["metrics"]) == sum(1 for s in stages if s.num_steps)
+
+
+def test_losses_and_metrics_are_finite(run):
+    for stage_metrics in run["metrics"]:
+        assert stage_metrics, "every stage reports metrics"
+        for k, v in stage_metrics.items():
+            v = np.asarray(v)
+            assert v.shape == (NUM_SEEDS,), f"metric {k} is one scalar per seed, got {v.shape}"
+            assert np.all(np.isfinite(v)), f"metric {k} is not finite: {v}"
+    for leaf in _leaves(run["carry"].state):
+        if np.issubdtype(leaf.dtype, np.floating):
+            assert not np.any(np.isnan(leaf))  # +-inf is allowed as a sentinel (BPPO's best score so far)
+
+
+def test_updates_change_parameters_and_policy(run):
+    before = _leaves(run["init"].state)
+    after = _leaves(run["carry"].state)
+    assert len(before) == len(after)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, after) if np.issubdtype(a.dtype, np.floating)]
+    assert sum(changed) >= 2, "training changed (almost) no parameter"
+    cfg, algo = run["cfg"], run["algo"]
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(4, run["tr"].spec.obs_dim)), jnp.float32)
+    key = jax.random.PRNGKey(0)
+    act = jax.vmap(lambda s: algo.act(s, obs, key, cfg, True))
+    assert not np.allclose(np.asarray(act(run["init"].state)), np.asarray(act(run["carry"].state)))
+    # the seeds really differ
+    a = np.asarray(act(run["carry"].state))
+    assert not np.allclose(a[0], a[1])
+
+
+def test_vmapped_seeds_equal_single_seed_runs(run):
+    carry_v, metrics_v = run["carry"], run["metrics"]
+    for i, (carry_1, metrics_1) in enumerate(run["alone"]):
+        for x, y in zip(_leaves(jax.tree_util.tree_map(lambda t: t[i], carry_v.state)), _leaves(carry_1.state)):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+        for mv, m1 in zip(metrics_v, metrics_1):
+            assert mv.keys() == m1.keys()
+            for k in mv:
+                np.testing.assert_allclose(np.asarray(mv[k])[i], np.asarray(m1[k]), rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+def test_checkpoint_round_trip(run, tmp_path):
+    path = str(tmp_path / "ckpt.msgpack")
+    checkpoint.save(path, run["carry"], {"stage": 0, "step": STEPS})
+    restored, progress = checkpoint.restore(path, run["init"])
+    assert progress == {"stage": 0, "step": STEPS}
+    assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(run["carry"])
+    for x, y in zip(_leaves(restored), _leaves(run["carry"])):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_act_in_box_with_right_shape(run, deterministic):
+    cfg, algo, spec = run["cfg"], run["algo"], run["tr"].spec
+    obs = jnp.asarray(3.0 * np.random.default_rng(1).normal(size=(5, spec.obs_dim)), jnp.float32)
+    keys = seed_keys(0, NUM_SEEDS)
+    a = np.asarray(jax.vmap(lambda s, k: algo.act(s, obs, k, cfg, deterministic))(run["carry"].state, keys))
+    assert a.shape == (NUM_SEEDS, 5, spec.act_dim)
+    assert np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1.0)
+
+
+def test_every_algorithm_has_a_config():
+    for name in ALGORITHMS:
+        cfg = tiny_config(config_name(name))
+        assert cfg.algo == name
