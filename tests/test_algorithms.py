@@ -101,7 +101,9 @@ def test_checkpoint_round_trip(run, tmp_path):
     checkpoint.save(path, run["carry"], {"stage": 0, "step": STEPS})
     restored, progress = checkpoint.restore(path, run["init"])
     assert progress == {"stage": 0, "step": STEPS}
-    assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(run["carry"])
+    # same leaves at the same paths (static fields such as apply_fn closures need not be the same objects)
+    paths = lambda t: [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(t)[0]]  # noqa: E731
+    assert paths(restored) == paths(run["carry"])
     for x, y in zip(_leaves(restored), _leaves(run["carry"])):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
