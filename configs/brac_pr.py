@@ -1,14 +1,9 @@
-"""BRAC-pr (Wu et al. 2019): sampled KL (4 samples) to a cloned tanh-Gaussian behaviour policy,
-alpha 0.1, Q 2x(300, 300), policy (200, 200); 300k behaviour-cloning updates, then
-num_steps (paper: 500k) updates of which the first 20k train the policy on the divergence only."""
-from offrl.algos.brac import default_agent_config
-from offrl.config import base_config
+"""BRAC-pr (Wu et al. 2019): configs/brac_vp.py with the divergence as a policy regulariser
+instead of a value penalty."""
+from configs.brac_vp import get_config as brac_vp_config
 
 
 def get_config():
-    c = base_config()
-    c.algo = "brac"
-    c.num_steps = 500_000
-    c.agent = default_agent_config()
+    c = brac_vp_config()
     c.agent.variant = "pr"
     return c

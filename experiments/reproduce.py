@@ -58,16 +58,9 @@ def dataset_for(task: str, source: str) -> str:
     return path
 
 
-def _assign(cfg, dotted: str, value):
-    node = cfg
-    *path, last = dotted.split(".")
-    for p in path:
-        node = node[p]
-    node[last] = value
-
-
 def cell_config(table, column: str, task: str):
     from offrl.algos import ALGORITHMS
+    from offrl.config import set_dotted
 
     cfg = importlib.import_module(f"configs.{table.COLUMNS[column]}").get_config()
     if cfg.algo not in ALGORITHMS:
@@ -78,12 +71,12 @@ def cell_config(table, column: str, task: str):
     if FLAGS.dataset_size:
         cfg.dataset_size = FLAGS.dataset_size
     for k, v in (table.preset(column, task) if hasattr(table, "preset") else {}).items():
-        _assign(cfg, k, v)
+        set_dotted(cfg, k, v)
     if FLAGS.eval_episodes:
         cfg.eval_episodes = FLAGS.eval_episodes
     for item in FLAGS.set:
         key, value = item.split("=", 1)
-        _assign(cfg, key, ast.literal_eval(value))
+        set_dotted(cfg, key, ast.literal_eval(value))
     if FLAGS.num_steps:
         scale = FLAGS.num_steps / cfg.num_steps
         cfg.num_steps = FLAGS.num_steps

@@ -38,6 +38,21 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def get_dotted(config, dotted: str):
+    """config["a.b.c"] for a nested ConfigDict; KeyError/AttributeError when a part is missing."""
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def set_dotted(config, dotted: str, value) -> None:
+    """Assign ``value`` to the nested key ``a.b.c`` of ``config``."""
+    *path, last = dotted.split(".")
+    node = get_dotted(config, ".".join(path)) if path else config
+    node[last] = value
+
+
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
 

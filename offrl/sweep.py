@@ -16,6 +16,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from offrl.config import get_dotted
+
 NOT_SWEEPABLE = ("hidden_dims", "_steps", "batch_size", "lr", "num_", "latent")
 
 
@@ -46,12 +48,9 @@ def parse_grid(grid: str, config) -> list[dict]:
         if "=" not in item:
             raise ValueError(f"config.grid entry '{item}' is malformed: write key=v1,v2,... (e.g. agent.alpha=1,2.5)")
         key, vals = item.split("=", 1)
-        node = config
+        last = key.split(".")[-1]
         try:
-            *path, last = key.split(".")
-            for p in path:
-                node = node[p]
-            current = node[last]
+            current = get_dotted(config, key)
         except (KeyError, AttributeError):
             raise ValueError(f"config.grid names '{key}', which is not a config key") from None
         if any(tag in last for tag in NOT_SWEEPABLE) or not isinstance(current, (int, float)) or isinstance(current, bool):

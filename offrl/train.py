@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.algos import Spec, Stage
+from offrl.config import set_dotted
 from offrl.data.dataset import Transitions, sample
 
 
@@ -62,11 +63,7 @@ def with_hparams(config, hparams: dict):
     cfg = copy.deepcopy(config)
     with cfg.ignore_type():
         for dotted, value in hparams.items():
-            *path, last = dotted.split(".")
-            node = cfg
-            for p in path:
-                node = node[p]
-            node[last] = value
+            set_dotted(cfg, dotted, value)
     return cfg
 
 

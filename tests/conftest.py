@@ -57,10 +57,8 @@ def tiny_config(algo, steps=20, num_seeds=2, **overrides):
             cfg.agent[k] = steps
         elif k.endswith("batch_size") and isinstance(cfg.agent[k], int):
             cfg.agent[k] = 32
+    from offrl.config import set_dotted
+
     for k, v in overrides.items():
-        target = cfg
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
+        set_dotted(cfg, k, v)
     return cfg

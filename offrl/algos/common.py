@@ -6,6 +6,8 @@ import jax
 import optax
 from flax.training.train_state import TrainState
 
+from offrl import nets
+
 
 def adam(lr, grad_clip: float | None = None, weight_decay: float = 0.0) -> optax.GradientTransformation:
     opt = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
@@ -17,6 +19,13 @@ def adam(lr, grad_clip: float | None = None, weight_decay: float = 0.0) -> optax
 def make_state(key, module: nn.Module, example_inputs: tuple, tx) -> TrainState:
     params = module.init(key, *example_inputs)
     return TrainState.create(apply_fn=module.apply, params=params, tx=tx)
+
+
+def clipped_gaussian_act(actor: TrainState, obs, key, deterministic: bool):
+    """Act with a Gaussian policy head (mean, log_std): the mean, or a sample, clipped to [-1, 1]."""
+    mean, log_std = actor.apply_fn(actor.params, obs)
+    a = mean if deterministic else nets.gaussian_sample(key, mean, log_std)
+    return jax.numpy.clip(a, -1.0, 1.0)
 
 
 def every(step, period: int):

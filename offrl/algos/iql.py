@@ -23,7 +23,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets
 from offrl.algos import Spec, Stage
-from offrl.algos.common import adam, make_state
+from offrl.algos.common import adam, clipped_gaussian_act, make_state
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -120,10 +120,7 @@ def stages(config) -> list[Stage]:
 
 
 def act(state: IQLState, obs, key, config, deterministic: bool = True):
-    mean, log_std = state.actor.apply_fn(state.actor.params, obs)
-    if deterministic:
-        return jnp.clip(mean, -1.0, 1.0)
-    return jnp.clip(nets.gaussian_sample(key, mean, log_std), -1.0, 1.0)
+    return clipped_gaussian_act(state.actor, obs, key, deterministic)
 
 
 def validate(config):
