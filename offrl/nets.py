@@ -170,6 +170,34 @@ def tanh_gaussian_log_prob(actions, mean, log_std, eps: float = 1e-6):
     return gaussian_log_prob(u, mean, log_std) - tanh_log_det_jacobian(u)
 
 
+MMD_KERNELS = ("laplacian", "gaussian")
+
+
+def mmd(x: jax.Array, y: jax.Array, sigma: float, kernel: str = "laplacian") -> jax.Array:
+    """Sample MMD between the point sets x (..., N, d) and y (..., M, d), one value per leading index.
+
+        k(u, v) = exp(-sum_d |u - v| / (2 sigma))      laplacian
+        k(u, v) = exp(-sum_d (u - v)^2 / (2 sigma))    gaussian
+        MMD = sqrt(mean k(x, x') + mean k(y, y') - 2 mean k(x, y) + 1e-6)
+
+    The means run over all pairs, i = j included (the biased V-statistic, as the BEAR reference
+    code); the 1e-6 keeps the square root differentiable when the sets coincide. Shared by BEAR
+    (pre-tanh actions) and BRAC's ``divergence='mmd'``. Gradients flow into both x and y.
+    """
+
+    def mean_kernel(a, b):
+        d = a[..., :, None, :] - b[..., None, :, :]
+        if kernel == "laplacian":
+            dist = jnp.abs(d).sum(-1)
+        elif kernel == "gaussian":
+            dist = (d**2).sum(-1)
+        else:
+            raise ValueError(f"unknown MMD kernel {kernel!r}: choose one of {MMD_KERNELS}")
+        return jnp.exp(-dist / (2.0 * sigma)).mean((-2, -1))
+
+    return jnp.sqrt(mean_kernel(x, x) + mean_kernel(y, y) - 2.0 * mean_kernel(x, y) + 1e-6)
+
+
 def polyak(target, online, tau: float):
     """target <- tau * online + (1 - tau) * target."""
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)

@@ -23,9 +23,9 @@ def _np_mmd(x, y, sigma, kernel):
 def test_mmd_matches_numpy(kernel):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(3, 5, 2)), rng.normal(size=(3, 4, 2)) + 0.5
-    got = bear.mmd(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), 0.7, kernel)
+    got = nets.mmd(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), 0.7, kernel)
     np.testing.assert_allclose(np.asarray(got), _np_mmd(x, y, 0.7, kernel), rtol=1e-5)
-    same = bear.mmd(jnp.asarray(x, jnp.float32), jnp.asarray(x, jnp.float32), 0.7, kernel)
+    same = nets.mmd(jnp.asarray(x, jnp.float32), jnp.asarray(x, jnp.float32), 0.7, kernel)
     np.testing.assert_allclose(np.asarray(same), 1e-3, rtol=1e-2)  # sqrt(0 + 1e-6)
 
 
@@ -91,7 +91,7 @@ def _plain_bear_update(state, batch, key, step, cfg):
         k1, k2 = jax.random.split(k_actor)
         _, bu = bear.vae_samples(state.vae, batch.observations, k1, ag.num_samples)
         pa, pu = bear.policy_samples(state.actor, p, batch.observations, k2, ag.num_samples)
-        m = bear.mmd(bu, pu, ag.mmd_sigma, ag.kernel).mean()
+        m = nets.mmd(bu, pu, ag.mmd_sigma, ag.kernel).mean()
         b, n, a = pa.shape
         q = state.critic.apply_fn(state.critic.params, jnp.repeat(batch.observations, n, 0), pa.reshape(b * n, a))
         q = q.reshape(2, b, n).mean(-1).min(0)

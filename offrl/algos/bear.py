@@ -8,7 +8,7 @@ One update, in the reference code's order:
        y = r + gamma (1 - d) max_j [0.75 min_i Q'_i(s', a'_j) + 0.25 max_i Q'_i(s', a'_j)]
        L_Q = sum_i mean (Q_i(s, a) - y)^2           (+ BEAR++'s gradient penalty, ``agent.gp``)
 3. actor (tanh-Gaussian, 400-300): n = ``num_samples`` actions from the VAE and from pi at each s,
-   MMD between them on the pre-tanh actions (``mmd``: Laplacian kernel, sigma ``mmd_sigma``),
+   MMD between them on the pre-tanh actions (``nets.mmd``: Laplacian kernel, sigma ``mmd_sigma``),
        L_pi = mean_s [ -min_i mean_j Q_i(s, a_j) + exp(log_alpha) * MMD(s) ]
    during the first ``warmup_steps`` only the constraint term: exp(log_alpha) * mean MMD.
 4. Lagrange multiplier: log_alpha += lr * exp(log_alpha) * (mean MMD - epsilon), clipped to
@@ -41,7 +41,7 @@ from offrl import nets, plugins
 from offrl.algos import Spec, Stage
 from offrl.algos.common import adam, make_state
 
-KERNELS = ("laplacian", "gaussian")
+KERNELS = nets.MMD_KERNELS
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -72,30 +72,6 @@ def default_agent_config() -> ml_collections.ConfigDict:
             log_grad_norm=True,  # metrics ||grad_a Q_1|| at policy samples and at dataset actions
         )
     )
-
-
-# ------------------------------------------------------------------------------- MMD
-def mmd(x: jax.Array, y: jax.Array, sigma: float, kernel: str = "laplacian") -> jax.Array:
-    """Sample MMD between sets x (..., N, d) and y (..., M, d): (...,).
-
-        k(u, v) = exp(-sum_d |u - v| / (2 sigma))      laplacian
-        k(u, v) = exp(-sum_d (u - v)^2 / (2 sigma))    gaussian
-        MMD = sqrt(mean k(x, x') + mean k(y, y') - 2 mean k(x, y) + 1e-6)
-
-    (biased V-statistic, all pairs including i = j, as the BEAR reference code).
-    """
-
-    def k(a, b):
-        d = a[..., :, None, :] - b[..., None, :, :]
-        if kernel == "laplacian":
-            dist = jnp.abs(d).sum(-1)
-        elif kernel == "gaussian":
-            dist = (d**2).sum(-1)
-        else:
-            raise ValueError(f"unknown MMD kernel {kernel!r}: choose one of {KERNELS}")
-        return jnp.exp(-dist / (2.0 * sigma)).mean((-2, -1))
-
-    return jnp.sqrt(k(x, x) + k(y, y) - 2.0 * k(x, y) + 1e-6)
 
 
 # ------------------------------------------------------------------------------- state
@@ -200,7 +176,7 @@ def actor_loss(actor_params, state: BEARState, batch, key, step, config):
     k_vae, k_pi = jax.random.split(key)
     beta_a, beta_u = vae_samples(state.vae, batch.observations, k_vae, ag.num_samples)
     pi_a, pi_u = policy_samples(state.actor, actor_params, batch.observations, k_pi, ag.num_samples)
-    m = mmd(jax.lax.stop_gradient(beta_u), pi_u, ag.mmd_sigma, ag.kernel)  # (B,)
+    m = nets.mmd(jax.lax.stop_gradient(beta_u), pi_u, ag.mmd_sigma, ag.kernel)  # (B,)
     info = {"mmd": m.mean()}
     if ag.cr.enabled:
         w = plugins.critic_weights(_q(state, state.critic.params, batch.observations, beta_a).mean(-1), ag.cr)

@@ -2,8 +2,15 @@
 policy regularisation in one file (``agent.variant`` 'vp' or 'pr').
 
 Stage 'behavior' (no evaluation): a tanh-Gaussian pi_b cloned by maximum likelihood.
-Stage 'train': SAC-style actor-critic with a divergence D(s) = KL(pi(.|s) || pi_b(.|s)),
-estimated with ``num_div_samples`` (4) actions from pi (``sampled_kl``):
+Stage 'train': SAC-style actor-critic with a divergence D(s) between pi(.|s) and pi_b(.|s),
+estimated per state from ``num_div_samples`` (4) actions (``agent.divergence``):
+
+- 'kl'  (default): KL(pi || pi_b) from samples of pi (``sampled_kl``);
+- 'mmd': the kernel MMD between samples of pi and of pi_b (``sampled_mmd``, the shared
+  ``nets.mmd`` that BEAR uses: kernel ``mmd_kernel`` 'laplacian' (default) or 'gaussian',
+  bandwidth ``mmd_sigma`` (20), on the squashed actions in [-1, 1]^A as the BRAC reference code).
+
+The same D enters either variant:
 
     vp: y    = r + gamma (1 - d) [min_i Q'_i(s', a') - alpha D(s')],  a' ~ pi(s')
     pr: y    = r + gamma (1 - d)  min_i Q'_i(s', a')
@@ -14,7 +21,9 @@ with a learned entropy temperature alpha_ent (target entropy -|A|) as the refere
 first ``warm_start`` (20k) updates train the policy on the divergence only.
 Defaults: alpha 0.1, Q 2x(300, 300), policy and pi_b (200, 200), lr 1e-3 (pi_b), 1e-3 Q,
 3e-5 policy as the reference's, batch 256, tau 0.005.
-Only the KL divergence is implemented (``agent.divergence='kl'``).
+The BRAC reference code's MMD is the squared estimate with k = exp(-|u - v|_1 / sigma); ``nets.mmd``
+(BEAR's) takes the square root and divides by 2 sigma, so its sigma 10 is the reference's kernel
+at 20. The dual (critic-estimated) divergences of the paper are not implemented.
 """
 from __future__ import annotations
 
@@ -30,7 +39,7 @@ from offrl.algos.common import adam, make_state
 
 CONFIG = "brac_vp"  # the config file the shared test harness uses (configs/brac_pr.py is the other variant)
 VARIANTS = ("vp", "pr")
-DIVERGENCES = ("kl",)
+DIVERGENCES = ("kl", "mmd")
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -40,6 +49,8 @@ def default_agent_config() -> ml_collections.ConfigDict:
             divergence="kl",
             alpha=0.1,
             num_div_samples=4,
+            mmd_sigma=20.0,  # divergence='mmd' only: kernel bandwidth (BEAR's convention, nets.mmd)
+            mmd_kernel="laplacian",  # divergence='mmd' only: 'laplacian' or 'gaussian'
             warm_start=20_000,
             behavior_steps=300_000,
             behavior_lr=1e-3,
@@ -90,6 +101,24 @@ def sampled_kl(key, mean_p, log_std_p, mean_b, log_std_b, num: int):
     return (nets.gaussian_log_prob(u, mean_p, log_std_p) - nets.gaussian_log_prob(u, mean_b, log_std_b)).mean(0)
 
 
+def sampled_mmd(key, mean_p, log_std_p, mean_b, log_std_b, num: int, sigma: float, kernel: str = "laplacian"):
+    """Sample MMD between ``num`` actions of the tanh-Gaussian p and ``num`` of b at each state: (...,).
+
+    Both sets are squashed actions tanh(u) (the space the BRAC reference compares them in);
+    p's come from reparameterised pre-tanh draws, so the gradient reaches p's parameters,
+    while b's samples are constants. Keys: ``jax.random.split(key)`` -> (p's, b's)."""
+    k_p, k_b = jax.random.split(key)
+
+    def draw(k, mean, log_std):
+        shape = mean.shape[:-1] + (num, mean.shape[-1])  # (..., num, A): the layout nets.mmd takes
+        return jnp.tanh(nets.gaussian_sample(k, jnp.broadcast_to(mean[..., None, :], shape),
+                                             jnp.broadcast_to(log_std[..., None, :], shape)))
+
+    a_p = draw(k_p, mean_p, log_std_p)
+    a_b = jax.lax.stop_gradient(draw(k_b, mean_b, log_std_b))
+    return nets.mmd(a_p, a_b, sigma, kernel)
+
+
 def behavior_loss(params, state: BRACState, batch, config):
     mean, log_std = state.behavior.apply_fn(params, batch.observations)
     loss = -nets.tanh_gaussian_log_prob(batch.actions, mean, log_std).mean()
@@ -102,9 +131,13 @@ def behavior_update(state: BRACState, batch, key, step, config):
 
 
 def _divergence(key, actor_params, state: BRACState, obs, config):
+    """D(s) per state (the same estimate in the value penalty and the policy regulariser)."""
     mean_p, log_std_p = state.actor.apply_fn(actor_params, obs)
     mean_b, log_std_b = state.behavior.apply_fn(state.behavior.params, obs)
-    return sampled_kl(key, mean_p, log_std_p, mean_b, log_std_b, config.agent.num_div_samples)
+    ag = config.agent
+    if ag.divergence == "mmd":
+        return sampled_mmd(key, mean_p, log_std_p, mean_b, log_std_b, ag.num_div_samples, ag.mmd_sigma, ag.mmd_kernel)
+    return sampled_kl(key, mean_p, log_std_p, mean_b, log_std_b, ag.num_div_samples)
 
 
 def critic_loss(critic_params, state: BRACState, batch, key, config):
@@ -174,5 +207,9 @@ def validate(config):
         raise ValueError(f"agent.divergence must be one of {DIVERGENCES}, got '{ag.divergence}'")
     if ag.num_div_samples < 1:
         raise ValueError(f"agent.num_div_samples must be >= 1, got {ag.num_div_samples}")
+    if not ag.mmd_sigma > 0:
+        raise ValueError(f"agent.mmd_sigma must be > 0, got {ag.mmd_sigma}")
+    if ag.mmd_kernel not in nets.MMD_KERNELS:
+        raise ValueError(f"agent.mmd_kernel must be one of {nets.MMD_KERNELS}, got '{ag.mmd_kernel}'")
     if ag.alpha < 0:
         raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")

@@ -1,0 +1,275 @@
+"""Characteristic numbers of the baselines, each against an independent (NumPy / hand) computation:
+IQL's expectile and AWR weights and value loss, CQL(H)'s importance-sampled logsumexp, BRAC's sampled
+KL (closed form) and MMD divergence (NumPy, and a few training steps), the shared MMD (explicit
+double loop), Onestep's SARSA target and advantage weights, %BC's episode selection."""
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from offrl import nets
+from offrl.algos import Spec, bc, brac, cql, iql, onestep
+from offrl.data.dataset import DatasetInfo, Transitions, episodes_to_transitions, to_device
+
+
+# ------------------------------------------------------------------------------- helpers
+def _np_mlp(layers, x):
+    """[(kernel, bias)] with ReLU between the layers, none after the last."""
+    for i, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if i + 1 < len(layers):
+            x = np.maximum(x, 0.0)
+    return x
+
+
+def _layers(mlp, member=None):
+    pick = (lambda a: np.asarray(a, np.float64)) if member is None else (lambda a: np.asarray(a[member], np.float64))
+    return [(pick(mlp[f"Dense_{i}"]["kernel"]), pick(mlp[f"Dense_{i}"]["bias"])) for i in range(len(mlp))]
+
+
+def _batch(b=6, obs_dim=3, act_dim=2, seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return Transitions(
+        observations=f(rng.normal(size=(b, obs_dim))),
+        actions=f(rng.uniform(-0.9, 0.9, size=(b, act_dim))),
+        rewards=f(rng.normal(size=b)),
+        next_observations=f(rng.normal(size=(b, obs_dim))),
+        terminals=f((np.arange(b) % 3 == 1).astype(np.float32)),
+        timeouts=jnp.zeros(b), next_actions=f(rng.uniform(-0.9, 0.9, size=(b, act_dim))),
+        returns=jnp.zeros(b), episode_ids=jnp.zeros(b, jnp.int32),
+    )
+
+
+def _np_mmd_loops(x, y, sigma, kernel):
+    """MMD of two point sets (N, d), (M, d) by explicit loops over all pairs (V-statistic, + 1e-6 under the root)."""
+
+    def k(u, v):
+        dist = sum(abs(a - b) for a, b in zip(u, v)) if kernel == "laplacian" else sum((a - b) ** 2 for a, b in zip(u, v))
+        return math.exp(-dist / (2.0 * sigma))
+
+    def mean_k(a, b):
+        return sum(k(u, v) for u in a for v in b) / (len(a) * len(b))
+
+    return math.sqrt(mean_k(x, x) + mean_k(y, y) - 2.0 * mean_k(x, y) + 1e-6)
+
+
+# ------------------------------------------------------------------------------- IQL
+def test_iql_expectile_loss_by_hand():
+    diff = jnp.asarray([-2.0, -0.5, 0.0, 0.5, 3.0])
+    got = np.asarray(iql.expectile_loss(diff, 0.7))
+    # positive residuals (Q above V) weigh 0.7, negative ones 0.3
+    np.testing.assert_allclose(got, [0.3 * 4.0, 0.3 * 0.25, 0.0, 0.7 * 0.25, 0.7 * 9.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(iql.expectile_loss(diff, 0.5)), 0.5 * np.asarray(diff) ** 2, rtol=1e-6)
+
+
+def test_iql_awr_weights_clip():
+    got = np.asarray(iql.awr_weights(jnp.asarray([-1.0, 0.0, 0.5, 2.0]), 3.0, 100.0))
+    np.testing.assert_allclose(got, [math.exp(-3.0), 1.0, math.exp(1.5), 100.0], rtol=1e-6)  # exp(6) = 403 -> 100
+
+
+def test_iql_value_loss_matches_numpy():
+    cfg = ml_collections.ConfigDict(dict(discount=0.9, num_steps=10, agent=iql.default_agent_config()))
+    cfg.agent.hidden_dims = (4,)
+    state = iql.init(jax.random.PRNGKey(0), Spec(3, 2), cfg)
+    # target critics differ from the online ones, so using the wrong set changes the number
+    state = state.replace(critic_target=jax.tree_util.tree_map(lambda x: 0.6 * x + 0.1, state.critic.params))
+    batch = _batch()
+    o, a = np.asarray(batch.observations, np.float64), np.asarray(batch.actions, np.float64)
+    ens = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
+    q = np.min([_np_mlp(_layers(ens, i), np.concatenate([o, a], -1))[:, 0] for i in range(2)], axis=0)
+    v = _np_mlp(_layers(state.value.params["params"]["MLP_0"]), o)[:, 0]
+    # shift V by the median residual so that both sides of the expectile are exercised
+    shift = float(np.median(q - v))
+    vp = jax.tree_util.tree_map(lambda x: x, state.value.params)
+    vp["params"]["MLP_0"]["Dense_1"]["bias"] = vp["params"]["MLP_0"]["Dense_1"]["bias"] + shift
+    loss, _ = iql.value_loss(vp, state, batch, cfg)
+    u = q - (v + shift)
+    assert (u > 0).sum() == 3 and (u < 0).sum() == 3
+    expected = np.mean(np.where(u > 0, 0.7, 0.3) * u**2)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------- CQL
+def _np_logsumexp(x, axis=-1):
+    m = x.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_cql_logsumexp_matches_numpy(temperature):
+    rng = np.random.default_rng(1)
+    b, n, a_dim = 4, 5, 3
+    q_rand, q_pi, q_next = (rng.normal(size=(2, b, n)) * 3 for _ in range(3))
+    logp_pi, logp_next = rng.normal(size=(b, n)) - 1.0, rng.normal(size=(b, n)) - 2.0
+    got = cql.cql_logsumexp(*(jnp.asarray(x, jnp.float32) for x in (q_rand, q_pi, logp_pi, q_next, logp_next)),
+                            a_dim, temperature)
+    # importance sampling: each of the 3N actions enters as Q / q(x) in density terms, i.e. Q - log q(x);
+    # the uniform proposal on [-1, 1]^3 has density 0.5^3
+    log_q_uniform = np.log(0.5**a_dim)
+    terms = np.concatenate([q_rand - log_q_uniform, q_pi - logp_pi[None], q_next - logp_next[None]], -1)  # (2, B, 3N)
+    expected = temperature * _np_logsumexp(terms / temperature)
+    assert got.shape == (2, b)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- shared MMD (BEAR, BRAC)
+@pytest.mark.parametrize("kernel", ["laplacian", "gaussian"])
+def test_shared_mmd_matches_double_loop(kernel):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 6, 3)) * 0.5 + 0.3
+    got = np.asarray(nets.mmd(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), 1.5, kernel))
+    expected = [_np_mmd_loops(x[i], y[i], 1.5, kernel) for i in range(2)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="kernel"):
+        nets.mmd(jnp.asarray(x), jnp.asarray(y), 1.5, "cosine")
+
+
+# ------------------------------------------------------------------------------- BRAC
+def test_brac_sampled_kl_matches_closed_form():
+    rng = np.random.default_rng(3)
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    mean_p, mean_b = f(rng.normal(size=(3, 2)) * 0.5), f(rng.normal(size=(3, 2)) * 0.5)
+    log_std_p, log_std_b = f(rng.uniform(-0.5, 0.3, size=(3, 2))), f(rng.uniform(-0.3, 0.5, size=(3, 2)))
+    key = jax.random.PRNGKey(4)
+    got = brac.sampled_kl(key, mean_p, log_std_p, mean_b, log_std_b, 20_000)
+    closed = nets.gaussian_kl(mean_p, log_std_p, mean_b, log_std_b)
+    # the same closed form written out in NumPy, so a wrong nets.gaussian_kl cannot hide a wrong estimator
+    sp, sb = np.exp(np.asarray(log_std_p, np.float64)), np.exp(np.asarray(log_std_b, np.float64))
+    dm = np.asarray(mean_p, np.float64) - np.asarray(mean_b, np.float64)
+    np_kl = (np.log(sb / sp) + (sp**2 + dm**2) / (2 * sb**2) - 0.5).sum(-1)
+    np.testing.assert_allclose(np.asarray(closed), np_kl, rtol=1e-5)
+    assert np_kl.min() > 0.05  # far enough from 0 for a relative tolerance
+    np.testing.assert_allclose(np.asarray(got), np_kl, rtol=0.05)
+    # reparameterised: d KL / d mean_p = (mean_p - mean_b) / std_b^2 reaches p's parameters
+    g = jax.grad(lambda m: brac.sampled_kl(key, m, log_std_p, mean_b, log_std_b, 20_000).sum())(mean_p)
+    np.testing.assert_allclose(np.asarray(g), dm / sb**2, rtol=0.1, atol=0.02)
+
+
+def test_brac_sampled_mmd_matches_numpy_on_the_same_samples():
+    rng = np.random.default_rng(5)
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    b, n, a_dim = 3, 4, 2
+    mean_p, mean_b = f(rng.normal(size=(b, a_dim))), f(rng.normal(size=(b, a_dim)))
+    log_std_p, log_std_b = f(rng.uniform(-1, 0, size=(b, a_dim))), f(rng.uniform(-1, 0, size=(b, a_dim)))
+    key = jax.random.PRNGKey(6)
+    got = np.asarray(brac.sampled_mmd(key, mean_p, log_std_p, mean_b, log_std_b, n, 0.8, "laplacian"))
+    # the samples the documented key convention gives: split(key) -> (p's, b's); actions tanh(mean + std eps)
+    k_p, k_b = jax.random.split(key)
+    eps_p = np.asarray(jax.random.normal(k_p, (b, n, a_dim)), np.float64)
+    eps_b = np.asarray(jax.random.normal(k_b, (b, n, a_dim)), np.float64)
+    a_p = np.tanh(np.asarray(mean_p, np.float64)[:, None] + np.exp(np.asarray(log_std_p, np.float64))[:, None] * eps_p)
+    a_b = np.tanh(np.asarray(mean_b, np.float64)[:, None] + np.exp(np.asarray(log_std_b, np.float64))[:, None] * eps_b)
+    expected = [_np_mmd_loops(a_p[i], a_b[i], 0.8, "laplacian") for i in range(b)]
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # gradients reach pi through its reparameterised samples; pi_b's samples are constants
+    gp, gb = jax.grad(lambda mp, mb: brac.sampled_mmd(key, mp, log_std_p, mb, log_std_b, n, 0.8).sum(), (0, 1))(mean_p, mean_b)
+    assert float(jnp.abs(gp).sum()) > 0 and float(jnp.abs(gb).sum()) == 0
+
+
+def test_brac_validates_mmd_options():
+    cfg = tiny_config("brac_vp", **{"agent.divergence": "mmd"})
+    brac.validate(cfg)
+    for key, bad in (("mmd_sigma", 0.0), ("mmd_sigma", -1.0), ("mmd_kernel", "cosine"), ("divergence", "js")):
+        c = tiny_config("brac_vp", **{"agent.divergence": "mmd", f"agent.{key}": bad})
+        with pytest.raises(ValueError, match=key):
+            brac.validate(c)
+
+
+def test_brac_mmd_enters_penalty_and_regulariser_and_trains():
+    cfg = tiny_config("brac_vp", steps=3, num_seeds=1, **{"agent.divergence": "mmd", "agent.mmd_sigma": 0.5,
+                                                           "agent.mmd_kernel": "gaussian", "agent.warm_start": 2})
+    brac.validate(cfg)
+    spec = Spec(3, 2)
+    batch = _batch(b=cfg.batch_size)
+    state0 = brac.init(jax.random.PRNGKey(7), spec, cfg)
+    key = jax.random.PRNGKey(8)
+    k_a, k_div = jax.random.split(key)
+
+    def mmd_at(state, obs):
+        mp, lp = state.actor.apply_fn(state.actor.params, obs)
+        mb, lb = state.behavior.apply_fn(state.behavior.params, obs)
+        return brac.sampled_mmd(k_div, mp, lp, mb, lb, cfg.agent.num_div_samples, 0.5, "gaussian")
+
+    # policy regulariser: the reported divergence is the MMD with the configured kernel and bandwidth
+    _, info = brac.actor_loss(state0.actor.params, state0, batch, key, jnp.int32(0), cfg)
+    np.testing.assert_allclose(float(info["divergence"]), float(mmd_at(state0, batch.observations).mean()), rtol=1e-5)
+    # the divergence's gradient reaches the actor
+    g = jax.grad(lambda p: brac._divergence(k_div, p, state0, batch.observations, cfg).mean())(state0.actor.params)
+    assert sum(float(jnp.abs(x).sum()) for x in jax.tree_util.tree_leaves(g)) > 0
+
+    # value penalty: vp's target is pr's minus gamma (1 - d) alpha MMD(s'), with the same sampled a'
+    loss_vp, _ = brac.critic_loss(state0.critic.params, state0, batch, key, cfg)
+    cfg_pr = cfg.copy_and_resolve_references()
+    cfg_pr.agent.variant = "pr"
+    loss_pr, _ = brac.critic_loss(state0.critic.params, state0, batch, key, cfg_pr)
+    mean, log_std = state0.actor.apply_fn(state0.actor.params, batch.next_observations)
+    next_a = nets.tanh_gaussian_sample(k_a, mean, log_std)[0]
+    next_v = np.asarray(state0.critic.apply_fn(state0.critic_target, batch.next_observations, next_a).min(0), np.float64)
+    q = np.asarray(state0.critic.apply_fn(state0.critic.params, batch.observations, batch.actions), np.float64)
+    r, d = np.asarray(batch.rewards, np.float64), np.asarray(batch.terminals, np.float64)
+    div = np.asarray(mmd_at(state0, batch.next_observations), np.float64)
+    y_pr = r + cfg.discount * (1 - d) * next_v
+    y_vp = r + cfg.discount * (1 - d) * (next_v - cfg.agent.alpha * div)
+    np.testing.assert_allclose(float(loss_pr), ((q - y_pr) ** 2).mean(-1).sum(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss_vp), ((q - y_vp) ** 2).mean(-1).sum(), rtol=1e-5)
+
+    # a few updates of every stage: finite losses, a positive divergence, the actor moves
+    state, metrics = state0, {}
+    for stage in brac.stages(cfg):
+        upd = jax.jit(stage.update)
+        for t in range(stage.num_steps):
+            state, m = upd(state, batch, jax.random.fold_in(key, t), jnp.int32(t))
+            metrics.update({f"{stage.name}/{k}": float(v) for k, v in m.items()})
+    assert metrics and all(np.isfinite(v) for v in metrics.values()), metrics
+    assert metrics["train/divergence"] > 0
+    moved = [not np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(state.actor.params),
+                                                        jax.tree_util.tree_leaves(state0.actor.params))]
+    assert all(moved)
+
+
+# ------------------------------------------------------------------------------- Onestep
+def test_onestep_sarsa_target_by_hand():
+    got = onestep.sarsa_target(jnp.asarray([1.0, -0.5, 2.0]), jnp.asarray([0.0, 1.0, 0.0]),
+                               jnp.asarray([3.0, 10.0, -1.0]), 0.9)
+    np.testing.assert_allclose(np.asarray(got), [1.0 + 0.9 * 3.0, -0.5, 2.0 - 0.9], rtol=1e-6)
+
+
+def test_onestep_advantage_weights_by_hand():
+    q_data = jnp.asarray([1.0, 0.0, 5.0])
+    q_samples = jnp.asarray([[0.0, 1.0, 2.0], [1.0, 1.0, -2.0], [0.0, 0.0, 0.0]])
+    w, adv = onestep.advantage_weights(q_data, q_samples, 0.5, 20.0)
+    np.testing.assert_allclose(np.asarray(adv), [0.0, 0.0, 5.0], rtol=1e-6)  # Q(s, a) - mean_j Q(s, a_j)
+    np.testing.assert_allclose(np.asarray(w), [1.0, 1.0, 20.0], rtol=1e-6)  # exp(5 / 0.5) = 22026 -> clip 20
+    w, adv = onestep.advantage_weights(jnp.asarray([0.5]), jnp.asarray([[0.0, 0.0]]), 2.0, 20.0)
+    np.testing.assert_allclose(np.asarray(w), [math.exp(0.25)], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------- %BC
+def test_percent_bc_keeps_exactly_the_top_episodes():
+    returns = [3.0, 10.0, -1.0, 7.0, 5.0]  # per episode; lengths differ so row counts tell them apart
+    lengths = [2, 3, 4, 1, 2]
+    eps = []
+    for i, (ret, t) in enumerate(zip(returns, lengths)):
+        eps.append(dict(observations=np.full((t + 1, 2), i, np.float32), actions=np.full((t, 1), 0.1 * i, np.float32),
+                        rewards=np.full(t, ret / t), terminations=np.eye(1, t, t - 1)[0].astype(bool),
+                        truncations=np.zeros(t, bool)))
+    arrays, ep_ret, ep_len = episodes_to_transitions(eps)
+    np.testing.assert_allclose(ep_ret, returns, rtol=1e-6)
+    info = DatasetInfo("hand", None, 2, 1, -np.ones(1), np.ones(1), ep_ret, ep_len)
+    data = to_device(arrays)
+    for frac, top in ((0.4, [1, 3]), (0.5, [1, 3, 4]), (0.2, [1]), (0.01, [1])):  # ceil(frac * 5) episodes
+        cfg = ml_collections.ConfigDict(dict(agent=dict(top_fraction=frac)))
+        kept, kinfo = bc.prepare_data(data, info, cfg)
+        obs_ids = np.asarray(kept.observations[:, 0]).astype(int)
+        np.testing.assert_array_equal(np.unique(obs_ids), top, err_msg=f"top_fraction={frac}")
+        assert len(obs_ids) == sum(lengths[i] for i in top)  # every transition of a kept episode, nothing else
+        np.testing.assert_allclose(kinfo.episode_returns, [returns[i] for i in top])
+        # episode ids renumbered 0..k-1 in the original order
+        np.testing.assert_array_equal(np.asarray(kept.episode_ids), np.searchsorted(top, obs_ids))
+    same, sinfo = bc.prepare_data(data, info, ml_collections.ConfigDict(dict(agent=dict(top_fraction=1.0))))
+    assert same is data and sinfo is info
