@@ -98,6 +98,15 @@ def action_grad_norm(q_fn: Callable, obs: jax.Array, actions: jax.Array) -> jax.
     return safe_norm(action_grads(q_fn, obs, actions))
 
 
+def grad_norm_metrics(q_fn: Callable, obs: jax.Array, policy_actions: jax.Array, dataset_actions: jax.Array) -> dict:
+    """The diagnostic metrics ``grad_norm_pi`` / ``grad_norm_data``: mean ||grad_a Q|| at the policy's
+    and at the dataset's actions (``q_fn(obs, actions) -> (1, N)``, usually the first critic)."""
+    return {
+        "grad_norm_pi": action_grad_norm(q_fn, obs, jax.lax.stop_gradient(policy_actions)).mean(),
+        "grad_norm_data": action_grad_norm(q_fn, obs, dataset_actions).mean(),
+    }
+
+
 def gradient_penalty(q_fn: Callable, obs: jax.Array, actions: jax.Array, k: float = 1.0):
     """mean_j sum_i relu(||grad_a Q_i(s_j, a_j)|| - k)^2 (unweighted), and the gradient norms (num_critics, N)."""
     norms = action_grad_norm(q_fn, obs, actions)

@@ -223,8 +223,7 @@ def update(state: BEARState, batch, key, step, config):
     if ag.log_grad_norm:
         q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
         pi, _ = policy_samples(state.actor, state.actor.params, batch.observations, k_actor, 1)
-        info["grad_norm_pi"] = plugins.action_grad_norm(q1, batch.observations, pi[:, 0]).mean()
-        info["grad_norm_data"] = plugins.action_grad_norm(q1, batch.observations, batch.actions).mean()
+        info.update(plugins.grad_norm_metrics(q1, batch.observations, pi[:, 0], batch.actions))
     return state, info
 
 

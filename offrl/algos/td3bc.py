@@ -153,8 +153,7 @@ def update(state: TD3BCState, batch, key, step, config):
     if ag.get("log_grad_norm", False):
         q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
         pi = state.actor.apply_fn(state.actor.params, batch.observations)
-        info["grad_norm_pi"] = plugins.action_grad_norm(q1, batch.observations, pi).mean()
-        info["grad_norm_data"] = plugins.action_grad_norm(q1, batch.observations, batch.actions).mean()
+        info.update(plugins.grad_norm_metrics(q1, batch.observations, pi, batch.actions))
     return state, info
 
 
