@@ -273,3 +273,5 @@ def test_percent_bc_keeps_exactly_the_top_episodes():
         np.testing.assert_array_equal(np.asarray(kept.episode_ids), np.searchsorted(top, obs_ids))
     same, sinfo = bc.prepare_data(data, info, ml_collections.ConfigDict(dict(agent=dict(top_fraction=1.0))))
     assert same is data and sinfo is info
+    assert bc.variant(ml_collections.ConfigDict(dict(agent=dict(top_fraction=0.1)))) == "10%bc"
+    assert bc.variant(ml_collections.ConfigDict(dict(agent=dict(top_fraction=1.0)))) == "bc"

@@ -88,3 +88,9 @@ def validate(config):
         raise ValueError(f"agent.loss must be 'mse' or 'nll', got '{ag.loss}'")
     if not 0.0 < ag.top_fraction <= 1.0:
         raise ValueError(f"agent.top_fraction must be in (0, 1], got {ag.top_fraction}")
+
+
+def variant(config) -> str:
+    """'bc', or '10%bc' when only the top fraction of trajectories is cloned."""
+    frac = config.agent.top_fraction
+    return "bc" if frac >= 1.0 else f"{100 * frac:g}%bc"
