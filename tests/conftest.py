@@ -6,6 +6,8 @@ import shutil
 import sys
 import tempfile
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -62,3 +64,13 @@ def tiny_config(algo, steps=20, num_seeds=2, **overrides):
     for k, v in overrides.items():
         set_dotted(cfg, k, v)
     return cfg
+
+
+def np_mlp(layers, x):
+    """A NumPy forward pass of offrl's MLP: layers [(kernel, bias)], ReLU between them, none after the last."""
+    x = np.asarray(x)
+    for i, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if i + 1 < len(layers):
+            x = np.maximum(x, 0.0)
+    return x

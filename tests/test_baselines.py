@@ -10,22 +10,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import np_mlp, tiny_config
 from offrl import nets
 from offrl.algos import Spec, bc, brac, cql, iql, onestep
 from offrl.data.dataset import DatasetInfo, Transitions, episodes_to_transitions, to_device
 
 
 # ------------------------------------------------------------------------------- helpers
-def _np_mlp(layers, x):
-    """[(kernel, bias)] with ReLU between the layers, none after the last."""
-    for i, (w, b) in enumerate(layers):
-        x = x @ w + b
-        if i + 1 < len(layers):
-            x = np.maximum(x, 0.0)
-    return x
-
-
 def _layers(mlp, member=None):
     pick = (lambda a: np.asarray(a, np.float64)) if member is None else (lambda a: np.asarray(a[member], np.float64))
     return [(pick(mlp[f"Dense_{i}"]["kernel"]), pick(mlp[f"Dense_{i}"]["bias"])) for i in range(len(mlp))]
@@ -81,8 +72,8 @@ def test_iql_value_loss_matches_numpy():
     batch = _batch()
     o, a = np.asarray(batch.observations, np.float64), np.asarray(batch.actions, np.float64)
     ens = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
-    q = np.min([_np_mlp(_layers(ens, i), np.concatenate([o, a], -1))[:, 0] for i in range(2)], axis=0)
-    v = _np_mlp(_layers(state.value.params["params"]["MLP_0"]), o)[:, 0]
+    q = np.min([np_mlp(_layers(ens, i), np.concatenate([o, a], -1))[:, 0] for i in range(2)], axis=0)
+    v = np_mlp(_layers(state.value.params["params"]["MLP_0"]), o)[:, 0]
     # shift V by the median residual so that both sides of the expectile are exercised
     shift = float(np.median(q - v))
     vp = jax.tree_util.tree_map(lambda x: x, state.value.params)

@@ -4,17 +4,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from conftest import np_mlp
 from offrl.algos import Spec, td3bc
 from offrl.data.dataset import Transitions
-
-
-def _np_mlp(layers, x):
-    """layers: [(kernel, bias)], ReLU between, none at the end."""
-    for i, (w, b) in enumerate(layers):
-        x = x @ w + b
-        if i + 1 < len(layers):
-            x = np.maximum(x, 0.0)
-    return x
 
 
 def _dense_layers(tree):
@@ -46,13 +38,13 @@ def _setup():
 
 
 def _actor_np(params, obs):
-    return np.tanh(_np_mlp(_dense_layers(params["params"]), obs))
+    return np.tanh(np_mlp(_dense_layers(params["params"]), obs))
 
 
 def _critics_np(params, obs, act):
     p = params["params"]["VmapCritic_0"]
     x = np.concatenate([obs, act], -1)
-    return np.stack([_np_mlp([(w[i], bb[i]) for w, bb in _dense_layers(p)], x)[:, 0] for i in range(2)])
+    return np.stack([np_mlp([(w[i], bb[i]) for w, bb in _dense_layers(p)], x)[:, 0] for i in range(2)])
 
 
 def test_critic_loss_matches_hand_computation():
