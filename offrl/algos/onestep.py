@@ -11,8 +11,10 @@ Stages, each a plain supervised problem:
        A(s, a) = Q(s, a) - mean_j Q(s, a_j),   a_j ~ pi_b(s), j = 1..num_adv_samples
        L_pi    = -mean min(exp(A / temperature), weight_clip) log pi(a | s)
 
-Defaults follow the paper's exp-weight variant: temperature 1 and clip 100 (their Table of
-hyperparameters searches temperatures 0.1-10), MLPs 2x256, lr 1e-4, batch 512.
+The paper writes the exp-weight step as pi(a|s) ~ pi_b(a|s) exp(tau A(s, a)) and tunes tau per
+dataset, so ``temperature`` here is 1/tau; it is a plain number in the update, so one program can
+sweep it (``--config.grid="agent.temperature=0.1,0.3,1,3"``). Defaults: temperature 1, weight clip
+100, MLPs 2x256, lr 1e-4, batch 512.
 """
 from __future__ import annotations
 
