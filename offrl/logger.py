@@ -87,7 +87,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def score_table(rows: list[dict]) -> str:
-    """Markdown table: one row per (algo, dataset) with normalised mean ± std over seeds and per-seed values."""
+    """Markdown table: one row per (variant, dataset) with normalised mean ± std over seeds and per-seed values."""
     lines = [
         "| algorithm | dataset | hyperparameters | seeds | normalised score | raw return | per-seed normalised |",
         "|---|---|---|---|---|---|---|",
@@ -96,7 +96,7 @@ def score_table(rows: list[dict]) -> str:
         per_seed = ", ".join("nan" if v is None else f"{v:.1f}" for v in r["per_seed_normalized"])
         norm = "n/a" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f} ± {r['normalized_std']:.1f}"
         lines.append(
-            f"| {r['algo']} | {r['dataset']} | {label(r.get('hparams', {}))} | {len(r['per_seed_normalized'])} | {norm} | "
+            f"| {r.get('variant', r['algo'])} | {r['dataset']} | {label(r.get('hparams', {}))} | {len(r['per_seed_normalized'])} | {norm} | "
             f"{r['raw_mean']:.1f} ± {r['raw_std']:.1f} | {per_seed} |"
         )
     return "\n".join(lines)

@@ -113,6 +113,11 @@ def _check_workdir(workdir: str, config) -> bool:
     return os.path.exists(os.path.join(workdir, CHECKPOINT))
 
 
+def variant_name(algo, config) -> str:
+    """What tables and progress lines call a run: the algorithm's ``variant(config)`` or its name."""
+    return algo.variant(config) if hasattr(algo, "variant") else config.algo
+
+
 def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
     """The score row of one grid point (members ``idx`` of every evaluation)."""
     c, info = exp.config, exp.info
@@ -122,7 +127,7 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
     norm = normalized_score(raw, info.ref_min_score, info.ref_max_score)
     return {
         "algo": c.algo,
-        "variant": exp.algo.variant(c) if hasattr(exp.algo, "variant") else c.algo,
+        "variant": variant_name(exp.algo, c),
         "dataset": c.dataset,
         "hparams": point,
         "score_convention": info.score_convention,
@@ -157,6 +162,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         f.write(config.to_json(indent=2))
 
     algo = exp.algo
+    name = variant_name(algo, config)
     trainer = make_train(algo, config, exp.data)
     init, run = trainer.vmapped()
     data = replicate(exp.data)
@@ -197,7 +203,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         logger.log(record)
         if hasattr(algo, "after_chunk"):
             carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_idx, start + length))
-        line = f"[{config.algo}] {stage.name} {start + length}/{stage.num_steps}"
+        line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"
         stage_end = start + length == stage.num_steps
         if stage.evaluate and (stage_end or (start + length) % config.eval_interval == 0):
             n_eval = len(progress["evals"])
