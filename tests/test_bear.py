@@ -95,14 +95,14 @@ def _plain_bear_update(state, batch, key, step, cfg):
         b, n, a = pa.shape
         q = state.critic.apply_fn(state.critic.params, jnp.repeat(batch.observations, n, 0), pa.reshape(b * n, a))
         q = q.reshape(2, b, n).mean(-1).min(0)
-        alpha = jnp.exp(state.log_alpha.params["log_alpha"])
+        alpha = jnp.exp(state.log_alpha.params["value"])
         return (alpha * m if step < ag.warmup_steps else -q.mean() + alpha * m), m
 
     g, m = jax.grad(loss, has_aux=True)(state.actor.params)
     actor = state.actor.apply_gradients(grads=g)
-    g = jax.grad(lambda p: -jnp.exp(p["log_alpha"]) * (m - ag.epsilon))(state.log_alpha.params)
+    g = jax.grad(lambda p: -jnp.exp(p["value"]) * (m - ag.epsilon))(state.log_alpha.params)
     la = state.log_alpha.apply_gradients(grads=g)
-    la = la.replace(params={"log_alpha": jnp.clip(la.params["log_alpha"], -5.0, 10.0)})
+    la = la.replace(params={"value": jnp.clip(la.params["value"], -5.0, 10.0)})
     return state.replace(actor=actor, log_alpha=la, actor_target=nets.polyak(state.actor_target, actor.params, 0.005),
                          critic_target=nets.polyak(state.critic_target, state.critic.params, 0.005))
 
@@ -131,8 +131,8 @@ def test_plugins_off_is_plain_bear_and_warmup_optimises_the_constraint_only():
 
 def test_multiplier_rises_when_violated_and_is_clipped():
     cfg, state, _ = _setup()
-    up = jax.grad(bear.alpha_loss)(state.log_alpha.params, jnp.float32(0.5), cfg)["log_alpha"]
-    down = jax.grad(bear.alpha_loss)(state.log_alpha.params, jnp.float32(0.01), cfg)["log_alpha"]
+    up = jax.grad(bear.alpha_loss)(state.log_alpha.params, jnp.float32(0.5), cfg)["value"]
+    down = jax.grad(bear.alpha_loss)(state.log_alpha.params, jnp.float32(0.01), cfg)["value"]
     assert float(up) < 0 < float(down)  # gradient descent raises log_alpha above epsilon, lowers it below
 
 

@@ -39,7 +39,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets, plugins
 from offrl.algos import Spec, Stage
-from offrl.algos.common import adam, make_state
+from offrl.algos.common import adam, log_scalar, make_state
 
 KERNELS = nets.MMD_KERNELS
 
@@ -79,7 +79,7 @@ class BEARState(struct.PyTreeNode):
     vae: TrainState
     actor: TrainState
     critic: TrainState
-    log_alpha: TrainState  # params: {"log_alpha": scalar}
+    log_alpha: TrainState  # params: {"value": log alpha}
     actor_target: dict
     critic_target: dict
 
@@ -96,10 +96,6 @@ def networks(spec: Spec, config):
     return vae, actor, critic
 
 
-def _log_alpha_value(params):
-    return params["log_alpha"]
-
-
 def init(key, spec: Spec, config) -> BEARState:
     ag = config.agent
     vae_net, actor_net, critic_net = networks(spec, config)
@@ -108,8 +104,7 @@ def init(key, spec: Spec, config) -> BEARState:
     vae = make_state(k1, vae_net, (obs, act, jax.random.PRNGKey(0)), adam(ag.vae_lr))
     actor = make_state(k2, actor_net, (obs,), adam(ag.actor_lr))
     critic = make_state(k3, critic_net, (obs, act), adam(ag.critic_lr))
-    la = {"log_alpha": jnp.asarray(ag.log_alpha_init, jnp.float32)}
-    log_alpha = TrainState.create(apply_fn=_log_alpha_value, params=la, tx=adam(ag.alpha_lr))
+    log_alpha = log_scalar(ag.alpha_lr, ag.log_alpha_init)
     return BEARState(vae, actor, critic, log_alpha, actor.params, critic.params)
 
 
@@ -184,7 +179,7 @@ def actor_loss(actor_params, state: BEARState, batch, key, step, config):
         info["cr_weight_mean"] = w.mean()
     constraint = m.mean()
     q = _q(state, state.critic.params, batch.observations, pi_a).mean(-1).min(0)  # (B,)
-    alpha = jnp.exp(state.log_alpha.params["log_alpha"])
+    alpha = jnp.exp(state.log_alpha.params["value"])
     full = -q.mean() + alpha * constraint
     loss = jnp.where(step < ag.warmup_steps, alpha * constraint, full)
     return loss, {**info, "actor_loss": loss, "actor_q": q.mean(), "constraint": constraint, "alpha": alpha,
@@ -193,7 +188,7 @@ def actor_loss(actor_params, state: BEARState, batch, key, step, config):
 
 def alpha_loss(params, constraint, config):
     """-(exp(log_alpha) * (constraint - epsilon)): descending it raises alpha while the constraint is violated."""
-    return -jnp.exp(params["log_alpha"]) * (constraint - config.agent.epsilon)
+    return -jnp.exp(params["value"]) * (constraint - config.agent.epsilon)
 
 
 def update(state: BEARState, batch, key, step, config):
@@ -211,7 +206,7 @@ def update(state: BEARState, batch, key, step, config):
 
     g = jax.grad(alpha_loss)(state.log_alpha.params, constraint, config)
     la = state.log_alpha.apply_gradients(grads=g)
-    la = la.replace(params={"log_alpha": jnp.clip(la.params["log_alpha"], ag.log_alpha_min, ag.log_alpha_max)})
+    la = la.replace(params={"value": jnp.clip(la.params["value"], ag.log_alpha_min, ag.log_alpha_max)})
 
     state = state.replace(
         actor=actor,

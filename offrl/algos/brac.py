@@ -35,7 +35,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets
 from offrl.algos import Spec, Stage
-from offrl.algos.common import adam, make_state
+from offrl.algos.common import adam, entropy_temperature_update, log_scalar, make_state
 
 CONFIG = "brac_vp"  # the config file the shared test harness uses (configs/brac_pr.py is the other variant)
 VARIANTS = ("vp", "pr")
@@ -75,10 +75,6 @@ class BRACState(struct.PyTreeNode):
     critic_target: dict
 
 
-def _scalar(params):
-    return params["value"]
-
-
 def init(key, spec: Spec, config) -> BRACState:
     ag = config.agent
     k1, k2, k3 = jax.random.split(key, 3)
@@ -87,7 +83,7 @@ def init(key, spec: Spec, config) -> BRACState:
     behavior = make_state(k1, pol(ag.behavior_hidden_dims), (obs,), adam(ag.behavior_lr))
     actor = make_state(k2, pol(ag.actor_hidden_dims), (obs,), adam(ag.actor_lr))
     critic = make_state(k3, nets.critic_ensemble(2, tuple(ag.critic_hidden_dims)), (obs, act), adam(ag.critic_lr))
-    log_ent = TrainState.create(apply_fn=_scalar, params={"value": jnp.zeros(())}, tx=adam(ag.ent_lr))
+    log_ent = log_scalar(ag.ent_lr)
     return BRACState(behavior, actor, critic, log_ent, critic.params)
 
 
@@ -174,9 +170,8 @@ def update(state: BRACState, batch, key, step, config):
     critic = state.critic.apply_gradients(grads=g)
     state = state.replace(critic=critic, critic_target=nets.polyak(state.critic_target, critic.params, ag.tau))
     g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_a, step, config)
-    gap = jax.lax.stop_gradient(ainfo["entropy"] + batch.actions.shape[-1])  # entropy - target (-|A|)
-    g_ent = jax.grad(lambda p: p["value"] * gap)(state.log_ent.params)
-    state = state.replace(actor=state.actor.apply_gradients(grads=g), log_ent=state.log_ent.apply_gradients(grads=g_ent))
+    state = state.replace(actor=state.actor.apply_gradients(grads=g),
+                          log_ent=entropy_temperature_update(state.log_ent, ainfo["entropy"], batch.actions.shape[-1]))
     return state, {**cinfo, **ainfo, "alpha_ent": jnp.exp(state.log_ent.params["value"])}
 
 

@@ -21,6 +21,22 @@ def make_state(key, module: nn.Module, example_inputs: tuple, tx) -> TrainState:
     return TrainState.create(apply_fn=module.apply, params=params, tx=tx)
 
 
+def _scalar_value(params):
+    return params["value"]
+
+
+def log_scalar(lr, init: float = 0.0) -> TrainState:
+    """A learned scalar (a log temperature or log multiplier) with its own Adam: params {"value": init}."""
+    return TrainState.create(apply_fn=_scalar_value, params={"value": jax.numpy.asarray(init, jax.numpy.float32)},
+                             tx=adam(lr))
+
+
+def entropy_temperature_update(log_temp: TrainState, entropy, act_dim: int) -> TrainState:
+    """SAC's temperature step: descend log_alpha * (entropy - target) with target entropy -|A|."""
+    gap = jax.lax.stop_gradient(entropy + act_dim)
+    return log_temp.apply_gradients(grads=jax.grad(lambda p: p["value"] * gap)(log_temp.params))
+
+
 def clipped_gaussian_act(actor: TrainState, obs, key, deterministic: bool):
     """Act with a Gaussian policy head (mean, log_std): the mean, or a sample, clipped to [-1, 1]."""
     mean, log_std = actor.apply_fn(actor.params, obs)

@@ -26,7 +26,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets
 from offrl.algos import Spec, Stage
-from offrl.algos.common import adam, make_state
+from offrl.algos.common import adam, entropy_temperature_update, log_scalar, make_state
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -60,14 +60,6 @@ class CQLState(struct.PyTreeNode):
     critic_target: dict
 
 
-class _LogScalar:
-    """apply_fn for a TrainState holding one scalar."""
-
-    @staticmethod
-    def apply(params):
-        return params["value"]
-
-
 def init(key, spec: Spec, config) -> CQLState:
     ag = config.agent
     k1, k2 = jax.random.split(key)
@@ -77,8 +69,7 @@ def init(key, spec: Spec, config) -> CQLState:
     )
     actor = make_state(k1, actor_net, (obs,), adam(ag.actor_lr))
     critic = make_state(k2, nets.critic_ensemble(2, tuple(ag.critic_hidden_dims)), (obs, act), adam(ag.critic_lr))
-    scalar = lambda lr: TrainState.create(apply_fn=_LogScalar.apply, params={"value": jnp.zeros(())}, tx=adam(lr))  # noqa: E731
-    return CQLState(actor, critic, scalar(ag.alpha_lr), scalar(ag.alpha_prime_lr), critic.params)
+    return CQLState(actor, critic, log_scalar(ag.alpha_lr), log_scalar(ag.alpha_prime_lr), critic.params)
 
 
 def cql_logsumexp(q_rand, q_pi, logp_pi, q_next, logp_next, act_dim: int, temperature: float = 1.0):
@@ -151,11 +142,9 @@ def update(state: CQLState, batch, key, step, config):
     k_actor, k_critic = jax.random.split(key)
     # Actor and entropy temperature (reference order: policy first, then Q).
     g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor, config)
-    target_entropy = -batch.actions.shape[-1]
-    alpha_loss = lambda p: -(p["value"] * jax.lax.stop_gradient(target_entropy - ainfo["entropy"]))  # noqa: E731
     state = state.replace(
         actor=state.actor.apply_gradients(grads=g),
-        log_alpha=state.log_alpha.apply_gradients(grads=jax.grad(alpha_loss)(state.log_alpha.params)),
+        log_alpha=entropy_temperature_update(state.log_alpha, ainfo["entropy"], batch.actions.shape[-1]),
     )
     g, cinfo = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, k_critic, config)
     critic = state.critic.apply_gradients(grads=g)
