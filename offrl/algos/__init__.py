@@ -1,41 +1,63 @@
-"""Algorithm registry and the contract every algorithm module follows.
+"""The algorithm contract: every algorithm is one :class:`Algorithm` record.
 
-An algorithm is one module in this package exposing:
+An algorithm lives in one module of this package, read top to bottom beside its paper, and
+ends by building its record::
+
+    ALGORITHM = Algorithm(
+        name="td3bc", init=init, stages=stages, act=act, default_config=default_agent_config,
+        sweepable=("alpha", "tau", "actor_lr", "critic_lr"), validate=validate, variant=variant,
+    )
+
+The record's fields are the whole contract; the runner, the benchmark and the tests call
+fields, nothing else. Required:
 
 - ``init(key, spec: Spec, config) -> state``: a pytree (usually a ``flax.struct.PyTreeNode``
   holding ``TrainState``s, target parameters and counters).
-- ``stages(config) -> list[Stage]``: what the runtime scans through, in order. Each
-  stage's ``update(state, batch, key, step) -> (state, metrics)`` is pure; ``batch`` is a
-  :class:`offrl.data.Transitions` of ``stage.batch_size`` transitions drawn by the
-  runtime's one sampler; ``step`` is the stage-local update index (int32 scalar, the
-  same for every seed, so ``lax.cond`` on it stays a real branch under the seed vmap). Single-stage algorithms return one stage of
-  ``config.num_steps`` updates.
-- ``act(state, obs, key, config, deterministic=True) -> actions`` in [-1, 1]^A
-  (the runtime rescales dataset actions into that box and back for the environment).
+- ``stages(config) -> list[Stage]``: what the runtime scans through, in order, each with a
+  unique ``name``. A stage's ``update(state, batch, key, step) -> (state, metrics)`` is pure;
+  ``batch`` is a :class:`offrl.data.Transitions` of ``stage.batch_size`` transitions drawn by
+  the runtime's one sampler; ``step`` is the stage-local update index (int32 scalar, the
+  same for every seed, so ``lax.cond`` on it stays a real branch under the seed vmap).
+  Single-stage algorithms use :func:`single_stage`.
+- ``act(state, obs, key, config, deterministic=True) -> actions`` in [-1, 1]^A (the runtime
+  rescales dataset actions into that box and back for the environment).
+- ``default_config() -> ConfigDict``: the algorithm's ``config.agent`` defaults (those of
+  the reference codebase its docstring names).
 
-Optional: ``prepare_data(data, info, config) -> (data, info)`` (e.g. %BC's filtering),
-``validate(config)`` raising ``ValueError`` on bad hyperparameters, and
-``after_chunk(states, ctx, stage, stage_step) -> states`` for host-side steps between compiled chunks
-(e.g. BPPO's online policy selection), ``chunk_every(config) -> {stage: period}`` to cut chunks
-more often than ``eval_interval`` for that hook, and ``variant(config) -> str`` naming the
-variant in results; see ``offrl.runner``.
+Optional, each with a no-op default:
 
-Every module in this package not named ``common`` or starting with ``_`` is an
-algorithm: adding the file registers it, and the shared test harness
-(tests/test_algorithms.py) then covers it, with ``configs/<name>.py`` or, if the module sets
-``CONFIG = "<file>"``, ``configs/<file>.py`` (e.g. brac -> brac_vp).
+- ``sweepable``: the ``agent.*`` keys the updates read only arithmetically, so a grid over
+  them runs as one vmapped program (``config.grid``; see ``offrl.sweep``). Learning rates
+  are sweepable when their optimiser is built by ``common.adam`` (``optax.inject_hyperparams``
+  keeps them in the optimiser state). Anything not listed is refused by a grid before
+  anything is written: step counts, sizes and switches shape the program.
+- ``validate(config)``: raise ``ValueError`` naming a bad hyperparameter (default: accept).
+- ``prepare_data(data, info, config) -> (data, info)``: e.g. %BC's filtering (default: as is).
+- ``variant(config) -> str``: the name tables and progress lines show (default: ``name``).
+- ``chunk_every(config) -> {stage name: period}``: extra chunk cuts for ``after_chunk``
+  (default: none, chunks end at evaluations only).
+- ``after_chunk(states, ctx, stage_name, stage_step) -> states``: a host-side step between
+  compiled chunks, e.g. BPPO's online policy selection (default: none).
+- ``config_file``: the ``configs/<file>.py`` the shared harness uses (default: ``name``).
+
+The reported score of a run comes only from evaluations of its last evaluating stage
+(a behaviour-cloning stage may be evaluated and logged, but it never enters the score).
+
+Every module in this package not named ``common`` or starting with ``_`` is an algorithm:
+adding the file registers it, and the shared harness (tests/test_algorithms.py) covers it.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
-from types import ModuleType
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 NOT_ALGORITHMS = ("common",)
 ALGORITHMS = tuple(
     sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in NOT_ALGORITHMS)
 )
+REQUIRED = ("name", "init", "stages", "act", "default_config")
 
 
 class Spec(NamedTuple):
@@ -51,10 +73,66 @@ class Stage(NamedTuple):
     evaluate: bool = True  # evaluate the policy in the environment during this stage
 
 
-def get_algorithm(name: str) -> ModuleType:
+def _accept(config) -> None:
+    return None
+
+
+def _keep_data(data, info, config):
+    return data, info
+
+
+def _no_cuts(config) -> dict:
+    return {}
+
+
+def _no_hook(states, ctx, stage_name: str, stage_step: int):
+    return states
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """One algorithm: its pure pieces and optional hooks (see the module docstring)."""
+
+    name: str = ""
+    init: Optional[Callable] = None
+    stages: Optional[Callable] = None
+    act: Optional[Callable] = None
+    default_config: Optional[Callable] = None
+    sweepable: tuple = ()
+    validate: Callable = _accept
+    prepare_data: Callable = _keep_data
+    variant: Optional[Callable] = None
+    chunk_every: Callable = _no_cuts
+    after_chunk: Callable = _no_hook
+    config_file: str = ""
+
+    def __post_init__(self):
+        for f in REQUIRED:
+            if not getattr(self, f):
+                raise TypeError(f"Algorithm {self.name or '?'!r} is missing its required field '{f}' (required: {', '.join(REQUIRED)})")
+        if isinstance(self.sweepable, str):
+            raise TypeError(f"Algorithm {self.name!r}: sweepable is a tuple of agent keys, not the string {self.sweepable!r}")
+        object.__setattr__(self, "sweepable", tuple(self.sweepable))
+        if not self.config_file:
+            object.__setattr__(self, "config_file", self.name)
+
+    def variant_name(self, config) -> str:
+        """What tables and progress lines call a run of this config."""
+        return self.variant(config) if self.variant is not None else self.name
+
+
+def single_stage(update: Callable, config) -> list[Stage]:
+    """The stages of a one-stage algorithm: ``config.num_steps`` updates ``update(state, batch, key, step, config)``."""
+    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+
+
+def get_algorithm(name: str) -> Algorithm:
     if name not in ALGORITHMS:
         raise ValueError(
             f"unknown algorithm '{name}': choose one of {', '.join(sorted(ALGORITHMS))} "
             f"(set --config.algo or pick a file in configs/)"
         )
-    return importlib.import_module(f"offrl.algos.{name}")
+    record = importlib.import_module(f"offrl.algos.{name}").ALGORITHM
+    if not isinstance(record, Algorithm) or record.name != name:
+        raise TypeError(f"offrl/algos/{name}.py must end with ALGORITHM = Algorithm(name={name!r}, ...)")
+    return record
