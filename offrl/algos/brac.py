@@ -34,10 +34,9 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets
-from offrl.algos import Spec, Stage
+from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, entropy_temperature_update, log_scalar, make_state
 
-CONFIG = "brac_vp"  # the config file the shared test harness uses (configs/brac_pr.py is the other variant)
 VARIANTS = ("vp", "pr")
 DIVERGENCES = ("kl", "mmd")
 
@@ -208,3 +207,16 @@ def validate(config):
         raise ValueError(f"agent.mmd_kernel must be one of {nets.MMD_KERNELS}, got '{ag.mmd_kernel}'")
     if ag.alpha < 0:
         raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")
+
+
+ALGORITHM = Algorithm(
+    name="brac",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("alpha", "tau", "mmd_sigma", "actor_lr", "critic_lr", "behavior_lr", "ent_lr"),
+    validate=validate,
+    variant=variant,
+    config_file="brac_vp",  # configs/brac_pr.py is the other variant
+)

@@ -10,7 +10,13 @@ from offrl import nets
 
 
 def adam(lr, grad_clip: float | None = None, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    opt = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+    """Adam (AdamW with ``weight_decay``) whose learning rate lives in the optimiser state
+    (``optax.inject_hyperparams``), so a grid over it is vmapped like seeds; optionally after a
+    global-norm clip. Read or change it through ``opt_state.hyperparams["learning_rate"]``."""
+    if weight_decay:
+        opt = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=weight_decay)
+    else:
+        opt = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
     if grad_clip:
         return optax.chain(optax.clip_by_global_norm(grad_clip), opt)
     return opt
