@@ -22,6 +22,7 @@ setup(
         "wandb>=0.16",
         "absl-py>=1.4",
         "matplotlib>=3.7",
+        "diffrax>=0.6",  # ARQ's probability-flow ODE log-likelihood (adaptive Dopri5)
     ],
     extras_require={
         "dev": ["pytest>=7.4"],
