@@ -105,8 +105,10 @@ class GaussianPolicy(nn.Module):
     """Diagonal Gaussian head: returns (mean, log_std) of the pre-squash distribution.
 
     ``state_dependent_std=False`` uses one learned log-std vector. ``log_std_min``/``max``
-    clip the log-std. With ``tanh_mean`` the mean itself is squashed into (-1, 1)
-    (a plain Gaussian whose mean lies in the action box, as BPPO uses).
+    bound the log-std: clipped (``log_std_mode='clip'``), or squashed smoothly as
+    min + (max - min) (tanh(x) + 1) / 2 (``'tanh'``, the BRAC reference's actor). With
+    ``tanh_mean`` the mean itself is squashed into (-1, 1) (a plain Gaussian whose mean lies in
+    the action box, as BPPO uses).
     """
 
     act_dim: int
@@ -116,6 +118,7 @@ class GaussianPolicy(nn.Module):
     log_std_max: float = 2.0
     tanh_mean: bool = False
     kernel_init: Optional[Callable] = None
+    log_std_mode: str = "clip"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -129,6 +132,8 @@ class GaussianPolicy(nn.Module):
         else:
             log_std = self.param("log_std", nn.initializers.zeros, (self.act_dim,))
             log_std = jnp.broadcast_to(log_std, mean.shape)
+        if self.log_std_mode == "tanh":
+            return mean, self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(log_std) + 1.0)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
@@ -173,12 +178,13 @@ def tanh_gaussian_log_prob(actions, mean, log_std, eps: float = 1e-6):
 MMD_KERNELS = ("laplacian", "gaussian")
 
 
-def mmd(x: jax.Array, y: jax.Array, sigma: float, kernel: str = "laplacian") -> jax.Array:
+def mmd(x: jax.Array, y: jax.Array, sigma: float, kernel: str = "laplacian", squared: bool = False) -> jax.Array:
     """Sample MMD between the point sets x (..., N, d) and y (..., M, d), one value per leading index.
 
         k(u, v) = exp(-sum_d |u - v| / (2 sigma))      laplacian
         k(u, v) = exp(-sum_d (u - v)^2 / (2 sigma))    gaussian
         MMD = sqrt(mean k(x, x') + mean k(y, y') - 2 mean k(x, y) + 1e-6)
+        MMD^2 = mean k(x, x') + mean k(y, y') - 2 mean k(x, y)     (``squared=True``, no 1e-6)
 
     The means run over all pairs, i = j included (the biased V-statistic, as the BEAR reference
     code); the 1e-6 keeps the square root differentiable when the sets coincide. Shared by BEAR
@@ -195,7 +201,8 @@ def mmd(x: jax.Array, y: jax.Array, sigma: float, kernel: str = "laplacian") -> 
             raise ValueError(f"unknown MMD kernel {kernel!r}: choose one of {MMD_KERNELS}")
         return jnp.exp(-dist / (2.0 * sigma)).mean((-2, -1))
 
-    return jnp.sqrt(mean_kernel(x, x) + mean_kernel(y, y) - 2.0 * mean_kernel(x, y) + 1e-6)
+    sq = mean_kernel(x, x) + mean_kernel(y, y) - 2.0 * mean_kernel(x, y)
+    return sq if squared else jnp.sqrt(sq + 1e-6)
 
 
 def polyak(target, online, tau: float):
