@@ -218,3 +218,48 @@ def test_committed_behavior_policies_load():
         assert meta["env_id"] == man["env_id"] and meta["obs_dim"] == 11
         assert actor.unit_action(np.zeros(11, np.float32), None).shape == (3,)
     assert man["ref_max_score"] > man["ref_min_score"]
+
+
+def test_sac_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
+    """A run stopped mid-episode and mid-way between checkpoints, then resumed, ends bit-identical to one
+    that never stopped: same networks, optimiser moments, replay data, checkpoints and progress log."""
+    kw = dict(steps=500, warmup=100, chunk=50, batch_size=32, hidden_dims=(16, 16), ckpt_every=100,
+              resume_every=200, eval_episodes=1, log_every=10_000, log=lambda *a, **k: None)
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    h_full = sac.train("Hopper-v5", out=full, **kw)
+    sac.train("Hopper-v5", out=part, stop_after=250, **kw)  # resume point at 250, evaluations up to 200
+    # a killed process leaves checkpoints/log lines after its last resume point: simulate one at 300
+    with open(os.path.join(part, "progress.jsonl"), "a") as f:
+        f.write(json.dumps(dict(step=300, eval_return=-1.0)) + "\n")
+    h_part = sac.train("Hopper-v5", out=part, **kw)
+    assert [h["step"] for h in h_part] == [h["step"] for h in h_full] == [100, 200, 300, 400, 500]
+    for a, b in zip(h_full, h_part):
+        assert a["eval_return"] == b["eval_return"] and a["critic_loss"] == b["critic_loss"]
+    for f in sorted(x for x in os.listdir(full) if x.endswith(".msgpack")):
+        pa, ma = sac.load_actor(os.path.join(full, f))
+        pb, mb = sac.load_actor(os.path.join(part, f))
+        jax.tree_util.tree_map(np.testing.assert_array_equal, pa, pb)
+        assert ma["mean_return"] == mb["mean_return"]
+    with open(os.path.join(part, "progress.jsonl")) as f:
+        assert [json.loads(x)["step"] for x in f] == [100, 200, 300, 400, 500]
+    with pytest.raises(ValueError, match="another configuration"):
+        sac.train("Hopper-v5", out=part, **dict(kw, batch_size=64))
+
+
+def test_sac_resume_without_the_buffer_refills_it_first(tmp_path):
+    """A resume point kept without buffer.npz (as carried in git) continues: no update until `warmup`
+    new transitions are in, then training goes on to the end."""
+    kw = dict(steps=400, warmup=100, chunk=50, batch_size=32, hidden_dims=(16, 16), ckpt_every=50,
+              resume_every=200, eval_episodes=1, log_every=10_000)
+    out = str(tmp_path / "run")
+    sac.train("Hopper-v5", out=out, stop_after=200, log=lambda *a, **k: None, **kw)
+    before, _ = sac.load_actor(os.path.join(out, "actor_0000200.msgpack"))
+    os.remove(os.path.join(out, "resume", "buffer.npz"))
+    lines = []
+    hist = sac.train("Hopper-v5", out=out, log=lambda m, **k: lines.append(m), **kw)
+    assert "NO replay buffer" in lines[0] and [h["step"] for h in hist] == list(range(50, 401, 50))
+    at250, _ = sac.load_actor(os.path.join(out, "actor_0000250.msgpack"))
+    at300, _ = sac.load_actor(os.path.join(out, "actor_0000300.msgpack"))
+    # steps 200..250 only refill the buffer (no update); at 300 it holds `warmup` rows and updates resume
+    jax.tree_util.tree_map(np.testing.assert_array_equal, before, at250)
+    assert not np.array_equal(at250["Dense_0"]["kernel"], at300["Dense_0"]["kernel"])

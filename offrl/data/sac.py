@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from functools import partial
 from typing import Optional, Sequence
@@ -204,13 +205,124 @@ def evaluate(env, policy, episodes: int, seed: int) -> np.ndarray:
     return np.asarray(out)
 
 
+# --------------------------------------------------------------------------- resume state
+def _unwrap_with(env, attr: str):
+    """The innermost wrapper (or env) in ``env``'s chain that has ``attr`` as its own attribute."""
+    e, found = env, None
+    while True:
+        if attr in vars(e):
+            found = e
+        if not hasattr(e, "env"):
+            return found
+        e = e.env
+
+
+def env_snapshot(env) -> dict:
+    """Everything needed to continue a MuJoCo Gymnasium episode exactly: simulator state (qpos, qvel,
+    act, ctrl, time, the solver's warm start), the TimeLimit step count and the env's reset RNG."""
+    u = env.unwrapped
+    d = u.data
+    tl = _unwrap_with(env, "_elapsed_steps")
+    return dict(
+        sim={k: np.array(getattr(d, k)) for k in ("qpos", "qvel", "act", "ctrl", "qacc_warmstart")},
+        time=float(d.time), elapsed_steps=None if tl is None else tl._elapsed_steps,
+        np_random=u.np_random.bit_generator.state,
+    )
+
+
+def env_restore(env, snap: dict) -> None:
+    """Inverse of :func:`env_snapshot` on a freshly made env of the same id."""
+    import mujoco
+
+    env.reset(seed=0)  # wrappers' "reset before step" flags; everything below is then overwritten
+    u = env.unwrapped
+    d = u.data
+    for k, v in snap["sim"].items():
+        getattr(d, k)[...] = v
+    d.time = snap["time"]
+    mujoco.mj_forward(u.model, d)
+    d.qacc_warmstart[...] = snap["sim"]["qacc_warmstart"]
+    tl = _unwrap_with(env, "_elapsed_steps")
+    if tl is not None:
+        tl._elapsed_steps = snap["elapsed_steps"]
+    u.np_random.bit_generator.state = snap["np_random"]
+
+
+RESUME_DIR = "resume"
+
+
+def save_resume(out: str, t: int, n: int, state: SACState, buf: dict, loop: dict) -> None:
+    """Atomically write ``out/resume/``: ``state.msgpack`` (networks, targets, optimiser moments,
+    temperature; ~3 MB at 256x256), ``loop.pkl`` (env step ``t``, host RNG, JAX key, env snapshot,
+    episode bookkeeping; a few kB) and ``buffer.npz`` (the replay buffer's ``n`` filled rows; ~170 MB
+    at 1M steps). The previous resume point is replaced only once the new one is complete."""
+    import pickle
+
+    final = os.path.join(out, RESUME_DIR)
+    tmp = final + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with open(os.path.join(tmp, "state.msgpack"), "wb") as f:
+        f.write(serialization.to_bytes(jax.device_get(state)))
+    np.savez(os.path.join(tmp, "buffer.npz"), **{k: v[:n] for k, v in buf.items()})
+    with open(os.path.join(tmp, "loop.pkl"), "wb") as f:
+        pickle.dump(dict(loop, t=t, n=n), f)
+    old = final + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_resume(out: str, template: SACState, buf: dict) -> Optional[dict]:
+    """Restore :func:`save_resume`'s files into ``template`` (returned as loop["state"]) and ``buf`` (in
+    place); None when ``out`` has no resume point. Without ``buffer.npz`` (a resume point carried in
+    git, where the buffer is too big) loop["n"] is 0 and the caller refills the buffer."""
+    import pickle
+
+    final = os.path.join(out, RESUME_DIR)
+    if not os.path.isfile(os.path.join(final, "loop.pkl")):
+        if os.path.isfile(os.path.join(final + ".old", "loop.pkl")):  # killed between the two renames
+            final = final + ".old"
+        else:
+            return None
+    with open(os.path.join(final, "loop.pkl"), "rb") as f:
+        loop = pickle.load(f)
+    with open(os.path.join(final, "state.msgpack"), "rb") as f:
+        loop["state"] = serialization.from_bytes(template, f.read())
+    bpath = os.path.join(final, "buffer.npz")
+    if os.path.isfile(bpath):
+        with np.load(bpath) as z:
+            for k in buf:
+                buf[k][: loop["n"]] = z[k]
+    else:
+        loop["n"] = 0
+    return loop
+
+
 # --------------------------------------------------------------------------- training loop
 def train(env_id: str, steps: int, out: str, seed: int = 0, warmup: int = 5000, chunk: int = 50,
           batch_size: int = 256, hidden_dims=(256, 256), lr: float = 3e-4, ckpt_every: int = 10000,
-          eval_episodes: int = 5, log_every: int = 5000, log=print) -> list[dict]:
-    """Train SAC for ``steps`` env steps; write ``actor_<step>.msgpack`` and ``progress.jsonl`` into ``out``."""
+          eval_episodes: int = 5, log_every: int = 5000, resume_every: int = 50000,
+          stop_after: Optional[int] = None, log=print) -> list[dict]:
+    """Train SAC for ``steps`` env steps; write ``actor_<step>.msgpack`` and ``progress.jsonl`` into ``out``.
+
+    Every ``resume_every`` steps (a multiple of ``ckpt_every``) a resume point is written to
+    ``out/resume/``; calling ``train`` again with the same arguments and ``out`` continues from the
+    last one (the run then is the same as an uninterrupted one: same networks, same data, same
+    checkpoints; tested bit-for-bit in tests/test_build.py). If the resume point has no
+    ``buffer.npz`` (only the small files were kept), the run continues from the saved networks,
+    optimisers, RNGs and env state with an empty replay buffer: updates pause until the current
+    policy has collected ``warmup`` new transitions (not uniform ones), then go on as before, with
+    the older transitions lost; this is not the same as an uninterrupted run and is logged as such.
+    A different configuration for an existing ``out`` is an error. ``stop_after``: return after that many env steps (for tests and
+    time budgets; the resume point is written first).
+    """
     import gymnasium as gym
 
+    if resume_every % ckpt_every or resume_every <= 0:
+        raise ValueError(f"resume_every ({resume_every}) must be a positive multiple of ckpt_every ({ckpt_every})")
     os.makedirs(out, exist_ok=True)
     env, eval_env = gym.make(env_id), gym.make(env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
@@ -225,30 +337,61 @@ def train(env_id: str, steps: int, out: str, seed: int = 0, warmup: int = 5000, 
         rew=np.zeros((steps,), np.float32), next_obs=np.zeros((steps, obs_dim), np.float32),
         done=np.zeros((steps,), np.float32),
     )
+    config = dict(env_id=env_id, steps=steps, seed=seed, warmup=warmup, chunk=chunk, batch_size=batch_size,
+                  hidden_dims=list(hidden_dims), lr=lr, ckpt_every=ckpt_every, eval_episodes=eval_episodes,
+                  resume_every=resume_every)
+    cfg_path = os.path.join(out, "config.json")
+    loop = load_resume(out, state, buf)
+    if loop is not None:
+        with open(cfg_path) as f:
+            old = json.load(f)
+        diff = {k: (old.get(k), v) for k, v in config.items() if k != "resume_every" and old.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} holds a SAC run with another configuration {diff} (old, new); "
+                             f"resume with the same arguments or use a new --out")
+    with open(cfg_path, "w") as f:
+        json.dump(config, f)
+    progress_path = os.path.join(out, "progress.jsonl")
+    history: list[dict] = []
+    if loop is None:
+        t_start, obs = 0, env.reset(seed=seed)[0]
+        ep_ret, ep_returns, metrics, n_updates, t_upd, wall0, n = 0.0, [], {}, 0, 0.0, 0.0, 0
+        open(progress_path, "w").close()
+    else:
+        state, t_start, obs = loop["state"], loop["t"], loop["obs"]
+        rng.bit_generator.state = loop["rng"]
+        key = jnp.asarray(loop["key"])
+        env_restore(env, loop["env"])
+        ep_ret, ep_returns, metrics = loop["ep_ret"], loop["ep_returns"], loop["metrics"]
+        n_updates, t_upd, wall0, n = loop["n_updates"], loop["t_upd"], loop["wall_s"], loop["n"]
+        with open(progress_path) as f:  # drop evaluations written after the resume point
+            history = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= t_start]
+        with open(progress_path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in history)
+        log(f"[sac {env_id}] resumed from step {t_start} ({out}/{RESUME_DIR})" + (
+            "" if n else f"; NO replay buffer saved: refilling {warmup} transitions with the current policy "
+                         "before updating again (not identical to an uninterrupted run)"), flush=True)
     actor = NumpyActor(state.actor.params, low, high)
-    obs, _ = env.reset(seed=seed)
-    ep_ret, ep_returns, history, metrics = 0.0, [], [], {}
-    t0, n_updates, t_upd = time.time(), 0, 0.0
+    t0 = time.time() - wall0
+    t_run0, s_run0 = time.time(), t_start
     meta_extra = dict(seed=seed, warmup=warmup, chunk=chunk, ckpt_every=ckpt_every)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(dict(env_id=env_id, steps=steps, seed=seed, warmup=warmup, chunk=chunk, batch_size=batch_size,
-                       hidden_dims=list(hidden_dims), lr=lr, ckpt_every=ckpt_every, eval_episodes=eval_episodes), f)
-    progress = open(os.path.join(out, "progress.jsonl"), "a")
-    for t in range(steps):
+    progress = open(progress_path, "a")
+    for t in range(t_start, steps):
         if t < warmup:
             unit = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
         else:
             unit = actor.unit_action(obs, rng).astype(np.float32)
         nobs, r, term, trunc, _ = env.step(actor.scale(unit))
-        buf["obs"][t], buf["act"][t], buf["rew"][t], buf["next_obs"][t], buf["done"][t] = obs, unit, r, nobs, term
+        buf["obs"][n], buf["act"][n], buf["rew"][n], buf["next_obs"][n], buf["done"][n] = obs, unit, r, nobs, term
+        n += 1
         ep_ret += float(r)
         obs = nobs
         if term or trunc:
             ep_returns.append(ep_ret)
             ep_ret = 0.0
             obs, _ = env.reset()
-        if (t + 1) % chunk == 0 and t + 1 >= warmup:
-            idx = rng.integers(0, t + 1, size=(chunk, batch_size))
+        if (t + 1) % chunk == 0 and t + 1 >= warmup and n >= warmup:
+            idx = rng.integers(0, n, size=(chunk, batch_size))
             batches = {k: v[idx] for k, v in buf.items()}
             key, k = jax.random.split(key)
             tu = time.time()
@@ -269,9 +412,15 @@ def train(env_id: str, steps: int, out: str, seed: int = 0, warmup: int = 5000, 
             history.append(rec)
             progress.write(json.dumps(rec) + "\n")
             progress.flush()
+        stopping = stop_after is not None and t + 1 >= stop_after
+        if (t + 1) % resume_every == 0 or stopping:
+            save_resume(out, t + 1, n, state, buf, dict(
+                obs=obs, rng=rng.bit_generator.state, key=np.asarray(key), env=env_snapshot(env), ep_ret=ep_ret,
+                ep_returns=ep_returns, metrics={k: float(v) for k, v in metrics.items()}, n_updates=n_updates,
+                t_upd=t_upd, wall_s=time.time() - t0))
         if (t + 1) % log_every == 0:
             el = time.time() - t0
-            rate = (t + 1) / el
+            rate = (t + 1 - s_run0) / max(time.time() - t_run0, 1e-9)  # this process's rate, for the ETA
             ups = n_updates / max(t_upd, 1e-9)
             last = history[-1]["eval_return"] if history else float("nan")
             recent = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
@@ -279,6 +428,8 @@ def train(env_id: str, steps: int, out: str, seed: int = 0, warmup: int = 5000, 
                 f"train return(10) {recent:.1f} | last eval {last:.1f} | "
                 f"alpha {float(metrics.get('alpha', np.nan)):.3f} | elapsed {el / 60:.1f} min, "
                 f"ETA {(steps - t - 1) / rate / 60:.1f} min", flush=True)
+        if stopping:
+            break
     progress.close()
     return history
 
@@ -295,9 +446,17 @@ def main(argv=None):
     p.add_argument("--ckpt_every", type=int, default=10000)
     p.add_argument("--eval_episodes", type=int, default=5)
     p.add_argument("--log_every", type=int, default=5000)
+    p.add_argument("--resume_every", type=int, default=50000,
+                   help="write a resume point (networks, optimisers, replay buffer, RNGs, env state) every N steps; "
+                        "rerunning the same command continues from the last one")
+    p.add_argument("--stop_after", type=int, default=None, help="write a resume point and exit after N env steps")
     a = p.parse_args(argv)
-    train(a.env, a.steps, a.out, seed=a.seed, warmup=a.warmup, chunk=a.chunk, batch_size=a.batch_size,
-          ckpt_every=a.ckpt_every, eval_episodes=a.eval_episodes, log_every=a.log_every)
+    try:
+        train(a.env, a.steps, a.out, seed=a.seed, warmup=a.warmup, chunk=a.chunk, batch_size=a.batch_size,
+              ckpt_every=a.ckpt_every, eval_episodes=a.eval_episodes, log_every=a.log_every,
+              resume_every=a.resume_every, stop_after=a.stop_after)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
 
 
 if __name__ == "__main__":
