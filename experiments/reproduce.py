@@ -60,7 +60,6 @@ def dataset_for(task: str, source: str) -> str:
 
 def cell_config(table, column: str, task: str):
     from offrl.algos import ALGORITHMS
-    from offrl.config import set_dotted
 
     cfg = importlib.import_module(f"configs.{table.COLUMNS[column]}").get_config()
     if cfg.algo not in ALGORITHMS:
@@ -70,13 +69,13 @@ def cell_config(table, column: str, task: str):
     cfg.report_last = FLAGS.report_last
     if FLAGS.dataset_size:
         cfg.dataset_size = FLAGS.dataset_size
-    for k, v in (table.preset(column, task) if hasattr(table, "preset") else {}).items():
-        set_dotted(cfg, k, v)
+    for k, v in (table.preset(column, task) if getattr(table, "preset", None) else {}).items():
+        cfg.update_from_flattened_dict({k: v})
     if FLAGS.eval_episodes:
         cfg.eval_episodes = FLAGS.eval_episodes
     for item in FLAGS.set:
         key, value = item.split("=", 1)
-        set_dotted(cfg, key, ast.literal_eval(value))
+        cfg.update_from_flattened_dict({key: ast.literal_eval(value)})
     if FLAGS.num_steps:
         scale = FLAGS.num_steps / cfg.num_steps
         cfg.num_steps = FLAGS.num_steps

@@ -38,21 +38,6 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def get_dotted(config, dotted: str):
-    """config["a.b.c"] for a nested ConfigDict; KeyError/AttributeError when a part is missing."""
-    node = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def set_dotted(config, dotted: str, value) -> None:
-    """Assign ``value`` to the nested key ``a.b.c`` of ``config``."""
-    *path, last = dotted.split(".")
-    node = get_dotted(config, ".".join(path)) if path else config
-    node[last] = value
-
-
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
 
@@ -75,7 +60,4 @@ def validate(config) -> None:
         f"choose one of {REWARD_NORMALIZATIONS}",
     )
     need(bool(config.dataset), "dataset", config.dataset, "name a Minari dataset id")
-    from offrl.sweep import parse_grid
-
-    parse_grid(config.grid, config)
     need(config.obs_norm_eps > 0, "obs_norm_eps", config.obs_norm_eps, "must be > 0")

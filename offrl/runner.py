@@ -22,7 +22,7 @@ from offrl.data import load_dataset, preprocess
 from offrl.data.dataset import DatasetInfo, Transitions
 from offrl.data.preprocess import Preprocessing
 from offrl.data.scores import normalized_score, normalized_spread
-from offrl.sweep import label, members as make_members
+from offrl.sweep import label, members as make_members, parse_grid
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
 from offrl.logger import Logger, plot_curve, score_table
 from offrl.train import make_train, replicate, seed_keys, shard_seeds
@@ -45,11 +45,10 @@ class Experiment:
 def prepare(config) -> Experiment:
     config_lib.validate(config)
     algo = get_algorithm(config.algo)
-    if hasattr(algo, "validate"):
-        algo.validate(config)
+    algo.validate(config)
+    parse_grid(config.grid, config, algo.sweepable)
     data, info = load_dataset(config.dataset, config.discount, config.download, config.dataset_size)
-    if hasattr(algo, "prepare_data"):
-        data, info = algo.prepare_data(data, info, config)
+    data, info = algo.prepare_data(data, info, config)
     data, pre = preprocess(data, info, config)
     env = info.env_spec if info.env_spec is not None else info.env_id
     if env is None:
@@ -81,19 +80,30 @@ class EvalContext:
 
 
 def _plan(stages, eval_interval: int, cuts: Optional[dict] = None):
-    """[(stage index, start, length)] chunks: each evaluating stage is cut every eval_interval updates,
-    and stage i also every ``cuts[i]`` updates (an algorithm's ``chunk_every(config)``, e.g. so that
-    BPPO's ``after_chunk`` can select policies online more often than the runner evaluates)."""
+    """[(stage name, start, length)] chunks: each stage is cut every eval_interval updates, and the
+    stage called ``name`` also every ``cuts[name]`` updates (an algorithm's ``chunk_every(config)``,
+    e.g. so that BPPO's ``after_chunk`` can select policies online more often than the runner evaluates)."""
     chunks = []
     cuts = cuts or {}
-    for i, st in enumerate(stages):
+    unknown = set(cuts) - {st.name for st in stages}
+    if unknown:
+        raise ValueError(f"chunk_every names stages that do not exist: {sorted(unknown)}")
+    for st in stages:
         start = 0
-        periods = [eval_interval] + ([int(cuts[i])] if cuts.get(i) else [])
+        periods = [eval_interval] + ([int(cuts[st.name])] if cuts.get(st.name) else [])
         while start < st.num_steps:
             length = min(min(p - start % p for p in periods), st.num_steps - start)
-            chunks.append((i, start, length))
+            chunks.append((st.name, start, length))
             start += length
     return chunks
+
+
+def scored_evals(evals: list[dict]) -> list[dict]:
+    """The evaluations a reported score averages: only those of the stage that produced the final
+    policy (the last evaluated stage), so e.g. BPPO's behaviour-cloning evaluations never enter it."""
+    if not evals:
+        return []
+    return [e for e in evals if e["stage"] == evals[-1]["stage"]]
 
 
 def _check_workdir(workdir: str, config) -> bool:
@@ -113,21 +123,16 @@ def _check_workdir(workdir: str, config) -> bool:
     return os.path.exists(os.path.join(workdir, CHECKPOINT))
 
 
-def variant_name(algo, config) -> str:
-    """What tables and progress lines call a run: the algorithm's ``variant(config)`` or its name."""
-    return algo.variant(config) if hasattr(algo, "variant") else config.algo
-
-
 def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
     """The score row of one grid point (members ``idx`` of every evaluation)."""
     c, info = exp.config, exp.info
-    last = evals[-c.report_last :]
+    last = scored_evals(evals)[-c.report_last :]
     raw = np.mean([np.asarray(e["raw"])[idx] for e in last], axis=0)  # per seed
     has_ref = info.ref_max_score is not None
     norm = normalized_score(raw, info.ref_min_score, info.ref_max_score)
     return {
         "algo": c.algo,
-        "variant": variant_name(exp.algo, c),
+        "variant": exp.algo.variant_name(c),
         "dataset": c.dataset,
         "hparams": point,
         "score_convention": info.score_convention,
@@ -162,16 +167,17 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         f.write(config.to_json(indent=2))
 
     algo = exp.algo
-    name = variant_name(algo, config)
+    name = algo.variant_name(config)
     trainer = make_train(algo, config, exp.data)
     init, run = trainer.vmapped()
     data = replicate(exp.data)
-    members = make_members(config)
+    members = make_members(config, algo.sweepable)
     keys = jax.numpy.stack([seed_keys(s, 1)[0] for s in members.seed_list()])
     carry = shard_seeds(init(keys, members.hparams()))
     policy_fn = make_policy_fn(algo, config)
     ctx = EvalContext(exp, policy_fn)
-    chunks = _plan(trainer.stages, config.eval_interval, algo.chunk_every(config) if hasattr(algo, "chunk_every") else None)
+    chunks = _plan(trainer.stages, config.eval_interval, algo.chunk_every(config))
+    stage_of = {st.name: st for st in trainer.stages}
     total = sum(n for _, _, n in chunks)
 
     progress = {"chunk": 0, "global_step": 0, "evals": []}
@@ -191,18 +197,17 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     t0, steps0 = time.time(), progress["global_step"]
     last_ckpt = progress["global_step"]
     for ci in range(progress["chunk"], len(chunks)):
-        stage_idx, start, length = chunks[ci]
-        stage = trainer.stages[stage_idx]
+        stage_name, start, length = chunks[ci]
+        stage = stage_of[stage_name]
         tc = time.time()
-        carry, metrics = run(carry, data, stage_idx, start, length)
+        carry, metrics = run(carry, data, stage_name, start, length)
         metrics = jax.device_get(metrics)
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
         record.update({f"train/{k}": float(np.mean(v)) for k, v in metrics.items()})
         record["seed_updates_per_s"] = members.size * length / max(time.time() - tc, 1e-9)
         logger.log(record)
-        if hasattr(algo, "after_chunk"):
-            carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_idx, start + length))
+        carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_name, start + length))
         line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"
         stage_end = start + length == stage.num_steps
         if stage.evaluate and (stage_end or (start + length) % config.eval_interval == 0):

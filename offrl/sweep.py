@@ -4,9 +4,11 @@
 cartesian product of the listed values. Members are ordered grid point by grid point,
 seeds inside, and seed i of grid point g reproduces a run of that point with seed i alone.
 
-Only values the updates use arithmetically can be swept in-graph (alpha, tau, discount,
-temperatures, penalty weights, ...). Keys that shape the program or the optimiser
-(network sizes, step counts, batch sizes, learning rates) cannot: launch those separately.
+What can be swept is declared, not guessed: an algorithm lists in ``Algorithm.sweepable``
+the ``agent.*`` keys its updates read only arithmetically (penalty weights, temperatures,
+Polyak rates, and learning rates, which ``common.adam`` keeps in the optimiser state).
+Every other key — step counts, sizes, switches, anything that drives Python control flow —
+is refused with one line before anything is written: launch one run per value instead.
 """
 from __future__ import annotations
 
@@ -15,10 +17,6 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-
-from offrl.config import get_dotted
-
-NOT_SWEEPABLE = ("hidden_dims", "_steps", "batch_size", "lr", "num_", "latent")
 
 
 class Members(NamedTuple):
@@ -39,24 +37,26 @@ class Members(NamedTuple):
         return [s for _ in self.points for s in self.seeds]
 
 
-def parse_grid(grid: str, config) -> list[dict]:
-    """Grid points from ``config.grid``; ValueError naming the bad entry."""
+def parse_grid(grid: str, config, sweepable=()) -> list[dict]:
+    """Grid points from ``config.grid``; ValueError naming the bad entry. ``sweepable``: the
+    algorithm's declared ``agent.*`` keys (``Algorithm.sweepable``)."""
     if not grid.strip():
         return [{}]
+    allowed = {f"agent.{k}" for k in sweepable}
     keys, values = [], []
     for item in grid.split():
         if "=" not in item:
             raise ValueError(f"config.grid entry '{item}' is malformed: write key=v1,v2,... (e.g. agent.alpha=1,2.5)")
         key, vals = item.split("=", 1)
-        last = key.split(".")[-1]
         try:
-            current = get_dotted(config, key)
+            config[key]
         except (KeyError, AttributeError):
             raise ValueError(f"config.grid names '{key}', which is not a config key") from None
-        if any(tag in last for tag in NOT_SWEEPABLE) or not isinstance(current, (int, float)) or isinstance(current, bool):
+        if key not in allowed:
             raise ValueError(
-                f"config.grid cannot sweep '{key}' in one program (it is not a numeric value the updates use "
-                f"arithmetically: sizes, step counts, learning rates and switches shape the program); launch one run per value"
+                f"config.grid cannot sweep '{key}' in one program ({config.algo} reads it to shape the program, "
+                f"not only arithmetically); sweepable here: {', '.join(sorted(allowed)) or 'none'}; "
+                f"or launch one run per value"
             )
         try:
             parsed = [float(v) for v in vals.split(",") if v]
@@ -64,13 +64,15 @@ def parse_grid(grid: str, config) -> list[dict]:
             raise ValueError(f"config.grid values for '{key}' must be numbers, got '{vals}'") from None
         if not parsed:
             raise ValueError(f"config.grid lists no values for '{key}'")
+        if key in keys:
+            raise ValueError(f"config.grid names '{key}' twice: list all its values in one entry")
         keys.append(key)
         values.append(parsed)
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
-def members(config) -> Members:
-    return Members(parse_grid(config.grid, config), [config.seed + i for i in range(config.num_seeds)])
+def members(config, sweepable=()) -> Members:
+    return Members(parse_grid(config.grid, config, sweepable), [config.seed + i for i in range(config.num_seeds)])
 
 
 def label(point: dict) -> str:

@@ -4,7 +4,7 @@
 
 - ``init(key) -> Carry`` builds one seed's state;
 - ``run(carry, data, stage, start, length) -> (carry, metrics)`` performs ``length``
-  updates of stage ``stage`` (a Python int) with ``lax.scan``, starting at the
+  updates of the stage named ``stage`` with ``lax.scan``, starting at the
   stage-local step ``start``; the metrics are averaged over the chunk;
 - ``train(key) -> (carry, [metrics per stage])`` is the whole run in one call.
 
@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.algos import Spec, Stage
-from offrl.config import set_dotted
 from offrl.data.dataset import Transitions, sample
 
 
@@ -62,9 +61,16 @@ def with_hparams(config, hparams: dict):
         return config
     cfg = copy.deepcopy(config)
     with cfg.ignore_type():
-        for dotted, value in hparams.items():
-            set_dotted(cfg, dotted, value)
+        cfg.update_from_flattened_dict(hparams)
     return cfg
+
+
+def stage_index(stages, name: str) -> int:
+    """The position of the stage called ``name``; ValueError naming the stages there are."""
+    names = [s.name for s in stages]
+    if name not in names:
+        raise ValueError(f"no stage named {name!r}: the stages are {', '.join(names)}")
+    return names.index(name)
 
 
 def make_train(algo, config, data: Transitions) -> Train:
@@ -72,14 +78,17 @@ def make_train(algo, config, data: Transitions) -> Train:
     inside the trace, so a grid of them is vmapped like seeds (see ``offrl.sweep``)."""
     spec = spec_of(data)
     stages: list[Stage] = list(algo.stages(config))
+    if len({s.name for s in stages}) != len(stages):
+        raise ValueError(f"algorithm {algo.name!r} declares stages with the same name: {[s.name for s in stages]}")
 
     def init(key, hparams: dict | None = None) -> Carry:
         hparams = {} if hparams is None else hparams
         k_init, k_run = jax.random.split(key)
         return Carry(algo.init(k_init, spec, with_hparams(config, hparams)), k_run, hparams)
 
-    def run(carry: Carry, data: Transitions, stage: int, start, length: int):
-        st = algo.stages(with_hparams(config, carry.hparams))[stage] if carry.hparams else stages[stage]
+    def run(carry: Carry, data: Transitions, stage: str, start, length: int):
+        i = stage_index(stages, stage)
+        st = algo.stages(with_hparams(config, carry.hparams))[i] if carry.hparams else stages[i]
 
         def body(c: Carry, step):
             key, k_batch, k_update = jax.random.split(c.key, 3)
@@ -94,9 +103,9 @@ def make_train(algo, config, data: Transitions) -> Train:
     def train(key, data: Transitions = data, hparams: dict | None = None):
         carry = init(key, hparams)
         out = []
-        for i, st in enumerate(stages):
+        for st in stages:
             if st.num_steps:
-                carry, m = run(carry, data, i, 0, st.num_steps)
+                carry, m = run(carry, data, st.name, 0, st.num_steps)
                 out.append(m)
         return carry, out
 

@@ -59,10 +59,9 @@ def tiny_config(algo, steps=20, num_seeds=2, **overrides):
             cfg.agent[k] = steps
         elif k.endswith("batch_size") and isinstance(cfg.agent[k], int):
             cfg.agent[k] = 32
-    from offrl.config import set_dotted
 
     for k, v in overrides.items():
-        set_dotted(cfg, k, v)
+        cfg.update_from_flattened_dict({k: v})
     return cfg
 
 

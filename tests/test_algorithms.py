@@ -2,7 +2,7 @@
 
 Each algorithm is compiled a few times only: one seed-vmapped run and one single-seed run per
 algorithm, cached for the module (``_run``); every test reads from that cache. The config is
-``configs/<algo>.py``, or ``configs/<CONFIG>.py`` when the algorithm module names one (BRAC).
+``configs/<algo>.py``, or ``configs/<config_file>.py`` when the algorithm record names one (BRAC).
 """
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ _CACHE = {}
 
 
 def config_name(name: str) -> str:
-    return getattr(get_algorithm(name), "CONFIG", name)
+    return get_algorithm(name).config_file
 
 
 def _run(name):

@@ -78,6 +78,8 @@ def test_resume_gives_the_same_final_numbers(full_run, tmp_path):
         (["--config.num_seeds=0"], "config.num_seeds=0 is invalid"),
         (["--config.wandb.mode=sometimes"], "wandb.mode"),
         (["--config.num_seeds=three"], "num_seeds"),
+        # a grid over a key that drives Python control flow is refused before anything is written
+        (["--config.grid=agent.policy_freq=1,2"], "cannot sweep 'agent.policy_freq'"),
     ],
 )
 def test_bad_inputs_fail_clearly_and_write_nothing(tiny_dataset, tmp_path, args, message):

@@ -38,6 +38,9 @@ Optional, each with a no-op default:
   (default: none, chunks end at evaluations only).
 - ``after_chunk(states, ctx, stage_name, stage_step) -> states``: a host-side step between
   compiled chunks, e.g. BPPO's online policy selection (default: none).
+- ``diagnostics(state, batch, key, config) -> metrics``: costly diagnostics (gradient norms,
+  extra critic passes) computed once per chunk on one batch, outside the scanned updates, so
+  they never slow the hot path (default: none).
 - ``config_file``: the ``configs/<file>.py`` the shared harness uses (default: ``name``).
 
 The reported score of a run comes only from evaluations of its last evaluating stage
@@ -104,6 +107,7 @@ class Algorithm:
     variant: Optional[Callable] = None
     chunk_every: Callable = _no_cuts
     after_chunk: Callable = _no_hook
+    diagnostics: Optional[Callable] = None
     config_file: str = ""
 
     def __post_init__(self):

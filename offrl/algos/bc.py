@@ -15,7 +15,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets
-from offrl.algos import Spec, Stage
+from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, make_state
 from offrl.data.dataset import select_episodes
 
@@ -60,7 +60,7 @@ def update(state: BCState, batch, key, step, config):
 
 
 def stages(config) -> list[Stage]:
-    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+    return single_stage(update, config)
 
 
 def act(state: BCState, obs, key, config, deterministic: bool = True):
@@ -94,3 +94,16 @@ def variant(config) -> str:
     """'bc', or '10%bc' when only the top fraction of trajectories is cloned."""
     frac = config.agent.top_fraction
     return "bc" if frac >= 1.0 else f"{100 * frac:g}%bc"
+
+
+ALGORITHM = Algorithm(
+    name="bc",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("lr",),
+    validate=validate,
+    prepare_data=prepare_data,
+    variant=variant,
+)

@@ -38,7 +38,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets, plugins
-from offrl.algos import Spec, Stage
+from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, log_scalar, make_state
 
 KERNELS = nets.MMD_KERNELS
@@ -228,7 +228,7 @@ def variant(config) -> str:
 
 
 def stages(config) -> list[Stage]:
-    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+    return single_stage(update, config)
 
 
 def act(state: BEARState, obs, key, config, deterministic: bool = True):
@@ -257,3 +257,16 @@ def validate(config):
     if not 0.0 <= ag.target_lambda <= 1.0:
         raise ValueError(f"agent.target_lambda must be in [0, 1], got {ag.target_lambda}")
     plugins.validate(ag)
+
+
+ALGORITHM = Algorithm(
+    name="bear",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("actor_lr", "critic_lr", "vae_lr", "alpha_lr", "tau", "target_lambda", "mmd_sigma", "epsilon",
+               "log_alpha_min", "log_alpha_max", "gp.weight", "gp.k"),
+    validate=validate,
+    variant=variant,
+)

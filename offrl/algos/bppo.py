@@ -38,17 +38,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets
-from offrl.algos import Spec, Stage
-from offrl.algos.common import adam, make_state
+from offrl.algos import Algorithm, Spec, Stage
+from offrl.algos.common import adam, learning_rate_of, make_state, reset_optimizer
 
 SELECTIONS = ("online", "offline", "none")
-STAGE_NAMES = ("value", "q", "bc", "improve")
-IMPROVE = 3
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -131,9 +128,10 @@ class BPPOState(struct.PyTreeNode):
 
 
 def _pi_tx(config):
-    """Global-norm clip then Adam whose learning rate is injected every step (``lr_at``)."""
+    """Global-norm clip, then Adam at ``pi_lr`` times the decay factor of ``lr_at`` (an optax schedule)."""
     ag = config.agent
-    return optax.chain(optax.clip_by_global_norm(ag.grad_clip), optax.inject_hyperparams(optax.adam)(learning_rate=ag.pi_lr))
+    decay, until, every = float(ag.lr_decay), int(ag.decay_until), int(ag.lr_decay_every)
+    return adam(ag.pi_lr, grad_clip=float(ag.grad_clip), schedule=lambda i: lr_factor(i, decay, until, every))
 
 
 def init(key, spec: Spec, config) -> BPPOState:
@@ -157,10 +155,15 @@ def clip_at(step, config):
     return ag.clip_eps * ag.clip_decay ** jnp.minimum(step, ag.decay_until)
 
 
+def lr_factor(step, decay: float, until: int, every: int):
+    """lr_decay^(floor(min(i, decay_until) / lr_decay_every)): x0.98 every 2 steps, then frozen."""
+    return decay ** (jnp.minimum(step, until) // every)
+
+
 def lr_at(step, config):
-    """lr_i = lr_0 * lr_decay^(floor(min(i, decay_until) / lr_decay_every)): x0.98 every 2 steps, then frozen."""
+    """lr_i = lr_0 * lr_factor(i): the improvement stage's learning rate at its step i."""
     ag = config.agent
-    return ag.pi_lr * ag.lr_decay ** (jnp.minimum(step, ag.decay_until) // ag.lr_decay_every)
+    return ag.pi_lr * lr_factor(step, ag.lr_decay, ag.decay_until, ag.lr_decay_every)
 
 
 def normalize_advantage(adv, ddof: int = 1):
@@ -223,7 +226,7 @@ def bc_update(state: BPPOState, batch, key, step, config):
 # ----------------------------------------------------------------------------- stage 4
 def _start_improvement(state: BPPOState) -> BPPOState:
     """pi <- pi_b with a fresh optimiser; pi_k <- pi_b."""
-    pi = state.pi.replace(step=jnp.zeros_like(state.pi.step), params=state.bc.params, opt_state=state.pi.tx.init(state.bc.params))
+    pi = state.pi.replace(step=jnp.zeros_like(state.pi.step), params=state.bc.params, opt_state=reset_optimizer(state.pi.opt_state))
     return state.replace(pi=pi, pi_k=state.bc.params, improving=jnp.asarray(True))
 
 
@@ -276,10 +279,10 @@ def improve_update(state: BPPOState, batch, key, step, config):
         state, qm = jax.lax.scan(q_body, state, (q_batches, jax.random.split(k_q, n_off)))
         metrics.update({k: v.mean() for k, v in qm.items()})
 
-    eps, lr = clip_at(step, config), lr_at(step, config)
-    opt_state = state.pi.opt_state
-    opt_state = (opt_state[0], opt_state[1]._replace(hyperparams={**opt_state[1].hyperparams, "learning_rate": lr}))
-    pi = state.pi.replace(opt_state=opt_state)
+    # eps_i and lr_i follow the stage-local step: the optimiser's schedule counts from the reset at step 0
+    eps = clip_at(step, config)
+    lr = learning_rate_of(state.pi.opt_state) * lr_factor(step, ag.lr_decay, ag.decay_until, ag.lr_decay_every)
+    pi = state.pi
     grads, info = jax.grad(policy_loss, has_aux=True)(pi.params, state, pi_batch.observations, k_pi, eps, config)
     pi = pi.apply_gradients(grads=grads)
     state = state.replace(pi=pi)
@@ -357,7 +360,7 @@ def variant(config) -> str:
 def chunk_every(config) -> dict:
     """Online selection needs the runner to stop the improvement stage every ``select_interval`` updates."""
     if config.agent.selection == "online":
-        return {IMPROVE: int(config.agent.select_interval)}
+        return {"improve": int(config.agent.select_interval)}
     return {}
 
 
@@ -365,7 +368,7 @@ def _per_seed_where(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred.reshape(pred.shape + (1,) * (x.ndim - pred.ndim)), x, y), a, b)
 
 
-def after_chunk(states: BPPOState, ctx, stage: int, stage_step: int) -> BPPOState:
+def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOState:
     """Online selection (host side, between compiled chunks; every seed decides for itself).
 
     At the end of BC, pi_b's score becomes each seed's best; in the improvement stage, every
@@ -378,9 +381,9 @@ def after_chunk(states: BPPOState, ctx, stage: int, stage_step: int) -> BPPOStat
         return states
     n_bc, n_pi = ag.bc_steps, ag.pi_steps
     kw = dict(num_episodes=ag.select_episodes, base_seed=config.eval_seed + ag.select_seed)
-    if stage == 2 and stage_step == n_bc:
+    if stage == "bc" and stage_step == n_bc:
         return states.replace(best_score=jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32))
-    if stage != IMPROVE or not (stage_step % ag.select_interval == 0 or stage_step == n_pi):
+    if stage != "improve" or not (stage_step % ag.select_interval == 0 or stage_step == n_pi):
         return states
     score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
     better = score > states.best_score
@@ -410,3 +413,18 @@ def validate(config):
             raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must lie in (0, 1]")
     if ag.grad_clip <= 0:
         raise ValueError(f"agent.grad_clip={ag.grad_clip!r} is invalid: must be > 0")
+
+
+ALGORITHM = Algorithm(
+    name="bppo",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    # read in-graph only; grad_clip, lr_decay, decay_until and lr_decay_every shape the optimiser
+    sweepable=("v_lr", "q_lr", "bc_lr", "pi_lr", "tau", "clip_eps", "clip_decay", "omega", "entropy_weight"),
+    validate=validate,
+    variant=variant,
+    chunk_every=chunk_every,
+    after_chunk=after_chunk,
+)

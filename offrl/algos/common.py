@@ -9,17 +9,41 @@ from flax.training.train_state import TrainState
 from offrl import nets
 
 
-def adam(lr, grad_clip: float | None = None, weight_decay: float = 0.0) -> optax.GradientTransformation:
+def adam(lr, grad_clip: float | None = None, weight_decay: float = 0.0, schedule=None) -> optax.GradientTransformation:
     """Adam (AdamW with ``weight_decay``) whose learning rate lives in the optimiser state
-    (``optax.inject_hyperparams``), so a grid over it is vmapped like seeds; optionally after a
-    global-norm clip. Read or change it through ``opt_state.hyperparams["learning_rate"]``."""
+    (``optax.inject_hyperparams``), so a grid over it is vmapped like seeds.
+
+    ``grad_clip`` clips the global gradient norm first; ``schedule(count)`` multiplies the
+    step (the effective learning rate is ``lr * schedule(count)``, count = updates so far), so a
+    decay never edits the optimiser state and ``lr`` stays sweepable. Read the base rate from
+    ``opt_state.hyperparams["learning_rate"]`` (``learning_rate_of``)."""
     if weight_decay:
         opt = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=weight_decay)
     else:
         opt = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
-    if grad_clip:
-        return optax.chain(optax.clip_by_global_norm(grad_clip), opt)
-    return opt
+    parts = ([optax.clip_by_global_norm(grad_clip)] if grad_clip else []) + [opt]
+    if schedule is not None:
+        parts.append(optax.scale_by_schedule(schedule))
+    return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+
+def _is_hyperparam(path) -> bool:
+    return any(getattr(p, "name", None) == "hyperparams" for p in path)
+
+
+def learning_rate_of(opt_state):
+    """The injected base learning rate of an optimiser built by :func:`adam`."""
+    found = [x for p, x in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+             if _is_hyperparam(p) and "learning_rate" in jax.tree_util.keystr(p)]
+    return found[0]
+
+
+def reset_optimizer(opt_state):
+    """A fresh optimiser state (zero moments and counts) that keeps the injected hyperparameters.
+
+    Equal to ``tx.init(params)`` for the optimisers :func:`adam` builds, but usable inside a
+    swept run, where re-running ``tx.init`` would read a learning rate from another trace."""
+    return jax.tree_util.tree_map_with_path(lambda p, x: x if _is_hyperparam(p) else jax.numpy.zeros_like(x), opt_state)
 
 
 def make_state(key, module: nn.Module, example_inputs: tuple, tx) -> TrainState:

@@ -25,7 +25,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets
-from offrl.algos import Spec, Stage
+from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, entropy_temperature_update, log_scalar, make_state
 
 
@@ -161,7 +161,7 @@ def update(state: CQLState, batch, key, step, config):
 
 
 def stages(config) -> list[Stage]:
-    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+    return single_stage(update, config)
 
 
 def act(state: CQLState, obs, key, config, deterministic: bool = True):
@@ -179,3 +179,14 @@ def validate(config):
         raise ValueError(f"agent.min_q_weight must be >= 0, got {ag.min_q_weight}")
     if ag.temperature <= 0:
         raise ValueError(f"agent.temperature must be > 0, got {ag.temperature}")
+
+
+ALGORITHM = Algorithm(
+    name="cql",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("actor_lr", "critic_lr", "alpha_lr", "alpha_prime_lr", "tau", "min_q_weight", "temperature", "target_action_gap"),
+    validate=validate,
+)

@@ -22,7 +22,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets
-from offrl.algos import Spec, Stage
+from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, clipped_gaussian_act, make_state
 
 
@@ -71,8 +71,8 @@ def init(key, spec: Spec, config) -> IQLState:
         spec.act_dim, hidden, state_dependent_std=False, tanh_mean=True,
         log_std_min=ag.log_std_min, log_std_max=ag.log_std_max,
     )
-    lr = optax.cosine_decay_schedule(ag.actor_lr, max(config.num_steps, 1)) if ag.cosine_actor_lr else ag.actor_lr
-    actor = make_state(k1, actor_net, (obs,), adam(lr))
+    cosine = optax.cosine_decay_schedule(1.0, max(config.num_steps, 1)) if ag.cosine_actor_lr else None
+    actor = make_state(k1, actor_net, (obs,), adam(ag.actor_lr, schedule=cosine))
     critic = make_state(k2, nets.critic_ensemble(2, hidden), (obs, act), adam(ag.critic_lr))
     value = make_state(k3, nets.Critic(hidden), (obs,), adam(ag.value_lr))
     return IQLState(actor, critic, value, critic.params)
@@ -116,7 +116,7 @@ def update(state: IQLState, batch, key, step, config):
 
 
 def stages(config) -> list[Stage]:
-    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+    return single_stage(update, config)
 
 
 def act(state: IQLState, obs, key, config, deterministic: bool = True):
@@ -131,3 +131,14 @@ def validate(config):
         raise ValueError(f"agent.temperature must be >= 0, got {ag.temperature}")
     if not 0.0 < ag.tau <= 1.0:
         raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
+
+
+ALGORITHM = Algorithm(
+    name="iql",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("actor_lr", "critic_lr", "value_lr", "tau", "expectile", "temperature", "weight_clip"),
+    validate=validate,
+)

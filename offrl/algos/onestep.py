@@ -25,8 +25,8 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets
-from offrl.algos import Spec, Stage
-from offrl.algos.common import adam, clipped_gaussian_act, make_state, select
+from offrl.algos import Algorithm, Spec, Stage
+from offrl.algos.common import adam, clipped_gaussian_act, make_state, reset_optimizer, select
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -108,7 +108,7 @@ def improve_update(state: OnestepState, batch, key, step, config):
     ag = config.agent
     # The improvement starts from pi_b with a fresh optimiser state.
     actor = state.actor
-    actor = actor.replace(opt_state=select(step == 0, actor.tx.init(actor.params), actor.opt_state))
+    actor = actor.replace(opt_state=select(step == 0, reset_optimizer(actor.opt_state), actor.opt_state))
     obs = batch.observations
     mean_b, log_std_b = actor.apply_fn(state.behavior_params, obs)
     n = ag.num_adv_samples
@@ -141,3 +141,14 @@ def validate(config):
         raise ValueError(f"agent.temperature must be > 0, got {ag.temperature}")
     if ag.num_adv_samples < 1:
         raise ValueError(f"agent.num_adv_samples must be >= 1, got {ag.num_adv_samples}")
+
+
+ALGORITHM = Algorithm(
+    name="onestep",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("lr", "q_lr", "tau", "temperature", "weight_clip"),
+    validate=validate,
+)

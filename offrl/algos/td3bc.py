@@ -30,7 +30,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl import nets, plugins
-from offrl.algos import Spec, Stage
+from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, make_state
 
 
@@ -163,7 +163,7 @@ def variant(config) -> str:
 
 
 def stages(config) -> list[Stage]:
-    return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
+    return single_stage(update, config)
 
 
 def act(state: TD3BCState, obs, key, config, deterministic: bool = True):
@@ -180,3 +180,15 @@ def validate(config):
         raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")
     if "gp" in ag and "cr" in ag:
         plugins.validate(ag)
+
+
+ALGORITHM = Algorithm(
+    name="td3bc",
+    init=init,
+    stages=stages,
+    act=act,
+    default_config=default_agent_config,
+    sweepable=("actor_lr", "critic_lr", "tau", "policy_noise", "noise_clip", "alpha", "gp.weight", "gp.k"),
+    validate=validate,
+    variant=variant,
+)
