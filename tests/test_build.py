@@ -63,13 +63,14 @@ def test_every_level_loads_back(behavior, root):
         assert (info.ref_min_score, info.ref_max_score) == (-20.0, 1000.0), lv
         assert info.env_id == "Hopper-v5"
         assert np.all(np.abs(a["actions"]) <= 1.0)
-    # contaminated datasets: exact to the transition
+    # contaminated datasets: exact to the transition; the head of random, the tail of cloned (reference script)
     for src, pct in (("random", 30), ("cloned", 30), ("random", 10)):
-        k = round(SIZE * pct / 100)
+        k = int(SIZE * pct / 100)
         mixed = data[f"expert-{src}-{pct}"]
+        taken = slice(0, k) if src == "random" else slice(SIZE - k, SIZE)
         for f in ("observations", "actions", "rewards", "next_observations", "terminals"):
             np.testing.assert_array_equal(mixed[f][: SIZE - k], data["expert"][f][: SIZE - k])
-            np.testing.assert_array_equal(mixed[f][SIZE - k:], data[src][f][:k])
+            np.testing.assert_array_equal(mixed[f][SIZE - k:], data[src][f][taken])
         assert mixed["timeouts"][SIZE - k - 1] or mixed["terminals"][SIZE - k - 1]  # the cut ends an episode
     for f in ("observations", "actions", "rewards"):
         np.testing.assert_array_equal(data["medium-expert"][f], np.concatenate([data["medium"][f], data["expert"][f]]))

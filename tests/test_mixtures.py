@@ -35,7 +35,7 @@ def test_contaminate_exact(percent):
     other = synthetic_episodes([4, 11, 30, 15], offset=1000.0)  # 60 transitions
     mixed = mixtures.contaminate(base, other, percent)
     n = 60
-    k = int(round(n * percent / 100))
+    k = {10: 6, 30: 18, 50: 30, 70: 42, 33: 19}[percent]  # int(n * X/100), rounded down (33%: 19.8 -> 19)
     rew = flat(mixed, "rewards")
     assert len(rew) == n == mixtures.num_transitions(mixed)
     np.testing.assert_array_equal(rew[: n - k], np.arange(n - k))
@@ -45,6 +45,41 @@ def test_contaminate_exact(percent):
         assert ep["observations"].shape == (t + 1, 11)
         assert ep["terminations"][-1] or ep["truncations"][-1]
         assert not (ep["terminations"][:-1].any() or ep["truncations"][:-1].any())
+
+
+@pytest.mark.parametrize("percent", [10, 30, 70])
+def test_contaminate_with_the_tail_of_cloned_data(percent):
+    """expert-cloned-X takes the LAST X% of the cloned dataset (the reference script's cloned[::-1][:k]; D4RL's
+    cloned agent's trajectories sit in the second half), the head of the base."""
+    base = synthetic_episodes([7, 13, 5, 20, 9, 6])  # 60
+    other = synthetic_episodes([4, 11, 30, 15], offset=1000.0)  # 60
+    assert mixtures.part_taken("D4RL/door/cloned-v2") == mixtures.part_taken("cloned") == "tail"
+    assert mixtures.part_taken("random") == mixtures.part_taken("offrl/hopper/medium-v0") == "head"
+    mixed = mixtures.contaminate(base, other, percent, part="tail")
+    k = int(60 * percent / 100)
+    rew = flat(mixed, "rewards")
+    np.testing.assert_array_equal(rew[: 60 - k], np.arange(60 - k))
+    np.testing.assert_array_equal(rew[60 - k:], 1000.0 + np.arange(60 - k, 60))  # same set as cloned[::-1][:k]
+    first_tail = mixed[len(mixtures.take_transitions(base, 60 - k))]
+    # an episode cut at its start begins mid-way: its observations are the real ones from that point
+    assert len(first_tail["observations"]) == len(first_tail["actions"]) + 1
+    starts = np.cumsum([0, 4, 11, 30, 15])
+    j = int(np.searchsorted(starts, 60 - k, side="right")) - 1
+    np.testing.assert_array_equal(first_tail["observations"], other[j]["observations"][60 - k - starts[j]:])
+    with pytest.raises(ValueError, match="part"):
+        mixtures.contaminate(base, other, percent, part="middle")
+
+
+def test_last_transitions_keeps_episode_ends():
+    eps = synthetic_episodes([10, 10, 5])  # rewards 0..24
+    tail = mixtures.last_transitions(eps, 12)
+    assert [len(e["actions"]) for e in tail] == [7, 5]
+    np.testing.assert_array_equal(flat(tail, "rewards"), np.arange(13, 25))
+    np.testing.assert_array_equal(tail[0]["observations"], eps[1]["observations"][3:])  # 8 observations, 7 steps
+    assert tail[0]["truncations"][-1] and tail[1]["terminations"][-1]  # natural ends kept
+    assert mixtures.num_transitions(mixtures.last_transitions(eps, 0)) == 0
+    with pytest.raises(ValueError):
+        mixtures.last_transitions(eps, 26)
 
 
 def test_cut_marks_truncation_and_keeps_natural_ends():
@@ -85,3 +120,12 @@ def test_mix_minari_datasets(tmp_path, monkeypatch):
     mixtures.concat_minari(["test/hopper/base-v0", "test/hopper/other-v0"], "test/hopper/both-v0", download=False)
     both, _ = load_minari("test/hopper/both-v0", download=False)
     assert both.size == 200
+    # a cloned source gives its tail by default (the reference script's rule: 'cloned' in the name)
+    write_minari("test/hopper/cloned-v0", other, "Hopper-v5", 0.0, 1.0, "cloned")
+    mixtures.mix_minari("test/hopper/base-v0", "test/hopper/cloned-v0", 30, "test/hopper/ec-v0", download=False)
+    ec, _ = load_minari("test/hopper/ec-v0", download=False)
+    np.testing.assert_array_equal(np.asarray(ec.rewards)[70:], 1000.0 + np.arange(70, 100))
+    mixtures.mix_minari("test/hopper/base-v0", "test/hopper/cloned-v0", 30, "test/hopper/ech-v0", download=False,
+                        part="head")
+    ech, _ = load_minari("test/hopper/ech-v0", download=False)
+    np.testing.assert_array_equal(np.asarray(ech.rewards)[70:], 1000.0 + np.arange(30))

@@ -21,7 +21,8 @@ Levels (``n`` = ``--size`` transitions, all collected with ``offrl.data.collect`
                      Gaussian action noise ``cloned_noise``.
 - ``medium-expert``  medium then expert (2n transitions).
 - ``expert-random-X`` / ``expert-cloned-X``  expert with its final X% of transitions replaced by the
-                     first X% of random / cloned (``offrl.data.mixtures``), exact to the transition.
+                     first X% of random / the last X% of cloned, as the TD3BC++ reference script
+                     (``offrl.data.mixtures``), exact to the transition.
 
 Reference scores (every dataset of an environment carries the same ones): ref_min_score = mean
 return of the uniform policy, ref_max_score = mean return of the expert policy, both measured
@@ -417,8 +418,9 @@ def describe(level: str, env_id: str, size: int, seed: int, man: Optional[dict],
     }
     _, src_level, pct = parse_level(level)
     body = what.get(level) or (
-        f"expert-v0 with its final {pct}% of transitions replaced by the first {pct}% of {src_level}-v0 "
-        f"(Appendix A of the TD3BC++ paper; exact to the transition)"
+        f"expert-v0 with its final {pct}% of transitions replaced by the "
+        f"{'first' if mixtures.part_taken(src_level or '') == 'head' else 'last'} {pct}% of {src_level}-v0 "
+        f"(Appendix A of the TD3BC++ paper and its reference script; exact to the transition)"
     )
     return (f"offrl local suite for {env_id}, level {level}: {body}. size={size}, seed={seed}. {src} "
             f"Built by python -m offrl.data.build --env={env_id} --levels={level} --size={size} --seed={seed}. "
@@ -467,7 +469,8 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
         if src is not None:
             expert = suite.episodes("expert")
             k = mixtures.replaced_count(mixtures.num_transitions(expert), pct)
-            eps = mixtures.contaminate(expert, suite.episodes(src, k), pct)
+            part = mixtures.part_taken(src)  # the tail of the cloned level, the head of the random one
+            eps = mixtures.contaminate(expert, suite.episodes(src, k if part == "head" else None), pct, part)
         elif lv == "medium-expert":
             eps = mixtures.concatenate(suite.episodes("medium"), suite.episodes("expert"))
         else:

@@ -1,14 +1,28 @@
 """Mixtures of datasets: medium-expert and the contaminated expert-random-X / expert-cloned-X.
 
-Recipe (Appendix A of the TD3BC++/BEAR++ paper): ``expert-random-X`` is the
-expert dataset whose final X% of transitions are replaced by the first X% of
-the random dataset. With ``n`` the number of transitions of the base dataset,
-``k = round(n * X / 100)``: the result holds the first ``n - k`` transitions of
-the base followed by the first ``k`` transitions of the other dataset, exact
-to the transition (so it has ``n`` transitions). An episode cut by either
-boundary ends there with a truncation (timeout): its successor observation is
-real, so bootstrapping through it stays correct. ``medium-expert`` is the
-concatenation of medium and expert (2n transitions), as in D4RL.
+Recipe (Appendix A of the TD3BC++/BEAR++ paper and its reference script,
+github.com/cangcn/TD3BCpp ``main.py``): ``expert-random-X`` is the expert
+dataset whose final X% of transitions are replaced by the first X% of the random
+dataset. With ``n`` the number of transitions of the base dataset,
+``k = int(n * (X / 100))`` (rounded down, as the script's ``int(size * mix_ratio)``;
+the paper's Table 3 counts confirm it, e.g. Hopper ER-70: 699,323 of 999,034): the
+result holds the first ``n - k`` transitions of the base followed by ``k``
+transitions of the other dataset, exact to the transition (so ``n`` in all).
+
+Which ``k`` transitions of the other dataset: the **first** ``k`` for random
+(and any other source), but the **last** ``k`` for cloned data
+(``expert-cloned-X``): the script takes ``cloned[::-1][:k]`` because D4RL's
+Adroit ``-cloned`` datasets hold the human demonstrations in their first half
+and the behaviour-cloned agent's trajectories in their second half, and the
+paper contaminates with the cloned *agent*. (The script also reverses their
+order; the mixture here keeps the tail's own order, the same set of transitions,
+which uniformly sampled training does not distinguish, with episodes kept whole.)
+See :func:`part_taken`.
+
+An episode cut by a boundary ends there with a truncation (timeout): its
+successor observation is real, so bootstrapping through it stays correct; an
+episode cut at its start (the first one of a tail) simply begins mid-way.
+``medium-expert`` is the concatenation of medium and expert (2n transitions), as in D4RL.
 
 Works on episode lists (dicts as :func:`offrl.data.dataset.episodes_to_transitions`
 takes them) and on any two Minari datasets, local or remote (``open_minari``)::
@@ -66,21 +80,54 @@ def take_transitions(episodes: Sequence[dict], count: int) -> list[dict]:
     return out
 
 
+def last_transitions(episodes: Sequence[dict], count: int) -> list[dict]:
+    """The last ``count`` transitions of an episode list, as episodes (the first one cut at its start if needed)."""
+    total = num_transitions(episodes)
+    if not 0 <= count <= total:
+        raise ValueError(f"asked for the last {count} transitions of a dataset that holds {total}")
+    skip, out = total - count, []
+    for ep in episodes:
+        n = len(ep["actions"])
+        if skip >= n:
+            skip -= n
+            continue
+        if skip > 0:
+            ep = dict(ep, observations=ep["observations"][skip:],
+                      **{k: ep[k][skip:] for k in ("actions", "rewards", "terminations", "truncations")})
+            skip = 0
+        out.append(ep)
+    return out
+
+
 def replaced_count(n: int, percent: float) -> int:
-    """How many of ``n`` transitions the contaminating dataset supplies for ``percent``% (rounded to nearest)."""
+    """How many of ``n`` transitions the contaminating dataset supplies for ``percent``%: ``int(n * (percent/100))``
+    (rounded down, as the reference script and the paper's Table 3 counts)."""
     if not 0 <= percent <= 100:
         raise ValueError(f"contamination percentage must be in [0, 100], got {percent}")
-    return int(round(n * float(percent) / 100.0))
+    return int(n * (float(percent) / 100.0))
 
 
-def contaminate(base: Sequence[dict], other: Sequence[dict], percent: float) -> list[dict]:
-    """``base`` with its final ``percent``% of transitions replaced by the first ``percent``% of ``other``.
+PARTS = ("head", "tail")
+
+
+def part_taken(source: str) -> str:
+    """Which end of the contaminating dataset the reference script takes: "tail" for cloned data (``'cloned' in``
+    the source's name, as the script tests), "head" for everything else."""
+    return "tail" if "cloned" in source else "head"
+
+
+def contaminate(base: Sequence[dict], other: Sequence[dict], percent: float, part: str = "head") -> list[dict]:
+    """``base`` with its final ``percent``% of transitions replaced by that many transitions of ``other``: its first
+    ones (``part="head"``) or its last ones (``part="tail"``; see :func:`part_taken`).
 
     The percentage is of the base's transition count; ``other`` needs at least that many transitions.
     """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     n = num_transitions(base)
     k = replaced_count(n, percent)
-    return take_transitions(base, n - k) + take_transitions(other, k)
+    taken = take_transitions(other, k) if part == "head" else last_transitions(other, k)
+    return take_transitions(base, n - k) + taken
 
 
 def concatenate(*parts: Sequence[dict]) -> list[dict]:
@@ -122,8 +169,9 @@ def _source_facts(dataset_id: str, download: bool):
 
 
 def mix_minari(base_id: str, other_id: str, percent: float, out_id: str, download: bool = True,
-               description: Optional[str] = None):
-    """Write ``out_id``: ``base_id`` with its final ``percent``% replaced by the first ``percent``% of ``other_id``.
+               description: Optional[str] = None, part: Optional[str] = None):
+    """Write ``out_id``: ``base_id`` with its final ``percent``% replaced by as many transitions of ``other_id``,
+    its first ones or its last ones (``part``; default :func:`part_taken` of ``other_id``: the tail of cloned data).
 
     Either source may be local or remote (fetched by ``open_minari``). Reference scores and
     the environment come from the base dataset. Refuses to overwrite ``out_id``.
@@ -135,12 +183,14 @@ def mix_minari(base_id: str, other_id: str, percent: float, out_id: str, downloa
     ds, ref_min, ref_max, env = _source_facts(base_id, download)
     n = int(ds.total_steps)
     k = replaced_count(n, percent)
+    part = part or part_taken(other_id)
     base = read_episodes(base_id, download)
-    other = read_episodes(other_id, download, max_transitions=k)
-    eps = contaminate(base, other, percent)
+    other = read_episodes(other_id, download, max_transitions=k if part == "head" else None)
+    eps = contaminate(base, other, percent, part)
     desc = description or (
-        f"{base_id} ({n} transitions) with its final {percent}% ({k} transitions) replaced by the first "
-        f"{k} transitions of {other_id} (offrl.data.mixtures, Appendix A recipe of the TD3BC++ paper)."
+        f"{base_id} ({n} transitions) with its final {percent}% ({k} transitions) replaced by the "
+        f"{'first' if part == 'head' else 'last'} {k} transitions of {other_id} (offrl.data.mixtures, Appendix A "
+        f"recipe of the TD3BC++ paper and its reference script)."
     )
     return write_minari(out_id, eps, env, ref_min, ref_max, desc)
 
@@ -160,7 +210,10 @@ def concat_minari(ids: Sequence[str], out_id: str, download: bool = True, descri
 def main(argv=None):
     p = argparse.ArgumentParser(description="Mix two Minari datasets (Appendix A recipe) or concatenate them.")
     p.add_argument("--base", required=True, help="dataset whose final X%% is replaced (e.g. the expert one)")
-    p.add_argument("--other", required=True, help="dataset whose first X%% replaces it")
+    p.add_argument("--other", required=True, help="dataset whose first (or last, --part) X%% replaces it")
+    p.add_argument("--part", choices=PARTS, default=None,
+                   help="which end of --other to take (default: tail for a cloned dataset, head otherwise, "
+                        "as the reference script)")
     p.add_argument("--percent", type=float, help="X; leave out to concatenate base then other")
     p.add_argument("--out", required=True)
     p.add_argument("--no_download", action="store_true")
@@ -168,7 +221,7 @@ def main(argv=None):
     if a.percent is None:
         concat_minari([a.base, a.other], a.out, download=not a.no_download)
     else:
-        mix_minari(a.base, a.other, a.percent, a.out, download=not a.no_download)
+        mix_minari(a.base, a.other, a.percent, a.out, download=not a.no_download, part=a.part)
     print(f"wrote {a.out}")
 
 
