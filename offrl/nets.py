@@ -58,11 +58,14 @@ class Critic(nn.Module):
     hidden_dims: Sequence[int] = (256, 256)
     activation: Activation = nn.relu
     layer_norm: bool = False
+    relu_output: bool = False  # a ReLU on the output (BPPO's reference code keeps V, Q >= 0 this way)
+    kernel_init: Optional[Callable] = None  # every layer's kernel init (None: Flax's default)
 
     @nn.compact
     def __call__(self, obs: jax.Array, actions: Optional[jax.Array] = None) -> jax.Array:
         x = obs if actions is None else jnp.concatenate([obs, actions], axis=-1)
-        return MLP(self.hidden_dims, 1, self.activation, self.layer_norm)(x).squeeze(-1)
+        out = MLP(self.hidden_dims, 1, self.activation, self.layer_norm, kernel_init=self.kernel_init)(x).squeeze(-1)
+        return nn.relu(out) if self.relu_output else out
 
 
 class Ensemble(nn.Module):

@@ -1,9 +1,16 @@
 """BPPO — Behavior Proximal Policy Optimization (Zhuang et al., ICLR 2023), with its Onestep
 and iterative variants, as one four-stage pipeline.
 
+Reference code: github.com/Dragon-Zhuang/BPPO (``main.py`` for the defaults and the loop,
+``bppo.py``/``ppo.py`` for the improvement loss, ``critic.py`` for V and Q, ``buffer.py`` for the
+data). Defaults equal that code's; where the paper and the code disagree the config follows the
+code and exposes the paper (``clip_decay_first``, ``bootstrap_timeouts``); the per-dataset
+settings of the paper's Table 6 and of the code's tips live in ``configs/bppo_presets.py``.
+
     1. value   V(s) <- MC return-to-go G (MSE), MLP 3x512
     2. q       Q(s,a) by SARSA: y = r + gamma (1-d) Q_targ(s', a'_data), MLP 2x1024,
-               Polyak tau every ``q_target_every`` updates
+               Polyak tau every ``q_target_every`` updates; d = terminal OR timeout, as the
+               reference's ``not_done`` (``bootstrap_timeouts=True``: d = terminal only)
     3. bc      pi_b: Gaussian, mu = tanh(out[:A]), log_std = -5 + 2.5 (tanh(out[A:]) + 1),
                NLL of dataset actions, MLP 2x1024, orthogonal init (gain 1)
     4. improve pi initialised from pi_b, pi_k <- pi_b, then per step i:
@@ -11,8 +18,9 @@ and iterative variants, as one four-stage pipeline.
                A *= omega where A > 0 else (1 - omega)
                ratio = pi(a|s) / pi_k(a|s)
                L = -mean(min(ratio A, clip(ratio, 1-eps_i, 1+eps_i) A) + ent_w H(pi))
-               eps_i = eps_0 sigma^min(i, 200);  lr_i = lr_0 0.98^(min(i, 200) // 2)
-               global grad-norm clip 0.5.
+               eps_i = eps_0 sigma^(min(i, 200) + 1)  (the code decays the clip before using
+                       it; ``clip_decay_first=False`` gives the paper's eps_0 sigma^min(i, 200))
+               lr_i = lr_0 0.98^(min(i, 200) // 2);  global grad-norm clip 0.5.
                "if J(pi) > J(pi_k): pi_k <- pi", where J is
                  selection='online'  : the score of ``select_episodes`` deterministic episodes,
                                         evaluated between compiled chunks (``after_chunk``),
@@ -26,6 +34,9 @@ and iterative variants, as one four-stage pipeline.
 
 The whole pipeline is pure and vmapped over seeds by the runtime; only online selection leaves
 the graph (it needs environment rollouts), and it keeps every seed's choice separate.
+With online selection pi_k is the best policy seen, the one the reference saves as
+``bppo_best.pt``; ``report_best_pik=True`` evaluates it at the end of the run on the final
+evaluation's episodes and prints its score beside the last iterate's (``best_pik_raw``).
 ``value_relu_output`` reproduces the reference code's ReLU at the end of V and Q (default off).
 """
 from __future__ import annotations
@@ -43,7 +54,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
-from offrl.algos.common import adam, learning_rate_of, make_state, reset_optimizer
+from offrl.algos.common import adam, learning_rate_of, make_state, reset_optimizer, select
 
 SELECTIONS = ("online", "offline", "none")
 
@@ -62,6 +73,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             tau=0.005,
             q_target_every=2,
             value_relu_output=False,  # reference code's ReLU after V's and Q's last layer
+            bootstrap_timeouts=False,  # reference: not_done = 1 - (terminal | timeout); True: only terminals stop Q's backup
             # stage 3: behaviour cloning
             pi_hidden_dims=(1024, 1024),
             bc_lr=1e-4,
@@ -71,6 +83,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             pi_steps=1000,
             clip_eps=0.25,
             clip_decay=0.96,  # sigma; 1.0 switches the clip decay off
+            clip_decay_first=True,  # reference code: step i uses eps_0 sigma^(i+1); False: the paper's eps_0 sigma^i
             lr_decay=0.98,  # 1.0 switches the learning-rate decay off
             lr_decay_every=2,
             decay_until=200,  # both decays freeze after this many improvement steps
@@ -83,24 +96,12 @@ def default_agent_config() -> ml_collections.ConfigDict:
             select_episodes=10,  # episodes per online check (reference: 10)
             select_seed=500_000,  # online checks all reset from the same seeds: paired comparisons
             bppo_off=0,  # N > 0: iterative BPPO, N off-policy Q steps towards Q_{pi_k} per policy step
+            report_best_pik=False,  # online selection: also evaluate the best pi_k (reference's bppo_best.pt) at the end
         )
     )
 
 
 # ----------------------------------------------------------------------------- networks
-class ValueNet(nn.Module):
-    """V(s) or Q(s, a): an MLP with one output, optionally ReLU'd (the reference code's quirk)."""
-
-    hidden_dims: Sequence[int]
-    relu_output: bool = False
-
-    @nn.compact
-    def __call__(self, obs, actions=None):
-        x = obs if actions is None else jnp.concatenate([obs, actions], -1)
-        out = nets.MLP(tuple(self.hidden_dims), 1)(x).squeeze(-1)
-        return nn.relu(out) if self.relu_output else out
-
-
 class BPPOPolicy(nn.Module):
     """The reference GaussPolicyMLP: one MLP to 2A outputs, tanh, then mean in (-1, 1) and
     log_std = -5 + 2.5 (out + 1) in (-5, 0); orthogonal init with gain 1; a plain Normal."""
@@ -125,6 +126,7 @@ class BPPOState(struct.PyTreeNode):
     improving: jax.Array  # bool: stage 4 has started (``act`` then uses pi, before it pi_b)
     best_score: jax.Array  # online selection: best J(pi_k) seen so far (starts at pi_b's score)
     replacements: jax.Array  # int32: how many times pi_k was replaced
+    best_pik_raw: jax.Array  # report_best_pik: pi_k's return on the final evaluation's episodes (NaN before)
 
 
 def _pi_tx(config):
@@ -138,21 +140,24 @@ def init(key, spec: Spec, config) -> BPPOState:
     ag = config.agent
     kv, kq, kp = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
-    value = make_state(kv, ValueNet(tuple(ag.v_hidden_dims), ag.value_relu_output), (obs,), adam(ag.v_lr))
-    q = make_state(kq, ValueNet(tuple(ag.q_hidden_dims), ag.value_relu_output), (obs, act), adam(ag.q_lr))
+    value = make_state(kv, nets.Critic(tuple(ag.v_hidden_dims), relu_output=ag.value_relu_output), (obs,), adam(ag.v_lr))
+    q = make_state(kq, nets.Critic(tuple(ag.q_hidden_dims), relu_output=ag.value_relu_output), (obs, act), adam(ag.q_lr))
     policy = BPPOPolicy(spec.act_dim, tuple(ag.pi_hidden_dims))
     bc = make_state(kp, policy, (obs,), adam(ag.bc_lr))
     pi = TrainState.create(apply_fn=policy.apply, params=bc.params, tx=_pi_tx(config))
     return BPPOState(
-        value, q, q.params, bc, pi, bc.params, jnp.asarray(False), jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32)
+        value, q, q.params, bc, pi, bc.params, jnp.asarray(False), jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
+        jnp.asarray(jnp.nan, jnp.float32),
     )
 
 
 # ----------------------------------------------------------------------------- schedules and losses
 def clip_at(step, config):
-    """eps_i = eps_0 sigma^i for i <= decay_until, then eps_{decay_until}."""
+    """eps_i = eps_0 sigma^(min(i, decay_until) + 1): the reference multiplies the clip by sigma
+    before each of the first decay_until + 1 steps uses it (``clip_decay_first``); without it,
+    the paper's Eq. 16, eps_0 sigma^min(i, decay_until)."""
     ag = config.agent
-    return ag.clip_eps * ag.clip_decay ** jnp.minimum(step, ag.decay_until)
+    return ag.clip_eps * ag.clip_decay ** (jnp.minimum(step, ag.decay_until) + int(bool(ag.clip_decay_first)))
 
 
 def lr_factor(step, decay: float, until: int, every: int):
@@ -192,10 +197,13 @@ def value_update(state: BPPOState, batch, key, step, config):
 
 
 def _q_step(state: BPPOState, batch, next_actions, config):
-    """One TD step of Q towards r + gamma (1-d) Q_targ(s', next_actions); Polyak every q_target_every."""
+    """One TD step of Q towards r + gamma (1-d) Q_targ(s', next_actions); Polyak every q_target_every.
+
+    d is terminal OR timeout (the reference's not_done), or the terminal alone with ``bootstrap_timeouts``."""
     ag = config.agent
     next_q = state.q.apply_fn(state.q_target, batch.next_observations, next_actions)
-    target = jax.lax.stop_gradient(batch.rewards + config.discount * (1.0 - batch.terminals) * next_q)
+    done = batch.terminals if ag.bootstrap_timeouts else jnp.maximum(batch.terminals, batch.timeouts)
+    target = jax.lax.stop_gradient(batch.rewards + config.discount * (1.0 - done) * next_q)
 
     def loss_fn(p):
         q = state.q.apply_fn(p, batch.observations, batch.actions)
@@ -294,7 +302,7 @@ def improve_update(state: BPPOState, batch, key, step, config):
             j_new = offline_score(s, s.pi.params, pi_batch.observations)
             j_k = offline_score(s, s.pi_k, pi_batch.observations)
             better = j_new > j_k
-            pik = jax.tree_util.tree_map(lambda n, o: jnp.where(better, n, o), s.pi.params, s.pi_k)
+            pik = select(better, s.pi.params, s.pi_k)
             return s.replace(pi_k=pik, replacements=s.replacements + better.astype(jnp.int32)), (j_new, j_k)
 
         def skip(s: BPPOState):
@@ -336,7 +344,7 @@ def stages(config) -> list[Stage]:
 
 
 def _policy_params(state: BPPOState):
-    return jax.tree_util.tree_map(lambda p, b: jnp.where(state.improving, p, b), state.pi.params, state.bc.params)
+    return select(state.improving, state.pi.params, state.bc.params)
 
 
 def act(state: BPPOState, obs, key, config, deterministic: bool = True):
@@ -364,8 +372,18 @@ def chunk_every(config) -> dict:
     return {}
 
 
-def _per_seed_where(pred, a, b):
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred.reshape(pred.shape + (1,) * (x.ndim - pred.ndim)), x, y), a, b)
+def final_eval_seed(config) -> int:
+    """The base seed of the runner's last evaluation (its k-th evaluation resets from
+    eval_seed + 1000 k; BPPO evaluates in the bc and improve stages, at every eval_interval and
+    at each stage's end), so pi_k can be scored on the same episodes as the last iterate."""
+    ag, every = config.agent, config.eval_interval
+    n_evals = sum(-(-n // every) for n in (ag.bc_steps, ag.pi_steps))
+    return config.eval_seed + 1000 * max(n_evals - 1, 0)
+
+
+def act_with_pik(states: BPPOState) -> BPPOState:
+    """The same states acting with pi_k (the reference's saved ``bppo_best.pt`` under online selection)."""
+    return states.replace(pi=states.pi.replace(params=states.pi_k), improving=jnp.ones_like(states.improving))
 
 
 def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOState:
@@ -374,6 +392,7 @@ def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOStat
     At the end of BC, pi_b's score becomes each seed's best; in the improvement stage, every
     ``select_interval`` steps pi is evaluated and replaces pi_k where it beats that seed's best.
     All checks reset their environments from the same seeds, so they are paired comparisons.
+    With ``report_best_pik``, the final pi_k is then evaluated on the final evaluation's episodes.
     """
     config = ctx.exp.config
     ag = config.agent
@@ -387,11 +406,20 @@ def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOStat
         return states
     score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
     better = score > states.best_score
-    return states.replace(
-        pi_k=_per_seed_where(better, states.pi.params, states.pi_k),
+    states = states.replace(
+        pi_k=select(better, states.pi.params, states.pi_k),
         best_score=jnp.where(better, score, states.best_score),
         replacements=states.replacements + better.astype(jnp.int32),
     )
+    if ag.report_best_pik and stage_step == n_pi:
+        res = ctx.evaluate(act_with_pik(states), base_seed=final_eval_seed(config))
+        norm = float(np.mean(res.normalized))
+        score = f"score {norm:.1f}" if np.isfinite(norm) else f"return {float(np.mean(res.raw)):.1f}"
+        print(f"[bppo] best pi_k (online-selected, the reference's bppo_best.pt) on the final evaluation's episodes: "
+              f"{score} (per seed {[round(float(x), 1) for x in res.raw]}); the score reported below is the last iterate's",
+              flush=True)
+        states = states.replace(best_pik_raw=jnp.asarray(res.raw, jnp.float32))
+    return states
 
 
 def validate(config):
@@ -411,6 +439,9 @@ def validate(config):
     for k in ("clip_decay", "lr_decay", "tau"):
         if not 0.0 < ag[k] <= 1.0:
             raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must lie in (0, 1]")
+    if ag.report_best_pik and ag.selection != "online":
+        raise ValueError(f"agent.report_best_pik=True needs agent.selection='online' (got {ag.selection!r}): "
+                         f"only online selection keeps the best-scoring pi_k")
     if ag.grad_clip <= 0:
         raise ValueError(f"agent.grad_clip={ag.grad_clip!r} is invalid: must be > 0")
 

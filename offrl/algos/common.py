@@ -80,5 +80,13 @@ def every(step, period: int):
 
 
 def select(pred, on_true, on_false):
-    """tree-wise where(pred, a, b): a branch choice that stays cheap and exact under vmap."""
-    return jax.tree_util.tree_map(lambda a, b: jax.numpy.where(pred, a, b), on_true, on_false)
+    """tree-wise where(pred, a, b): a branch choice that stays cheap and exact under vmap.
+
+    ``pred`` is a scalar, or has the leading axes of every leaf (e.g. one flag per seed for
+    a seed-stacked state), and is broadcast over each leaf's remaining axes."""
+    pred = jax.numpy.asarray(pred)
+
+    def where(a, b):
+        return jax.numpy.where(pred.reshape(pred.shape + (1,) * (jax.numpy.ndim(a) - pred.ndim)), a, b)
+
+    return jax.tree_util.tree_map(where, on_true, on_false)
