@@ -4,7 +4,10 @@ setup(
     name="offrl",
     version="0.1.0",
     description="Offline reinforcement learning in JAX/Flax: seed-vmapped runs, local D4RL-style datasets, paper reproductions",
-    packages=find_packages(include=["offrl", "offrl.*"]),
+    # configs/ stays at the top level of the repository and installs as the top-level package
+    # `configs`, so `python -m offrl --config=td3bc` finds it from any directory and the
+    # `from configs.td3bc import ...` lines inside config files work installed as in a checkout.
+    packages=find_packages(include=["offrl", "offrl.*", "configs", "configs.*"]),
     package_data={"offrl": ["data/behavior/*/*", "data/behavior/*.md"]},
     include_package_data=True,
     python_requires=">=3.10",
@@ -14,7 +17,7 @@ setup(
         "optax>=0.2.2",
         "chex>=0.1.86",
         "numpy>=1.24",
-        "minari[hdf5]>=0.5.1",
+        "minari[hdf5,hf]>=0.5.1",  # hf: huggingface_hub, which remote (Hugging Face) Minari datasets need
         "pillow",  # minari[hdf5] imports it without declaring it
         "h5py>=3.8",
         "gymnasium[mujoco]>=1.0",
@@ -25,6 +28,6 @@ setup(
         "diffrax>=0.6",  # ARQ's probability-flow ODE log-likelihood (adaptive Dopri5)
     ],
     extras_require={
-        "dev": ["pytest>=7.4"],
+        "dev": ["pytest>=7.4", "wheel"],  # wheel: the non-editable install test builds one (tests/test_launcher.py)
     },
 )

@@ -1,0 +1,296 @@
+"""The one launcher: train any registered algorithm on any dataset, vmapped over seeds.
+
+    python -m offrl --config=td3bc --config.num_seeds=5 \
+        --config.dataset=offrl/hopper/medium-v0 --workdir=runs/td3bc_hopper_medium
+    python -m offrl --config=td3bc --print_config      # every key, its default, what it means
+
+``--config`` takes a bare name (``td3bc``: the ``configs/td3bc.py`` shipped with offrl, found
+from any directory) or a path to a config file (``configs/td3bc.py``, ``my_config.py:arg``).
+``experiments/launch.py`` is this same launcher. Writes config.json, metrics.jsonl,
+results.md/json, curve.png and a checkpoint into --workdir; running the same command again
+resumes from the checkpoint (or continues it, when only ``num_steps`` was raised).
+
+Bad input (a config file that does not exist, a misspelt key, a value of the wrong type or
+range, an unknown algorithm or dataset) stops with one line saying what to do, exit status 2,
+before anything is written.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import os
+import sys
+import time
+
+CONFIG_FLAG = "--config"
+
+
+def configs_dir() -> str:
+    """The ``configs/`` directory shipped with offrl: beside the ``offrl`` package, in the
+    repository and in an installed site-packages alike."""
+    import offrl
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(offrl.__file__))), "configs")
+
+
+def available_configs() -> list[str]:
+    d = configs_dir()
+    if not os.path.isdir(d):
+        return []
+    names = []
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".py") and not f.startswith("_"):
+            with open(os.path.join(d, f)) as fh:
+                if "def get_config" in fh.read():
+                    names.append(f[:-3])
+    return names
+
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def resolve_config(value: str) -> str:
+    """A ``--config`` value as a file path (``path`` or ``path:arg``): a bare name is the shipped config."""
+    path, sep, arg = value.partition(":")
+    if path and os.sep not in path and "/" not in path and not path.endswith(".py"):
+        shipped = os.path.join(configs_dir(), path + ".py")
+        if not os.path.exists(shipped):
+            raise UsageError(
+                f"no config named '{path}': choose one of {', '.join(available_configs())} or give a path to a config file"
+            )
+        path = shipped
+    elif not os.path.isfile(path):
+        raise UsageError(
+            f"config file '{path}' does not exist: give a path to a config file or a bare name "
+            f"({', '.join(available_configs())})"
+        )
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)), "__init__.py")) and parent not in sys.path:
+        sys.path.insert(0, parent)  # so that `from configs.td3bc import ...` inside a config file resolves
+    return path + sep + arg
+
+
+def load_config(value: str):
+    """The ConfigDict a ``--config`` value names (without command-line overrides)."""
+    path, _, arg = resolve_config(value).partition(":")
+    spec = importlib.util.spec_from_file_location("_offrl_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def config_keys(config, prefix: str = "") -> list[str]:
+    """Every dotted key of a ConfigDict, nested dicts included (``agent``, ``agent.alpha``, ...)."""
+    keys = []
+    for k, v in config.items():
+        keys.append(prefix + k)
+        if hasattr(v, "items"):
+            keys += config_keys(v, prefix + k + ".")
+    return keys
+
+
+def _split_config_arg(argv: list[str]) -> tuple[list[str], str | None]:
+    """argv with its ``--config`` value resolved to a file, and that value."""
+    out, value, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == CONFIG_FLAG and i + 1 < len(argv):
+            value = argv[i + 1]
+            out += [CONFIG_FLAG, resolve_config(value)]
+            i += 2
+            continue
+        if a.startswith(CONFIG_FLAG + "="):
+            value = a.split("=", 1)[1]
+            out.append(f"{CONFIG_FLAG}={resolve_config(value)}")
+        else:
+            out.append(a)
+        i += 1
+    return out, value
+
+
+def check_overrides(argv: list[str], config) -> None:
+    """UsageError naming a ``--config.<key>`` that the config does not have, with the closest valid keys."""
+    keys = config_keys(config)
+    leaves = [k for k in keys if not hasattr(config[k], "items")]
+    for a in argv:
+        if not a.startswith(CONFIG_FLAG + "."):
+            continue
+        key = a[len(CONFIG_FLAG) + 1:].split("=", 1)[0]
+        if key.startswith("no") and key[2:] in keys:  # --config.nofoo: absl's boolean negation
+            continue
+        if key not in keys:
+            close = difflib.get_close_matches(key, leaves, n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise UsageError(f"unknown config key '{key}': {hint}(list every key with --print_config)")
+
+
+# What a run-level key means when no comment beside its default in offrl/config.py says it.
+BASE_MEANINGS = {
+    "algo": "the algorithm (a module of offrl/algos)",
+    "batch_size": "transitions per update (of a single-stage algorithm)",
+    "discount": "discount factor gamma",
+    "obs_norm_eps": "added to the observation std before dividing",
+    "reward_bias": "added after reward_scale",
+    "seed": "first seed; members use seed, seed+1, ...",
+    "wandb.mode": "disabled | offline | online (unreachable online falls back to offline)",
+    "wandb.project": "wandb project",
+    "wandb.entity": "wandb entity (team or user; empty: your default)",
+    "wandb.group": "wandb group (empty: none)",
+    "wandb.name": "wandb run name (empty: the workdir's name)",
+}
+
+# What a key means when no comment beside its default says it: by name, then by suffix.
+MEANINGS = {
+    "tau": "Polyak rate of the target networks",
+    "alpha": "weight of the algorithm's behaviour-regularisation term (see its docstring)",
+    "temperature": "inverse temperature of the advantage weights",
+    "expectile": "expectile of the value regression",
+    "policy_noise": "std of the target-policy smoothing noise",
+    "noise_clip": "clip of the target-policy smoothing noise",
+    "policy_freq": "critic updates per actor (and target) update",
+    "log_std_min": "lower clip of the policy's log-std",
+    "log_std_max": "upper clip of the policy's log-std",
+    "num_critics": "critics in the ensemble",
+    "lr": "Adam learning rate",
+    "gp.weight": "lambda_GP: weight of the TD3BC++ gradient penalty",
+    "gp.k": "gradient-norm threshold of the penalty",
+    "gp.every": "penalise every N critic steps",
+    "gp.repeats": "action samples per state for the penalty",
+    "gp.actions": "where the penalty's actions are drawn (see offrl/plugins.py)",
+    "cr.critic": "which critic value weights the constraint (see offrl/plugins.py)",
+    "cr.normalize": "min-max normalise the constraint weight",
+}
+SUFFIXES = (
+    ("_lr", "Adam learning rate ({})"),
+    ("_hidden_dims", "hidden layer sizes ({} network)"),
+    ("hidden_dims", "hidden layer sizes"),
+    ("_steps", "updates ({} stage)"),
+    ("enabled", "switch: {} on or off"),
+)
+
+
+def _source_comments(path: str) -> dict:
+    """{key: comment} from the trailing comments beside defaults in a source file
+    (``c.dataset_size = 1_000_000  # transitions, ...``, ``alpha=2.5,  # ...``)."""
+    import re
+
+    pattern = re.compile(r"^\s*(?:c\.)?(?:agent\.)?(\w+)\s*=[^#]*#\s*(.+?)\s*$")
+    out: dict = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                m = pattern.match(line)
+                if m and m.group(1) not in out:
+                    out[m.group(1)] = m.group(2)
+    return out
+
+
+def describe(config, sweepable=None) -> str:
+    """Every key of ``config`` (nested ones dotted) with its value and a one-line meaning;
+    keys a ``config.grid`` may sweep in one vmapped program are marked."""
+    if sweepable is None:
+        try:
+            from offrl.algos import get_algorithm
+
+            sweepable = get_algorithm(config.algo).sweepable
+        except Exception:
+            sweepable = ()
+    import offrl
+
+    here = os.path.dirname(os.path.abspath(offrl.__file__))
+    base = _source_comments(os.path.join(here, "config.py"))
+    agent = _source_comments(os.path.join(here, "algos", f"{config.algo}.py"))
+    rows = []
+    for key in config_keys(config):
+        value = config[key]
+        if hasattr(value, "items"):
+            continue
+        last = key.split(".")[-1]
+        if key.startswith("agent."):
+            meaning = MEANINGS.get(".".join(key.split(".")[-2:])) or agent.get(last) or MEANINGS.get(last)
+        else:
+            meaning = base.get(last) or BASE_MEANINGS.get(key)
+        if meaning is None:
+            for suffix, text in SUFFIXES:
+                if last.endswith(suffix):
+                    meaning = text.format(last[: -len(suffix)].strip("_") or key.split(".")[-2])
+                    break
+        if meaning is None:
+            meaning = f"see offrl/algos/{config.algo}.py" if key.startswith("agent.") else ""
+        if key.startswith("agent.") and key[len("agent."):] in sweepable:
+            meaning += " [grid-sweepable]"
+        rows.append((key, repr(value), meaning))
+    w1 = max(len(r[0]) for r in rows)
+    w2 = min(max(len(r[1]) for r in rows), 24)
+    head = f"config '{config.algo}' ({len(rows)} keys; override any with --config.<key>=<value>)"
+    return "\n".join([head] + [f"  {k:<{w1}}  {v:<{w2}}  {m}".rstrip() for k, v, m in rows])
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+
+    if "workdir" in flags.FLAGS:
+        return
+    config_flags.DEFINE_config_file(
+        "config", os.path.join(configs_dir(), "default.py"),
+        "a config name (td3bc, iql, ...: the configs/ shipped with offrl) or a config file path",
+    )
+    flags.DEFINE_string("workdir", None, "Run directory (default: runs/<algo>_<dataset>_<time>).")
+    flags.DEFINE_integer("stop_after", None, "Stop (with a checkpoint) after this many updates.")
+    flags.DEFINE_bool("print_config", False, "Print every config key with its value and meaning, then exit.")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with every input error turned into one line (exit status 2)."""
+    from absl import flags
+
+    try:
+        argv, value = _split_config_arg(list(argv))
+        check_overrides(argv[1:], load_config(value) if value else load_config("default"))
+        return flags.FLAGS(argv)
+    except UsageError as e:
+        fail(str(e))
+    except flags.Error as e:
+        fail(f"{e}".splitlines()[0])
+    except Exception as e:  # a config file that raises when loaded, an override that cannot be applied
+        fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (while reading the config)")
+
+
+def main(argv):
+    del argv
+    from absl import flags
+    from absl import logging as absl_logging
+
+    FLAGS = flags.FLAGS
+    if not FLAGS["verbosity"].present:  # keep the console to progress and results (no backend-probe INFO lines)
+        absl_logging.set_verbosity(absl_logging.WARNING)
+        logging.getLogger("jax").setLevel(logging.WARNING)
+    config = FLAGS.config
+    if FLAGS.print_config:
+        print(describe(config))
+        return
+    from offrl.runner import run_experiment
+
+    workdir = FLAGS.workdir or os.path.join(
+        "runs", f"{config.algo}_{config.dataset.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    try:
+        run_experiment(config, workdir, stop_after=FLAGS.stop_after)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        fail(str(e))
+
+
+def run() -> None:
+    """Entry point of ``python -m offrl`` and ``experiments/launch.py``."""
+    from absl import app
+
+    _define_flags()
+    app.run(main, flags_parser=parse_flags)
