@@ -8,8 +8,13 @@
 """
 from __future__ import annotations
 
+import json
+import os
+import re
+from typing import Optional
+
 from offrl.data.dataset import DatasetInfo, Transitions, episodes_to_transitions, sample, to_device
-from offrl.data.minari_io import DatasetNotFoundError, load_minari
+from offrl.data.minari_io import DatasetNotFoundError, datasets_root, load_minari
 from offrl.data.preprocess import Preprocessing, preprocess
 
 __all__ = [
@@ -26,13 +31,43 @@ __all__ = [
 
 
 def load_dataset(dataset: str, discount: float = 0.99, download: bool = True, size: int = 1_000_000):
-    """(Transitions, DatasetInfo) for a dataset id or file; see the module docstring."""
+    """(Transitions, DatasetInfo) for a dataset id or file; see the module docstring.
+
+    ``size`` is the build size of an ``offrl/*`` suite dataset: one on disk that was built with
+    another size is refused with a message (never trained on silently).
+    """
     if dataset.endswith((".hdf5", ".h5")):
+        if not os.path.isfile(dataset):
+            raise DatasetNotFoundError(
+                f"D4RL file '{dataset}' does not exist: give the path of a D4RL .hdf5 file (e.g. hopper_medium-v2.hdf5)"
+            )
         from offrl.data.d4rl import load_d4rl
 
         return load_d4rl(dataset, discount=discount)
     if dataset.startswith("offrl/"):
         from offrl.data.build import ensure_dataset
 
+        check_built_size(dataset, size)
         ensure_dataset(dataset, size=size, progress=True)
     return load_minari(dataset, discount=discount, download=download)
+
+
+def built_size(dataset: str) -> Optional[int]:
+    """The ``--size`` an offrl suite dataset on disk was built with (recorded in its description), or None."""
+    path = os.path.join(datasets_root(), dataset, "data", "metadata.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        m = re.search(r"\bsize=(\d+)\b", json.load(f).get("description", ""))
+    return int(m.group(1)) if m else None
+
+
+def check_built_size(dataset: str, size: int) -> None:
+    """ValueError when ``dataset`` is on disk built with another size than the one asked for."""
+    built = built_size(dataset)
+    if built is not None and built != size:
+        raise ValueError(
+            f"dataset '{dataset}' in {datasets_root()} was built with {built} transitions per level but "
+            f"config.dataset_size={size}: use it with --config.dataset_size={built}, or delete "
+            f"{os.path.join(datasets_root(), dataset)} to rebuild it with {size}"
+        )
