@@ -26,8 +26,14 @@ setup(
         "absl-py>=1.4",
         "matplotlib>=3.7",
         "diffrax>=0.6",  # ARQ's probability-flow ODE log-likelihood (adaptive Dopri5)
+        "rliable>=1.2",  # IQM and stratified-bootstrap CIs in experiments/reproduce.py
+        "pandas<3",  # rliable's dependency arch (7.2) fails to import with pandas 3
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "wheel"],  # wheel: the non-editable install test builds one (tests/test_launcher.py)
+        # D4RL AntMaze / Adroit / Kitchen environments (offrl.data.robotics)
+        "robotics": ["gymnasium-robotics>=1.2"],
+        # wheel: the non-editable install test builds one (tests/test_launcher.py); gymnasium-robotics: the
+        # tests exercise the D4RL robotics domains too
+        "dev": ["pytest>=7.4", "wheel", "gymnasium-robotics>=1.2"],
     },
 )
