@@ -26,6 +26,14 @@ Settings (Appendix A; short names as in the paper's tables):
   gp, nogp  switch the gradient penalty on / off   (Figure 8 ablation)
   cr, nocr  switch the critic-weighted constraint on / off
   cpu       a budget for a shared CPU: 100k updates, evaluation every 10k, 5 episodes, 3 seeds
+
+A task also sets, where the reference does:
+- walker2d-medium-expert (EM): ``agent.cr.percentile_clip = (5, 95)``, the TD3BC++ reference's clamp
+  of the CR critic values to their batch 5th-95th percentiles for that task (glorgao/TD3BCpp,
+  TD3_BC.py: "we add a clamp for Walker2d-Medium-Expert task as we find there exists a long-tail
+  Q-value distribution"); every other task keeps (0, 100), no clamp;
+- BEAR / BEAR++ (configs/bear.py, bearpp.py): the MMD kernel and sigma of ``offrl.algos.bear.MMD_PRESETS``
+  (Gaussian kernel, sigma 20 for Adroit; Laplacian sigma 10 for Hopper / HalfCheetah, ...).
 """
 from __future__ import annotations
 
@@ -82,6 +90,13 @@ def preset(env: str, setting: str = "expert", source: str = "table7") -> dict:
 
 PRESETS = {(e, s): preset(e, s) for e in TABLE7_ALPHA for s in SETTINGS}
 
+# CR critic values clamped to these batch percentiles before the min-max normalisation (reference: EM walker2d only).
+CR_PERCENTILE_CLIP = {("walker2d", "expert-medium"): (5.0, 95.0)}
+
+
+def cr_percentile_clip(env: str, setting: str) -> tuple:
+    return CR_PERCENTILE_CLIP.get((env, canonical_setting(setting)), (0.0, 100.0))
+
 
 def apply_words(c, arg: str, has_alpha: bool):
     """Apply ``--config=...:<words>`` to config ``c`` (see the module docstring)."""
@@ -104,4 +119,9 @@ def apply_words(c, arg: str, has_alpha: bool):
             if has_alpha:
                 c.agent.alpha = p["alpha"]
             c.agent.gp.weight = p["gp_weight"]
+            c.agent.cr.percentile_clip = cr_percentile_clip(env, setting)
+            if c.algo == "bear":
+                from offrl.algos.bear import MMD_PRESETS
+
+                c.agent.kernel, c.agent.mmd_sigma = MMD_PRESETS[env]
     return c

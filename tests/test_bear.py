@@ -90,7 +90,7 @@ def _plain_bear_update(state, batch, key, step, cfg):
     def loss(p):
         k1, k2 = jax.random.split(k_actor)
         _, bu = bear.vae_samples(state.vae, batch.observations, k1, ag.num_samples)
-        pa, pu = bear.policy_samples(state.actor, p, batch.observations, k2, ag.num_samples)
+        pa, pu = bear.policy_samples(state.actor, p, batch.observations, k2, ag.num_samples, ag.actor_noise_clip)
         m = nets.mmd(bu, pu, ag.mmd_sigma, ag.kernel).mean()
         b, n, a = pa.shape
         q = state.critic.apply_fn(state.critic.params, jnp.repeat(batch.observations, n, 0), pa.reshape(b * n, a))
@@ -145,12 +145,12 @@ def test_bearpp_weights_the_mmd_by_the_behaviour_action_value():
         _, info = bear.actor_loss(s.actor.params, s, batch, key, jnp.int32(0), cfg)
         k1, k2 = jax.random.split(key)
         ba, bu = bear.vae_samples(s.vae, batch.observations, k1, 5)
-        _, pu = bear.policy_samples(s.actor, s.actor.params, batch.observations, k2, 5)
+        _, pu = bear.policy_samples(s.actor, s.actor.params, batch.observations, k2, 5, 0.5)
         qb = s.critic.apply_fn(s.critic.params, jnp.repeat(batch.observations, 5, 0), ba.reshape(-1, 2))
         return info, bu, pu, qb
 
     info, bu, pu, qb = pieces(state)
-    m = _np_mmd(np.asarray(bu, np.float64), np.asarray(pu, np.float64), 20.0, "laplacian")
+    m = _np_mmd(np.asarray(bu, np.float64), np.asarray(pu, np.float64), cfg.agent.mmd_sigma, "laplacian")
     v = np.asarray(qb).reshape(2, 6, 5).mean(-1).mean(0)
     w = (v - v.min()) / (v.max() - v.min())
     np.testing.assert_allclose(float(info["constraint"]), (m * w).mean(), rtol=1e-5)

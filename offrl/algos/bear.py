@@ -1,33 +1,47 @@
-"""BEAR-QL (Kumar et al., 2019), as in the authors' reference code, and BEAR++ through ``offrl.plugins``.
+"""BEAR-QL (Kumar et al., 2019) and BEAR++ (through ``offrl.plugins``).
+
+Reference: the authors' code, github.com/aviralkumar2907/BEAR, ``algos.py`` (class ``BEAR``),
+run as its README's commands ("hyperparameters that generally work well": ``--mode=auto
+--num_samples_match=5 --lamda=0.0 --version=0 --lagrange_thresh=10.0 --eval_freq=1000``). Every
+default below is that code's value; where it differs from the paper or from the later rlkit
+implementation (rail-berkeley/d4rl_evaluations), the config names the switch.
 
 One update, in the reference code's order:
 
 1. behaviour VAE (750-750, latent 2A):  L_vae = mse(tanh(dec(s, z)), a) + 0.5 * KL(q(z|s,a) || N(0,I))
    (both means over elements, as the reference code).
-2. critics (two, 400-300, one ``nn.vmap`` ensemble): 10 actions a'_j ~ pi_targ(s') per next state,
+2. critics (two, 400-300, one ``nn.vmap`` ensemble): 10 actions a'_j ~ pi_targ(s') per next state
+   (unclipped noise, the reference ``actor_target.forward``; ``target_noise_clip`` clips it),
        y = r + gamma (1 - d) max_j [0.75 min_i Q'_i(s', a'_j) + 0.25 max_i Q'_i(s', a'_j)]
        L_Q = sum_i mean (Q_i(s, a) - y)^2           (+ BEAR++'s gradient penalty, ``agent.gp``)
-3. actor (tanh-Gaussian, 400-300): n = ``num_samples`` actions from the VAE and from pi at each s,
-   MMD between them on the pre-tanh actions (``nets.mmd``: Laplacian kernel, sigma ``mmd_sigma``),
+3. actor (tanh-Gaussian, 400-300, log-std unbounded as the reference ``RegularActor``):
+   n = ``num_samples`` actions from the VAE and from pi at each s, pi's Gaussian noise clipped to
+   +-``actor_noise_clip`` = 0.5 (the reference ``sample_multiple``), MMD between them on the
+   pre-tanh actions (``nets.mmd``: Laplacian kernel, sigma ``mmd_sigma``), with the updated critic:
        L_pi = mean_s [ -min_i mean_j Q_i(s, a_j) + exp(log_alpha) * MMD(s) ]
    during the first ``warmup_steps`` only the constraint term: exp(log_alpha) * mean MMD.
 4. Lagrange multiplier: log_alpha += lr * exp(log_alpha) * (mean MMD - epsilon), clipped to
-   [``log_alpha_min``, ``log_alpha_max``] = [-5, 10] (Adam on -that objective, lr 1e-3).
+   [``log_alpha_min``, ``log_alpha_max``] = [-5, 10] (Adam on -that objective, lr 1e-3; the reference
+   draws its initial log_alpha from N(0, 1): ``log_alpha_init`` + ``log_alpha_init_std`` * N(0, 1)).
 5. Polyak (tau 0.005) for the actor and critic targets.
 
-Acting: 10 actions sampled from pi, the one with the highest Q_1 (the reference ``select_action``;
-``deterministic`` changes nothing, as in the reference evaluation).
+Acting: 10 actions sampled from pi (unclipped noise), the one with the highest Q_1 (the reference
+``select_action``; ``deterministic`` changes nothing, as in the reference evaluation).
+
+Defaults (reference): Adam lr 1e-3 for VAE, actor, critics and multiplier (torch's default; the
+rlkit BEAR uses 1e-4 / 3e-4); batch 100 (configs/bear.py); epsilon 0.05; Laplacian kernel, sigma
+10, 5 samples (README, first recommended setting; ``--kernel_type=gaussian --mmd_sigma=20`` is
+the second, used for Adroit as in the TD3BC++ paper: ``MMD_PRESETS`` / configs/bear.py words);
+warm-up 20 "epochs" of ``eval_freq`` = 1000 updates = 20k updates (``agent.warmup_steps``; the
+reference main.py's default eval_freq 5000 would make it 100k). The reference's ensemble-variance
+penalty (``lamda=0``, off in its published settings) is not implemented.
 
 BEAR++ (configs/bearpp.py): ``agent.gp.enabled`` adds the gradient penalty to L_Q (uniform
 actions, 16 per state, every 5 steps); ``agent.cr.enabled`` weights each state's MMD by
 W(s, beta(s)), the batch-min-max-normalised critic value (mean of the critics, no gradient) of the
 behaviour model's actions at s (averaged over the same VAE samples used in the MMD), in the actor
-loss and in the multiplier's update. Both off is plain BEAR.
-
-Defaults (documented reference values, ALGORITHMS.md §5): lr 1e-3 VAE, 1e-4 actor, 3e-4 critic,
-1e-3 multiplier; batch 100 (configs/bear.py); epsilon 0.05; Laplacian kernel, sigma 20, 5 samples;
-warm-up 20 "epochs" of 5000 steps = 100k steps (``agent.warmup_steps``). The reference code's
-ensemble-variance penalty (off in its published settings) is not implemented.
+loss and in the multiplier's update; the critic is the one before this step's critic update
+(``cr.weights_from='before'``, as the TD3BC++ reference) or after it. Both off is plain BEAR.
 """
 from __future__ import annotations
 
@@ -43,12 +57,21 @@ from offrl.algos.common import adam, log_scalar, make_state
 
 KERNELS = nets.MMD_KERNELS
 
+# (kernel, sigma) per environment: the reference code's comment "sigma is set to 10.0 for hopper,
+# cheetah and 20 for walker/ant", its README commands (Hopper: laplacian 10, Walker2d: gaussian
+# 20), and the Gaussian kernel for the four Adroit tasks (TD3BC++ paper, Appendix C.1, README's
+# second setting). configs/bear.py applies the row of the task a run names.
+MMD_PRESETS = dict(
+    hopper=("laplacian", 10.0), halfcheetah=("laplacian", 10.0), walker2d=("gaussian", 20.0), ant=("laplacian", 20.0),
+    door=("gaussian", 20.0), hammer=("gaussian", 20.0), pen=("gaussian", 20.0), relocate=("gaussian", 20.0),
+)
+
 
 def default_agent_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
-            actor_lr=1e-4,
-            critic_lr=3e-4,
+            actor_lr=1e-3,
+            critic_lr=1e-3,
             vae_lr=1e-3,
             alpha_lr=1e-3,
             actor_hidden_dims=(400, 300),
@@ -60,12 +83,17 @@ def default_agent_config() -> ml_collections.ConfigDict:
             target_lambda=0.75,  # y uses lambda * min + (1 - lambda) * max over the critics
             num_samples=5,  # actions per state on each side of the MMD
             kernel="laplacian",
-            mmd_sigma=20.0,
+            mmd_sigma=10.0,
+            actor_noise_clip=0.5,  # pi's N(0,1) noise clipped to +-this in the actor loss (0: no clip)
+            target_noise_clip=0.0,  # the same for the target's a' ~ pi_targ(s') (0: no clip, as the reference)
+            actor_log_std_min=-float("inf"),  # the reference RegularActor does not bound its log-std
+            actor_log_std_max=float("inf"),
             epsilon=0.05,  # MMD threshold
             log_alpha_init=0.0,
+            log_alpha_init_std=1.0,  # initial log_alpha = log_alpha_init + this * N(0, 1) (reference: torch.randn)
             log_alpha_min=-5.0,
             log_alpha_max=10.0,
-            warmup_steps=100_000,  # updates that optimise only the MMD constraint
+            warmup_steps=20_000,  # updates that optimise only the MMD constraint
             num_act_samples=10,  # acting: argmax Q_1 over this many policy samples
             gp=plugins.gp_config(),  # BEAR++ gradient penalty (off: plain BEAR)
             cr=plugins.cr_config(),  # BEAR++ critic-weighted MMD (off: plain BEAR)
@@ -91,7 +119,8 @@ def latent_dim(spec: Spec, config) -> int:
 def networks(spec: Spec, config):
     ag = config.agent
     vae = nets.ConditionalVAE(spec.act_dim, latent_dim(spec, config), tuple(ag.vae_hidden_dims))
-    actor = nets.GaussianPolicy(spec.act_dim, tuple(ag.actor_hidden_dims))
+    actor = nets.GaussianPolicy(spec.act_dim, tuple(ag.actor_hidden_dims), log_std_min=float(ag.actor_log_std_min),
+                                log_std_max=float(ag.actor_log_std_max))
     critic = nets.critic_ensemble(2, tuple(ag.critic_hidden_dims))
     return vae, actor, critic
 
@@ -99,21 +128,24 @@ def networks(spec: Spec, config):
 def init(key, spec: Spec, config) -> BEARState:
     ag = config.agent
     vae_net, actor_net, critic_net = networks(spec, config)
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
     vae = make_state(k1, vae_net, (obs, act, jax.random.PRNGKey(0)), adam(ag.vae_lr))
     actor = make_state(k2, actor_net, (obs,), adam(ag.actor_lr))
     critic = make_state(k3, critic_net, (obs, act), adam(ag.critic_lr))
-    log_alpha = log_scalar(ag.alpha_lr, ag.log_alpha_init)
+    log_alpha = log_scalar(ag.alpha_lr, ag.log_alpha_init + ag.log_alpha_init_std * jax.random.normal(k4))
     return BEARState(vae, actor, critic, log_alpha, actor.params, critic.params)
 
 
-def policy_samples(actor: TrainState, params, obs, key, num: int):
-    """(actions (B, num, A), pre-tanh actions (B, num, A)) from the tanh-Gaussian policy."""
+def policy_samples(actor: TrainState, params, obs, key, num: int, noise_clip: float = 0.0):
+    """(actions (B, num, A), pre-tanh actions (B, num, A)) from the tanh-Gaussian policy:
+    u = mean + std * eps, eps ~ N(0, I) clipped to +-``noise_clip`` when it is > 0."""
     mean, log_std = actor.apply_fn(params, obs)
-    mean, log_std = (jnp.repeat(x[:, None], num, axis=1) for x in (mean, log_std))
-    a, _, u = nets.tanh_gaussian_sample(key, mean, log_std)
-    return a, u
+    eps = jax.random.normal(key, (mean.shape[0], num, mean.shape[-1]), mean.dtype)
+    if noise_clip > 0:
+        eps = jnp.clip(eps, -noise_clip, noise_clip)
+    u = mean[:, None] + jnp.exp(log_std)[:, None] * eps
+    return jnp.tanh(u), u
 
 
 def vae_samples(vae: TrainState, obs, key, num: int):
@@ -140,7 +172,8 @@ def vae_loss(vae_params, state: BEARState, batch, key):
 
 def critic_loss(critic_params, state: BEARState, batch, key, config):
     ag = config.agent
-    next_a, _ = policy_samples(state.actor, state.actor_target, batch.next_observations, key, ag.num_target_samples)
+    next_a, _ = policy_samples(state.actor, state.actor_target, batch.next_observations, key, ag.num_target_samples,
+                               ag.target_noise_clip)
     qs = _q(state, state.critic_target, batch.next_observations, next_a)  # (2, B, n)
     lam = ag.target_lambda
     next_q = (lam * qs.min(0) + (1.0 - lam) * qs.max(0)).max(-1)
@@ -165,16 +198,20 @@ def critic_objective(critic_params, state: BEARState, batch, key, step, config):
     return loss, info
 
 
-def actor_loss(actor_params, state: BEARState, batch, key, step, config):
-    """BEAR's actor loss; aux carries the (weighted) per-batch MMD the multiplier update uses."""
+def actor_loss(actor_params, state: BEARState, batch, key, step, config, cr_critic_params=None):
+    """BEAR's actor loss; aux carries the (weighted) per-batch MMD the multiplier update uses.
+
+    ``cr_critic_params``: the critic BEAR++'s weights W(s, beta(s)) are read from (default: the
+    current one; ``update`` passes the pre-update critic when ``cr.weights_from='before'``)."""
     ag = config.agent
     k_vae, k_pi = jax.random.split(key)
     beta_a, beta_u = vae_samples(state.vae, batch.observations, k_vae, ag.num_samples)
-    pi_a, pi_u = policy_samples(state.actor, actor_params, batch.observations, k_pi, ag.num_samples)
+    pi_a, pi_u = policy_samples(state.actor, actor_params, batch.observations, k_pi, ag.num_samples, ag.actor_noise_clip)
     m = nets.mmd(jax.lax.stop_gradient(beta_u), pi_u, ag.mmd_sigma, ag.kernel)  # (B,)
     info = {"mmd": m.mean()}
     if ag.cr.enabled:
-        w = plugins.critic_weights(_q(state, state.critic.params, batch.observations, beta_a).mean(-1), ag.cr)
+        cp = state.critic.params if cr_critic_params is None else cr_critic_params
+        w = plugins.critic_weights(_q(state, cp, batch.observations, beta_a).mean(-1), ag.cr)
         m = m * w
         info["cr_weight_mean"] = w.mean()
     constraint = m.mean()
@@ -197,10 +234,12 @@ def update(state: BEARState, batch, key, step, config):
     g, vinfo = jax.grad(vae_loss, has_aux=True)(state.vae.params, state, batch, k_vae)
     state = state.replace(vae=state.vae.apply_gradients(grads=g))
 
+    critic_before = state.critic.params
     g, cinfo = jax.grad(critic_objective, has_aux=True)(state.critic.params, state, batch, k_critic, step, config)
     state = state.replace(critic=state.critic.apply_gradients(grads=g))
 
-    g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor, step, config)
+    cr_params = critic_before if plugins.cr_weights_before(ag) else None
+    g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor, step, config, cr_params)
     actor = state.actor.apply_gradients(grads=g)
     constraint = ainfo.pop("_constraint")
 
@@ -250,6 +289,11 @@ def validate(config):
             raise ValueError(f"agent.{k} must be >= 1, got {ag[k]}")
     if not 0.0 < ag.tau <= 1.0:
         raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
+    for k in ("actor_noise_clip", "target_noise_clip", "log_alpha_init_std"):
+        if ag[k] < 0:
+            raise ValueError(f"agent.{k} must be >= 0 (0 switches it off), got {ag[k]}")
+    if ag.actor_log_std_min >= ag.actor_log_std_max:
+        raise ValueError(f"agent.actor_log_std_min {ag.actor_log_std_min} must be < agent.actor_log_std_max {ag.actor_log_std_max}")
     if ag.mmd_sigma <= 0:
         raise ValueError(f"agent.mmd_sigma must be > 0, got {ag.mmd_sigma}")
     if ag.log_alpha_min > ag.log_alpha_max:

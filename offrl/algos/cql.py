@@ -1,18 +1,32 @@
 """CQL(H) — Conservative Q-Learning (Kumar et al., 2020) on a SAC backbone.
 
-Per update (tanh-Gaussian actor, twin critics, automatic entropy temperature alpha):
+Reference: the authors' code, github.com/aviralkumar2907/CQL, ``d4rl/rlkit/torch/sac/cql.py``
+(``CQLTrainer.train_from_torch``) run as ``d4rl/examples/cql_mujoco_new.py`` with its README's
+locomotion flags (``--min_q_weight=5.0 --lagrange_thresh=-1.0 --policy_lr=1e-4 --min_q_version=3``);
+AntMaze as ``cql_antmaze_new.py`` with ``--lagrange_thresh=5.0 --min_q_weight=5.0`` (configs/cql.py:antmaze).
+Defaults are that code's values.
 
-    y      = r + gamma (1 - d) min_i Q'_i(s', a'),   a' ~ pi(s')      (+ entropy if backup_entropy)
+Per update, every term computed with the parameters at the start of the step (the reference
+builds all losses before stepping any optimiser), except alpha, stepped first and then used:
+
+    L_alpha= -mean log_alpha (log pi(a~|s) + target_entropy),  target -|A|, lr = policy lr 1e-4
+    L_pi   = mean alpha log pi(a~|s) - min_i Q_i(s, a~)
+             for the first ``bc_warmup_steps`` (40k, the reference ``policy_eval_start``) instead
+             mean alpha log pi(a~|s) - log pi(a|s) of the dataset action a (BC warm start)
+    y      = r + gamma (1 - d) min_i Q'_i(s', a'),   a' ~ pi(s')   (- alpha log pi(a'|s') if backup_entropy)
     L_Q    = sum_i [ mean (Q_i(s, a) - y)^2 + w (mean_s logsumexp_i(s) - mean Q_i(s, a)) ]
     logsumexp_i(s) = log sum_j exp(Q_i(s, x_j) - log q(x_j)) over 3N actions x_j:
                      N uniform (q = 2^-A), N from pi(.|s) and N from pi(.|s') (q = pi's density),
-                     the importance-corrected CQL(H) estimate of the reference code
-    L_pi   = mean alpha log pi(a~|s) - min_i Q_i(s, a~)
-    L_alpha= -mean log_alpha (log pi(a~|s) + target_entropy)
+                     the importance-corrected CQL(H) estimate (``min_q_version=3``)
 
 ``agent.lagrange=True`` uses alpha' (w gap - target_action_gap) instead, alpha' = exp(log alpha')
-tuned by dual ascent so that w gap stays near ``target_action_gap`` (off for locomotion, as the paper).
-Defaults: w 5 (10 AntMaze), N 10, actor lr 1e-4, critic lr 3e-4, MLPs 3x256.
+clipped to [0, 1e6] and tuned by dual ascent (lr = critic lr) so that w gap stays near
+``target_action_gap`` (reference: on for AntMaze with threshold 5, off for locomotion).
+Defaults: w 5, N 10, actor lr 1e-4, critic lr 3e-4, temperature lr 1e-4, MLPs 3x256, tau 0.005,
+deterministic backup (no entropy in y), batch 256. AntMaze (configs/cql.py:antmaze): Lagrange on,
+threshold 5, w 5, rewards (r - 0.5) * 4 (reward_scale 4, reward_bias -2), as the reference script.
+Not followed: rlkit's weight initialisation (fan-in uniform, last layers +-3e-3 / 1e-3) and its
+clamp of the policy mean to [-9, 9] outside the BC log-likelihood.
 """
 from __future__ import annotations
 
@@ -34,7 +48,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
         dict(
             actor_lr=1e-4,
             critic_lr=3e-4,
-            alpha_lr=3e-4,
+            alpha_lr=1e-4,  # the reference's temperature optimiser uses the policy lr
             actor_hidden_dims=(256, 256, 256),
             critic_hidden_dims=(256, 256, 256),
             tau=0.005,
@@ -43,8 +57,9 @@ def default_agent_config() -> ml_collections.ConfigDict:
             temperature=1.0,  # CQL(H) logsumexp temperature
             backup_entropy=False,
             lagrange=False,
-            target_action_gap=10.0,
-            alpha_prime_lr=3e-4,
+            target_action_gap=5.0,  # the reference's --lagrange_thresh default (and its AntMaze value)
+            alpha_prime_lr=3e-4,  # the reference's alpha' optimiser uses the critic lr
+            bc_warmup_steps=40_000,  # policy_eval_start: BC (max log-likelihood) actor loss on steps < this - 1
             log_std_min=-5.0,
             log_std_max=2.0,
         )
@@ -129,27 +144,47 @@ def critic_loss(critic_params, state: CQLState, batch, key, config):
     return loss, {"critic_loss": loss, "td_loss": td.sum(), "cql_gap": gap.mean(), "q": q.mean()}
 
 
-def actor_loss(actor_params, state: CQLState, batch, key, config):
-    a, logp = _sample_pi(state.actor, actor_params, batch.observations, key, 1)
-    q = _q_many(state.critic, state.critic.params, batch.observations, a).min(0)[:, 0]
-    alpha = jnp.exp(state.log_alpha.params["value"])
-    loss = (alpha * logp[:, 0] - q).mean()
-    return loss, {"actor_loss": loss, "entropy": -logp.mean()}
+BC_MEAN_CLIP = 9.0  # the reference clamps the policy mean to [-9, 9] in its log_prob (the BC term)
+
+
+def actor_loss(actor_params, state: CQLState, batch, key, step, config, alpha=None):
+    """SAC's actor loss, or during the BC warm start the behaviour-cloning one (see the docstring).
+
+    ``alpha``: the temperature (default: the state's); the reference's update counter starts
+    at 1 and uses BC while it is < ``bc_warmup_steps``, i.e. on our 0-based steps < bc_warmup_steps - 1."""
+    ag = config.agent
+    mean, log_std = state.actor.apply_fn(actor_params, batch.observations)
+    a, logp, _ = nets.tanh_gaussian_sample(key, mean, log_std)
+    q = state.critic.apply_fn(state.critic.params, batch.observations, a).min(0)
+    if alpha is None:
+        alpha = jnp.exp(state.log_alpha.params["value"])
+    bc_logp = nets.tanh_gaussian_log_prob(batch.actions, jnp.clip(mean, -BC_MEAN_CLIP, BC_MEAN_CLIP), log_std)
+    rl = (alpha * logp - q).mean()
+    bc = (alpha * logp - bc_logp).mean()
+    loss = jnp.where(step + 1 < ag.bc_warmup_steps, bc, rl)
+    return loss, {"actor_loss": loss, "entropy": -logp.mean(), "bc_log_prob": bc_logp.mean()}
 
 
 def update(state: CQLState, batch, key, step, config):
     ag = config.agent
     k_actor, k_critic = jax.random.split(key)
-    # Actor and entropy temperature (reference order: policy first, then Q).
-    g, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor, config)
-    state = state.replace(
-        actor=state.actor.apply_gradients(grads=g),
-        log_alpha=entropy_temperature_update(state.log_alpha, ainfo["entropy"], batch.actions.shape[-1]),
-    )
+    # Temperature first (the reference steps alpha, then builds the policy loss with the new alpha),
+    # on the same policy sample as the actor loss.
+    mean, log_std = state.actor.apply_fn(state.actor.params, batch.observations)
+    _, logp, _ = nets.tanh_gaussian_sample(k_actor, mean, log_std)
+    log_alpha = entropy_temperature_update(state.log_alpha, -logp.mean(), batch.actions.shape[-1])
+    alpha = jnp.exp(log_alpha.params["value"])
+    g_actor, ainfo = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor, step, config, alpha)
+    # The critic loss sees the policy and alpha' before this step's updates, as the reference.
+    state = state.replace(log_alpha=log_alpha)
     g, cinfo = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, k_critic, config)
     critic = state.critic.apply_gradients(grads=g)
-    state = state.replace(critic=critic, critic_target=nets.polyak(state.critic_target, critic.params, ag.tau))
-    info = {**ainfo, **cinfo, "alpha": jnp.exp(state.log_alpha.params["value"])}
+    state = state.replace(
+        actor=state.actor.apply_gradients(grads=g_actor),
+        critic=critic,
+        critic_target=nets.polyak(state.critic_target, critic.params, ag.tau),
+    )
+    info = {**ainfo, **cinfo, "alpha": alpha}
     if ag.lagrange:
         # alpha' ascends on (w gap - target), as the reference: loss = -alpha' (w gap - target).
         prime_gap = jax.lax.stop_gradient(ag.min_q_weight * cinfo["cql_gap"] - ag.target_action_gap)
@@ -179,6 +214,8 @@ def validate(config):
         raise ValueError(f"agent.min_q_weight must be >= 0, got {ag.min_q_weight}")
     if ag.temperature <= 0:
         raise ValueError(f"agent.temperature must be > 0, got {ag.temperature}")
+    if ag.bc_warmup_steps < 0:
+        raise ValueError(f"agent.bc_warmup_steps must be >= 0 (0: no BC warm start), got {ag.bc_warmup_steps}")
 
 
 ALGORITHM = Algorithm(

@@ -15,7 +15,15 @@ switched on, each on its own for the paper's ablation (Figure 8):
   ``gp.every`` steps, a uniform in the action box (16 per state);
 - ``agent.cr.enabled``: the BC term of sample j is weighted by W_j, the batch-min-max-normalised
   mean critic value of the dataset action (no gradient), i.e.
-  L_pi = -lambda mean Q_1(s, pi(s)) + mean_j W_j mean_dims (pi(s_j) - a_j)^2.
+  L_pi = -lambda mean Q_1(s, pi(s)) + mean_j W_j mean_dims (pi(s_j) - a_j)^2,
+  with Q the critic before this step's critic update (``cr.weights_from='before'``: the
+  reference's ``current_Q1, current_Q2`` of the critic loss) or after it (``'after'``), optionally
+  clamped to batch percentiles first (``cr.percentile_clip``, (5, 95) for walker2d-medium-expert).
+
+TD3BC++ reference: the authors' code, github.com/glorgao/TD3BCpp, ``TD3_BC.py`` (its CR is always
+on and its GP is on when ``coef_grad_random_action`` > 0); the plug-ins' defaults are its values.
+Its step counter starts at 1, so its actor/GP steps are our 0-based steps 1, 3, ... / 4, 9, ...;
+ours update on steps 0, 2, ... / 0, 5, ...: the same periods, shifted by one update.
 
 Both off (the default) is plain TD3+BC, update for update. ``agent.log_grad_norm`` adds the
 paper's diagnostic metrics ``grad_norm_pi`` / ``grad_norm_data``: mean ||grad_a Q_1|| at the
@@ -120,7 +128,8 @@ def critic_objective(critic_params, state: TD3BCState, batch, key, step, config)
 
 
 def bc_weights(state: TD3BCState, batch, config):
-    """CR weights of the dataset actions under the current critic, or None when CR is off."""
+    """CR weights of the dataset actions under ``state``'s critic, or None when CR is off (``update``
+    passes the state before or after the critic step, per ``cr.weights_from``)."""
     ag = config.agent
     if not _cr_on(ag):
         return None
@@ -129,9 +138,10 @@ def bc_weights(state: TD3BCState, batch, config):
 
 def update(state: TD3BCState, batch, key, step, config):
     ag = config.agent
+    w_before = bc_weights(state, batch, config) if plugins.cr_weights_before(ag) else None
     grads, info = jax.grad(critic_objective, has_aux=True)(state.critic.params, state, batch, key, step, config)
     state = state.replace(critic=state.critic.apply_gradients(grads=grads))
-    w = bc_weights(state, batch, config)
+    w = w_before if w_before is not None else bc_weights(state, batch, config)
 
     def actor_step(s: TD3BCState):
         g, ainfo = jax.grad(actor_loss, has_aux=True)(s.actor.params, s, batch, config, w)
