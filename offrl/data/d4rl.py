@@ -19,6 +19,13 @@ Rows are split into episodes after every row whose terminal or timeout flag is s
 Reference scores are D4RL's (``offrl.data.scores``), found from the task name:
 the ``task`` argument, else the file name (``hopper_medium-v2.hdf5`` -> hopper).
 
+Environments: locomotion files map to the Gymnasium ``<Env>-v5`` envs, Adroit files
+(``pen|door|hammer|relocate-*``) to gymnasium-robotics' ``AdroitHand<Task>-v1`` (same
+observation layout; checked by shape). AntMaze and Kitchen files have no gymnasium-robotics
+environment with their observation layout (``offrl.data.robotics.NO_ENV_FOR_LEGACY``): loading one
+without ``env_id`` is an error that says so and points to the Minari ports (``D4RL/antmaze/*``,
+``D4RL/kitchen/*``).
+
     python -m offrl.data.d4rl --file=hopper_medium-v2.hdf5 --id=d4rl/hopper/medium-v2
 """
 from __future__ import annotations
@@ -30,10 +37,12 @@ from typing import Optional
 import numpy as np
 
 from offrl.data.dataset import DatasetInfo, Transitions, episodes_to_transitions, to_device
+from offrl.data.robotics import ADROIT_ENVS, NO_ENV_FOR_LEGACY, ensure_robotics
 from offrl.data.scores import D4RL_REFERENCE, d4rl_task_name, reference_scores
 
-# The Gymnasium environment each D4RL locomotion task is evaluated in (same observation layout).
-D4RL_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
+# The Gymnasium environment each D4RL task is evaluated in (same observation layout).
+D4RL_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5",
+             **ADROIT_ENVS}
 
 
 def task_from_path(path: str, task: Optional[str] = None) -> str:
@@ -111,11 +120,21 @@ def d4rl_episodes(raw: dict[str, np.ndarray]) -> tuple[list[dict], Optional[np.n
     return episodes, (np.concatenate(next_obs) if nxt is not None and next_obs else None)
 
 
-def _env_for(task: Optional[str], obs_dim: int, act_dim: int, env_id: Optional[str]):
+def _env_for(task: Optional[str], obs_dim: int, act_dim: int, env_id: Optional[str], path: str = ""):
     if env_id is not None:
+        if env_id.startswith(("Adroit", "AntMaze", "FrankaKitchen")):
+            ensure_robotics()
         return env_id
+    if task in NO_ENV_FOR_LEGACY:
+        raise ValueError(
+            f"{path or task}: no gymnasium-robotics environment matches this D4RL {task} file: "
+            f"{NO_ENV_FOR_LEGACY[task]}. Use Minari's port instead (e.g. --dataset=D4RL/{task}/"
+            f"{'umaze-v1' if task == 'antmaze' else 'complete-v2'}), or pass env_id to evaluate in an env of your own"
+        )
     if task not in D4RL_ENVS:
         return None
+    if task in ADROIT_ENVS:
+        ensure_robotics()
     try:
         import gymnasium as gym
 
@@ -139,7 +158,7 @@ def load_d4rl(path: str, discount: float = 0.99, task: Optional[str] = None,
     ref_min, ref_max, convention = reference_scores(name, None, None)
     d4rl_task = d4rl_task_name(name)
     obs_dim, act_dim = int(arrays["observations"].shape[1]), int(arrays["actions"].shape[1])
-    env_id = _env_for(d4rl_task, obs_dim, act_dim, env_id)
+    env_id = _env_for(d4rl_task, obs_dim, act_dim, env_id, path)
     low, high = -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32)
     if env_id is not None:
         import gymnasium as gym
@@ -168,7 +187,7 @@ def d4rl_to_minari(path: str, dataset_id: str, task: Optional[str] = None, env_i
     episodes, _ = d4rl_episodes(raw)
     name = task_from_path(path, task)
     d4rl_task = d4rl_task_name(name)
-    env_id = _env_for(d4rl_task, raw["observations"].shape[1], raw["actions"].shape[1], env_id)
+    env_id = _env_for(d4rl_task, raw["observations"].shape[1], raw["actions"].shape[1], env_id, path)
     if env_id is None:
         raise ValueError(f"no Gymnasium environment known for {path} (task '{name}'): pass env_id")
     ref_min, ref_max = D4RL_REFERENCE[d4rl_task] if d4rl_task else (None, None)

@@ -60,13 +60,18 @@ def open_minari(dataset_id: str, download: bool = True):
     return minari.load_dataset(dataset_id)
 
 
-def _episode_dict(ep) -> dict:
+def _episode_dict(ep, observation_space=None) -> dict:
+    """An episode as plain arrays; dict observations (AntMaze, Kitchen) flattened in ``observation_space``'s
+    key order, as the evaluation env's FlattenObservation does (``offrl.data.robotics``)."""
     obs, act = ep.observations, ep.actions
-    if isinstance(obs, dict) or isinstance(act, dict):
-        raise ValueError(
-            "dictionary observations/actions are not supported yet: flatten them "
-            "(gymnasium.wrappers.FlattenObservation) when building the dataset"
-        )
+    if isinstance(act, dict):
+        raise ValueError("dictionary actions are not supported")
+    if isinstance(obs, dict):
+        if observation_space is None:
+            raise ValueError("dictionary observations need the dataset's observation space to be flattened")
+        from offrl.data.robotics import flatten_observations
+
+        obs = flatten_observations(observation_space, obs)
     return {
         "observations": obs,
         "actions": act,
@@ -92,14 +97,18 @@ def load_minari(
 ) -> tuple[Transitions, DatasetInfo]:
     """Load a Minari dataset into the transition pytree (on the default device) plus its info."""
     ds = open_minari(dataset_id, download=download)
+    obs_space = ds.observation_space
     arrays, ep_returns, ep_lengths = episodes_to_transitions(
-        [_episode_dict(ep) for ep in ds.iterate_episodes()], discount=discount
+        [_episode_dict(ep, obs_space) for ep in ds.iterate_episodes()], discount=discount
     )
     meta = ds.storage.metadata
     ref_min, ref_max, convention = reference_scores(
         dataset_id, meta.get("ref_min_score"), meta.get("ref_max_score")
     )
     env_id, env_spec = _env_id(ds)
+    from offrl.data.robotics import evaluation_spec
+
+    env_spec = evaluation_spec(env_spec, dataset_id, obs_space)
     space = ds.action_space
     info = DatasetInfo(
         dataset_id=dataset_id,

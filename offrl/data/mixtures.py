@@ -142,7 +142,7 @@ def read_episodes(dataset_id: str, download: bool = True, max_transitions: Optio
     ds = open_minari(dataset_id, download=download)
     out, total = [], 0
     for ep in ds.iterate_episodes():
-        d = _episode_dict(ep)
+        d = _episode_dict(ep, ds.observation_space)
         d = dict(
             observations=np.asarray(d["observations"], np.float32),
             actions=np.asarray(d["actions"], np.float32),
