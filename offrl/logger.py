@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -23,17 +25,64 @@ def _jsonable(x):
     return x
 
 
-class Logger:
-    """Appends one JSON line per record to ``metrics.jsonl`` and mirrors scalars to wandb."""
+def wandb_base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
 
-    def __init__(self, workdir: str, config, resume: bool = False):
+
+def wandb_has_credentials() -> bool:
+    """Whether wandb will find an API key: WANDB_API_KEY, an identity token file, or a .netrc entry
+    for the server (what ``wandb login`` writes)."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(urlparse(wandb_base_url()).hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check_wandb(config) -> None:
+    """Before anything is written: ``wandb.mode=online`` without an API key is a one-line ValueError."""
+    if config.wandb.mode == "online" and not wandb_has_credentials():
+        raise ValueError(
+            "config.wandb.mode='online' needs a wandb API key: run `wandb login` (or set WANDB_API_KEY), "
+            "or log locally with --config.wandb.mode=offline and upload later with `wandb sync`"
+        )
+
+
+def wandb_reachable(timeout: float = 5.0) -> Optional[str]:
+    """None when the wandb server answers (any HTTP status), else why it cannot be reached."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(wandb_base_url(), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except Exception as e:  # refused, DNS, timeout, TLS
+        return f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+    return None
+
+
+class Logger:
+    """Appends one JSON line per record to ``metrics.jsonl`` and mirrors scalars to wandb.
+
+    ``wandb.mode=online`` with a server that cannot be reached falls back to offline logging
+    (one warning), so the run completes and ``wandb sync <workdir>/wandb/offline-run-*``
+    uploads it later.
+    """
+
+    def __init__(self, workdir: str, config, resume: bool = False, warn=None):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.wandb = None
         if config.wandb.mode != "disabled":
             import wandb
 
-            self.wandb = wandb.init(
-                mode=config.wandb.mode,
+            warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+            kwargs = dict(
                 project=config.wandb.project,
                 entity=config.wandb.entity or None,
                 group=config.wandb.group or None,
@@ -43,6 +92,22 @@ class Logger:
                 resume="allow" if resume else None,
                 id=_wandb_id(workdir),
             )
+            mode, why = config.wandb.mode, None
+            if mode == "online":
+                why = wandb_reachable()
+            if why is None:
+                try:
+                    self.wandb = wandb.init(mode=mode, **kwargs)
+                except Exception as e:  # a server that answers the probe but fails the run's start
+                    if mode != "online":
+                        raise
+                    why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if self.wandb is None:
+                warn(
+                    f"warning: wandb server {wandb_base_url()} cannot be reached ({why}); logging offline into "
+                    f"{os.path.join(workdir, 'wandb')}: upload later with `wandb sync {os.path.join(workdir, 'wandb')}/offline-run-*`"
+                )
+                self.wandb = wandb.init(mode="offline", **kwargs)
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint so the file matches an uninterrupted run."""
@@ -86,20 +151,54 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def finite_mean(values) -> Optional[float]:
+    """Mean over the finite entries (None when there are none): one diverged member does not
+    turn a statistic of the others into nan."""
+    v = np.asarray(values, np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
+def _fmt(v) -> str:
+    return "nan" if v is None or not math.isfinite(v) else f"{v:.1f}"
+
+
 def score_table(rows: list[dict]) -> str:
-    """Markdown table: one row per (variant, dataset) with normalised mean ± std over seeds and per-seed values."""
+    """Markdown table: one row per (variant, dataset) with normalised mean ± std over seeds and per-seed values.
+    Rows with diverged members count ``finite/all`` seeds; their statistics are over the finite ones."""
     lines = [
         "| algorithm | dataset | hyperparameters | seeds | normalised score | raw return | per-seed normalised |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        per_seed = ", ".join("nan" if v is None else f"{v:.1f}" for v in r["per_seed_normalized"])
+        per_seed = ", ".join(_fmt(v) for v in r["per_seed_normalized"])
+        n = len(r["per_seed_normalized"])
+        finite = r.get("finite_seeds", n)
+        seeds = str(n) if finite == n else f"{finite}/{n} finite"
         norm = "n/a" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f} ± {r['normalized_std']:.1f}"
+        raw = "n/a" if r["raw_mean"] is None else f"{r['raw_mean']:.1f} ± {r['raw_std']:.1f}"
         lines.append(
-            f"| {r.get('variant', r['algo'])} | {r['dataset']} | {label(r.get('hparams', {}))} | {len(r['per_seed_normalized'])} | {norm} | "
-            f"{r['raw_mean']:.1f} ± {r['raw_std']:.1f} | {per_seed} |"
+            f"| {r.get('variant', r['algo'])} | {r['dataset']} | {label(r.get('hparams', {}))} | {seeds} | {norm} | "
+            f"{raw} | {per_seed} |"
         )
     return "\n".join(lines)
+
+
+def diverged_note(rows: list[dict]) -> str:
+    """One line per diverged member (grid point, seed, first non-finite metric and evaluation); '' if none."""
+    out = []
+    for r in rows:
+        for d in r.get("diverged", []):
+            where = label(r.get("hparams", {}))
+            m, e = d.get("first_nonfinite_metric"), d.get("first_nonfinite_eval")
+            what = []
+            if m:
+                what.append(f"first non-finite training metric {m['metric']} at update {m['global_step']}")
+            if e is not None:
+                what.append(f"first non-finite evaluation at update {e}")
+            out.append(f"- diverged: {where + ', ' if where != '-' else ''}seed {d['seed']}"
+                       f"{': ' + '; '.join(what) if what else ': non-finite score'} (left out of the statistics)")
+    return ("\n" + "\n".join(out) + "\n") if out else ""
 
 
 def plot_curve(evals: list[dict], path: str, title: str, groups: Optional[list] = None) -> None:
@@ -112,13 +211,16 @@ def plot_curve(evals: list[dict], path: str, title: str, groups: Optional[list] 
 
     if not evals:
         return
-    use_norm = all(v is not None and math.isfinite(v) for e in evals for v in e["normalized"])
+    use_norm = all(v is not None for e in evals for v in e["normalized"])
     key = "normalized" if use_norm else "raw"
     x = np.array([e["global_step"] for e in evals])
-    y = np.array([e[key] for e in evals], np.float64)  # (evals, members)
+    y = np.array([[np.nan if v is None else v for v in e[key]] for e in evals], np.float64)  # (evals, members)
+    y[~np.isfinite(y)] = np.nan  # diverged members drop out of the band
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, idx in groups or [("mean over seeds", slice(None))]:
-        mean, std = y[:, idx].mean(1), y[:, idx].std(1)
+        with warnings.catch_warnings():  # all members of a group diverged: nothing to draw
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(y[:, idx], 1), np.nanstd(y[:, idx], 1)
         ax.plot(x, mean, label=name)
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("update step")

@@ -17,14 +17,14 @@ import jax
 import numpy as np
 
 from offrl import checkpoint, config as config_lib
-from offrl.algos import get_algorithm
+from offrl.algos import Algorithm, get_algorithm
 from offrl.data import load_dataset, preprocess
 from offrl.data.dataset import DatasetInfo, Transitions
 from offrl.data.preprocess import Preprocessing
 from offrl.data.scores import normalized_score, normalized_spread
 from offrl.sweep import label, members as make_members, parse_grid
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
-from offrl.logger import Logger, plot_curve, score_table
+from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_curve, score_table
 from offrl.train import make_train, replicate, seed_keys, shard_seeds
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -42,9 +42,15 @@ class Experiment:
     env: Any  # gymnasium EnvSpec or id used for evaluation
 
 
-def prepare(config) -> Experiment:
+def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
+    """``algo``: an :class:`Algorithm` record to run instead of the registered ``config.algo``
+    (e.g. one written in a notebook); its ``name`` must equal ``config.algo``."""
     config_lib.validate(config)
-    algo = get_algorithm(config.algo)
+    check_wandb(config)
+    if algo is None:
+        algo = get_algorithm(config.algo)
+    elif not isinstance(algo, Algorithm) or algo.name != config.algo:
+        raise ValueError(f"algo must be an Algorithm record named config.algo={config.algo!r}, got {algo!r:.60}")
     algo.validate(config)
     parse_grid(config.grid, config, algo.sweepable)
     data, info = load_dataset(config.dataset, config.discount, config.download, config.dataset_size)
@@ -106,30 +112,88 @@ def scored_evals(evals: list[dict]) -> list[dict]:
     return [e for e in evals if e["stage"] == evals[-1]["stage"]]
 
 
-def _check_workdir(workdir: str, config) -> bool:
-    """True when ``workdir`` holds a checkpoint of this same config (resume); error on a different run."""
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def _check_workdir(workdir: str, config, algo: Algorithm) -> tuple[bool, Optional[int]]:
+    """(resume, num_steps the run had) when ``workdir`` holds a checkpoint of this config, or of
+    this config with a smaller ``num_steps`` (the run continues); error on any other run."""
     cfg_path = os.path.join(workdir, "config.json")
     if not os.path.exists(cfg_path):
         if os.path.isdir(workdir) and os.listdir(workdir):
             raise FileExistsError(f"workdir {workdir} is not empty and holds no offrl run: choose another --workdir")
-        return False
+        return False, None
     with open(cfg_path) as f:
-        old = json.load(f)
-    if old != json.loads(config.to_json()):
+        old = _flat(json.load(f))
+    new = _flat(json.loads(config.to_json()))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+    has_ckpt = os.path.exists(os.path.join(workdir, CHECKPOINT))
+    if not changed:
+        return has_ckpt, None
+    if changed == ["num_steps"] and new["num_steps"] > old["num_steps"]:
+        before = algo.stages(_with_num_steps(config, old["num_steps"]))
+        after = algo.stages(config)
+        same_head = [(s.name, s.num_steps) for s in before[:-1]] == [(s.name, s.num_steps) for s in after[:-1]]
+        if len(before) == len(after) and same_head and before[-1].name == after[-1].name:
+            return has_ckpt, old["num_steps"]
         raise FileExistsError(
-            f"workdir {workdir} holds a run with a different config: choose another --workdir "
-            f"(or delete it to start over)"
+            f"workdir {workdir}: raising num_steps changes a stage before {config.algo}'s last one, so the run "
+            f"cannot continue: choose another --workdir"
         )
-    return os.path.exists(os.path.join(workdir, CHECKPOINT))
+    diff = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in changed[:4])
+    raise FileExistsError(
+        f"workdir {workdir} holds a run with a different config ({diff}{', ...' if len(changed) > 4 else ''}): "
+        f"choose another --workdir (or delete it to start over); only a larger num_steps continues a run"
+    )
 
 
-def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
-    """The score row of one grid point (members ``idx`` of every evaluation)."""
+def _with_num_steps(config, num_steps: int):
+    c = config.copy_and_resolve_references()
+    c.num_steps = num_steps
+    return c
+
+
+def _remaining(chunks, done: int):
+    """The chunks still to run once ``done`` updates are done (a chunk cut by ``done`` starts there)."""
+    out, g = [], 0
+    for name, start, length in chunks:
+        if g + length > done:
+            skip = max(done - g, 0)
+            out.append((name, start + skip, length - skip))
+        g += length
+    return out
+
+
+def _nonfinite(values) -> np.ndarray:
+    """(members,) bool: which members have a non-finite entry in ``values`` (leading axis: members)."""
+    v = np.asarray(values, np.float64)
+    return ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
+
+
+def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Optional[dict] = None) -> dict:
+    """The score row of one grid point (members ``idx`` of every evaluation); statistics are over
+    the members that did not diverge (``diverged``: {member index: record}), which are listed."""
     c, info = exp.config, exp.info
     last = scored_evals(evals)[-c.report_last :]
-    raw = np.mean([np.asarray(e["raw"])[idx] for e in last], axis=0)  # per seed
+    raw = np.mean([np.asarray(e["raw"], np.float64)[idx] for e in last], axis=0)  # per seed
+    members = np.arange(idx.start, idx.stop)
+    bad = {int(m): (diverged or {})[str(m)] for m in members if str(m) in (diverged or {})}
+    ok = np.array([int(m) not in bad for m in members]) & np.isfinite(raw)
+    seeds = [c.seed + i for i in range(c.num_seeds)]
     has_ref = info.ref_max_score is not None
     norm = normalized_score(raw, info.ref_min_score, info.ref_max_score)
+    good = raw[ok]
+    stats = dict(
+        raw_mean=float(good.mean()) if ok.any() else None,
+        raw_std=float(good.std()) if ok.any() else None,
+        normalized_mean=float(np.asarray(norm)[ok].mean()) if has_ref and ok.any() else None,
+        normalized_std=float(normalized_spread(good.std(), info.ref_min_score, info.ref_max_score))
+        if has_ref and ok.any() else None,
+    )
     return {
         "algo": c.algo,
         "variant": exp.algo.variant_name(c),
@@ -140,24 +204,30 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx) -> dict:
         "ref_max_score": info.ref_max_score,
         "evaluations_averaged": len(last),
         "episodes_per_evaluation": c.eval_episodes,
-        "raw_mean": float(raw.mean()),
-        "raw_std": float(raw.std()),
+        **stats,
         "per_seed_raw": raw.tolist(),
-        "normalized_mean": float(norm.mean()) if has_ref else None,
-        "normalized_std": float(normalized_spread(raw.std(), info.ref_min_score, info.ref_max_score)) if has_ref else None,
         "per_seed_normalized": norm.tolist() if has_ref else [None] * len(raw),
-        "seeds": [c.seed + i for i in range(c.num_seeds)],
+        "seeds": seeds,
+        "finite_seeds": int(ok.sum()),
+        "diverged": [dict(seed=seeds[int(m) - idx.start], **bad[int(m)]) for m in members if int(m) in bad]
+        + [dict(seed=seeds[i], first_nonfinite_eval=None, first_nonfinite_metric=None)
+           for i, m in enumerate(members) if int(m) not in bad and not np.isfinite(raw[i])],
     }
 
 
-def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=sys.stdout) -> dict:
+def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=sys.stdout,
+                   algo: Optional[Algorithm] = None) -> dict:
     """Train ``config.num_seeds`` seeds in one vmapped program, evaluating and logging; returns the summary.
 
     ``stop_after`` ends the run (with a checkpoint) once that many updates are done: used
-    to test resuming.
+    to test resuming. ``algo``: an unregistered :class:`Algorithm` record to run (its name is
+    ``config.algo``), e.g. one written in a notebook. Rerunning a workdir resumes it; rerunning
+    it with only ``num_steps`` raised continues it from its checkpoint. Members whose training
+    metrics or evaluation returns become non-finite are reported as diverged, and the
+    statistics are over the others.
     """
-    exp = prepare(config)
-    resume = _check_workdir(workdir, config)
+    exp = prepare(config, algo)
+    resume, continued_from = _check_workdir(workdir, config, exp.algo)
 
     def say(msg):
         print(msg, file=out, flush=True)
@@ -180,14 +250,18 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     stage_of = {st.name: st for st in trainer.stages}
     total = sum(n for _, _, n in chunks)
 
-    progress = {"chunk": 0, "global_step": 0, "evals": []}
+    progress = {"chunk": 0, "global_step": 0, "evals": [], "diverged": {}}
     ckpt_path = os.path.join(workdir, CHECKPOINT)
     logger = Logger(workdir, config, resume=resume)
     if resume:
         carry, progress = checkpoint.restore(ckpt_path, carry)
+        progress.setdefault("diverged", {})
         carry = shard_seeds(carry)
         logger.truncate_after(progress["global_step"])
-        say(f"resuming {workdir} at update {progress['global_step']}/{total}")
+        if continued_from is not None:
+            say(f"continuing {workdir} from update {progress['global_step']} to {total} (num_steps raised from {continued_from})")
+        else:
+            say(f"resuming {workdir} at update {progress['global_step']}/{total}")
     say(
         f"{config.algo} on {config.dataset}: {exp.data.size} transitions, {config.num_seeds} seeds x "
         f"{len(members.points)} grid point(s) = {members.size} runs vmapped, "
@@ -196,15 +270,27 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
 
     t0, steps0 = time.time(), progress["global_step"]
     last_ckpt = progress["global_step"]
-    for ci in range(progress["chunk"], len(chunks)):
-        stage_name, start, length = chunks[ci]
+    todo = _remaining(chunks, progress["global_step"])
+    n_seeds = len(members.seeds)
+
+    def member_name(m: int) -> str:
+        point = members.points[m // n_seeds]
+        return (label(point) + " " if point else "") + f"seed {members.seeds[m % n_seeds]}"
+
+    diverged = progress["diverged"]  # {member index (str): first non-finite metric / evaluation}
+    for ci, (stage_name, start, length) in enumerate(todo):
         stage = stage_of[stage_name]
         tc = time.time()
         carry, metrics = run(carry, data, stage_name, start, length)
         metrics = jax.device_get(metrics)
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
-        record.update({f"train/{k}": float(np.mean(v)) for k, v in metrics.items()})
+        record.update({f"train/{k}": finite_mean(v) for k, v in metrics.items()})
+        for k, v in sorted(metrics.items()):
+            for m in np.flatnonzero(_nonfinite(v)):
+                d = diverged.setdefault(str(m), {"first_nonfinite_metric": None, "first_nonfinite_eval": None})
+                if d["first_nonfinite_metric"] is None:
+                    d["first_nonfinite_metric"] = {"metric": f"train/{k}", "global_step": gstep}
         record["seed_updates_per_s"] = members.size * length / max(time.time() - tc, 1e-9)
         logger.log(record)
         carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_name, start + length))
@@ -213,6 +299,11 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         if stage.evaluate and (stage_end or (start + length) % config.eval_interval == 0):
             n_eval = len(progress["evals"])
             res = ctx.evaluate(carry.state, base_seed=config.eval_seed + 1000 * n_eval)
+            for m in np.flatnonzero(_nonfinite(res.raw)):
+                d = diverged.setdefault(str(m), {"first_nonfinite_metric": None, "first_nonfinite_eval": None})
+                if d["first_nonfinite_eval"] is None:
+                    d["first_nonfinite_eval"] = gstep
+            ok = np.array([str(m) not in diverged for m in range(members.size)]) & np.isfinite(res.raw)
             ev = {
                 "global_step": gstep,
                 "stage": stage.name,
@@ -220,23 +311,30 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
                 "kind": "eval",
                 "raw": res.raw.tolist(),
                 "normalized": res.normalized.tolist(),
-                "normalized_mean": float(np.mean(res.normalized)),
-                "normalized_std": float(normalized_spread(res.raw.std(), exp.info.ref_min_score, exp.info.ref_max_score)),
-                "raw_mean": float(res.raw.mean()),
+                "normalized_mean": finite_mean(np.asarray(res.normalized)[ok]),
+                "normalized_std": float(normalized_spread(res.raw[ok].std(), exp.info.ref_min_score, exp.info.ref_max_score))
+                if ok.any() else None,
+                "raw_mean": finite_mean(res.raw[ok]),
+                "finite_members": int(ok.sum()),
             }
             logger.log(ev)
             progress["evals"].append({k: ev[k] for k in ("global_step", "stage", "raw", "normalized")})
-            if exp.info.ref_max_score is not None:
+            if not ok.any():
+                line += " | score n/a (every member diverged)"
+            elif exp.info.ref_max_score is not None:
                 line += f" | score {ev['normalized_mean']:.1f} ± {ev['normalized_std']:.1f}"
             else:
                 line += f" | return {ev['raw_mean']:.1f}"
-        progress["chunk"], progress["global_step"] = ci + 1, gstep
+        if diverged:
+            names = [member_name(int(m)) for m in sorted(diverged, key=int)]
+            line += f" | {len(names)}/{members.size} diverged ({'; '.join(names[:4])}{'; ...' if len(names) > 4 else ''})"
+        progress["chunk"], progress["global_step"] = len(chunks) - len(todo) + ci + 1, gstep
         done_steps = gstep - steps0
         rate = done_steps / max(time.time() - t0, 1e-9)
         eta = (total - gstep) / max(rate, 1e-9)
         say(f"{line} | total {gstep}/{total} ({100 * gstep / max(total, 1):.0f}%) | "
             f"{rate * members.size:.0f} seed-updates/s | elapsed {time.time() - t0:.0f}s | ETA {eta:.0f}s")
-        final = ci + 1 == len(chunks)
+        final = ci + 1 == len(todo)
         stopping = stop_after is not None and gstep >= stop_after
         if final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval):
             checkpoint.save(ckpt_path, carry, progress)
@@ -252,17 +350,19 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
             {"global_step": progress["global_step"], "stage": "final", "raw": res.raw.tolist(), "normalized": res.normalized.tolist()}
         )
     n = len(members.seeds)
-    rows = [_summary(exp, progress["evals"], p, slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
-    summary = rows[0] if len(rows) == 1 else {"rows": rows, "best": max(rows, key=lambda r: r["raw_mean"])}
+    rows = [_summary(exp, progress["evals"], p, slice(g * n, (g + 1) * n), diverged) for g, p in enumerate(members.points)]
+    scored = [r for r in rows if r["raw_mean"] is not None]
+    best = max(scored, key=lambda r: r["raw_mean"]) if scored else None
+    summary = rows[0] if len(rows) == 1 else {"rows": rows, "best": best}
     table = score_table(rows)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + f"\n\nScores: {rows[0]['score_convention']}; last {rows[0]['evaluations_averaged']} "
-                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n")
+                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n" + diverged_note(rows))
     groups = [(label(p) if p else "mean over seeds", slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
     plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
     logger.close(summary)
-    say(table)
+    say(table + ("\n" + diverged_note(rows).strip() if diverged_note(rows) else ""))
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary
