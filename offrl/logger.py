@@ -107,7 +107,7 @@ class Logger:
                     f"warning: wandb server {wandb_base_url()} cannot be reached ({why}); logging offline into "
                     f"{os.path.join(workdir, 'wandb')}: upload later with `wandb sync {os.path.join(workdir, 'wandb')}/offline-run-*`"
                 )
-                self.wandb = wandb.init(mode="offline", **kwargs)
+                self.wandb = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint so the file matches an uninterrupted run."""

@@ -28,6 +28,7 @@ from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_c
 from offrl.train import make_train, replicate, seed_keys, shard_seeds
 
 CHECKPOINT = "checkpoint.msgpack"
+POLICY_FILE = "policy.json"
 
 
 @dataclasses.dataclass
@@ -235,6 +236,8 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
+    with open(os.path.join(workdir, POLICY_FILE), "w") as f:  # what offrl.load_policy needs besides the checkpoint
+        json.dump(dict({k: np.asarray(v).tolist() for k, v in exp.pre._asdict().items()}, env_id=exp.info.env_id), f)
 
     algo = exp.algo
     name = algo.variant_name(config)
