@@ -535,11 +535,19 @@ def ensure_dataset(did: str, size: int = 1_000_000, seed: int = 0, progress: boo
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Build offrl/<env>/<level>-v0 Minari datasets from behaviour policies.")
-    p.add_argument("--env", required=True, help="Gymnasium id, e.g. Hopper-v5")
-    p.add_argument("--levels", default=",".join(DEFAULT_LEVELS))
-    p.add_argument("--size", type=int, default=1_000_000)
-    p.add_argument("--seed", type=int, default=0)
+    envs = sorted(json.load(open(os.path.join(BEHAVIOR_ROOT, d, "manifest.json")))["env_id"] for d in os.listdir(BEHAVIOR_ROOT)
+                  if os.path.exists(os.path.join(BEHAVIOR_ROOT, d, "manifest.json")))
+    p = argparse.ArgumentParser(
+        description="Build offrl/<env>/<level>-v0 Minari datasets from behaviour policies, offline.",
+        epilog=f"environments with committed behaviour policies: {', '.join(envs) or 'none'}. "
+               f"levels: {', '.join(BASE_LEVELS)}, expert-random-X, expert-cloned-X (X an integer percentage, 1..99). "
+               f"Datasets go into MINARI_DATASETS_PATH (default ~/.minari/datasets).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--env", required=True, help=f"Gymnasium id: {', '.join(envs) or 'see offrl/data/behavior'}")
+    p.add_argument("--levels", default=",".join(DEFAULT_LEVELS), help="comma-separated levels (see below)")
+    p.add_argument("--size", type=int, default=1_000_000, help="transitions per level (medium-expert: twice)")
+    p.add_argument("--seed", type=int, default=0, help="collection seed")
     p.add_argument("--resume", action="store_true", help="skip levels already built instead of refusing")
     p.add_argument("--behavior_dir", default=None, help="default offrl/data/behavior/<env>")
     p.add_argument("--select_from", default=None,
