@@ -7,17 +7,17 @@ from offrl.data import d4rl
 from offrl.data.scores import D4RL_REFERENCE
 
 
-def write_d4rl(path, next_obs=True, timeouts=True, infos=True):
+def write_d4rl(path, next_obs=True, timeouts=True, infos=True, obs_dim=11, act_dim=3):
     """13 rows: episode A rows 0-4 ends terminal, B rows 5-9 ends in a timeout, C rows 10-12 unfinished."""
     n = 13
-    obs = np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 11), np.float32)
+    obs = np.arange(n, dtype=np.float32)[:, None] * np.ones((1, obs_dim), np.float32)
     term = np.zeros(n, bool)
     tout = np.zeros(n, bool)
     term[4] = True
     tout[9] = True
     with h5py.File(path, "w") as f:
         f["observations"] = obs
-        f["actions"] = np.tile(np.linspace(-1, 1, 3, dtype=np.float32), (n, 1))
+        f["actions"] = np.tile(np.linspace(-1, 1, act_dim, dtype=np.float32), (n, 1))
         f["rewards"] = np.arange(n, dtype=np.float32) * 10
         f["terminals"] = term
         if timeouts:

@@ -9,7 +9,6 @@ import copy
 import warnings
 
 import gymnasium as gym
-import h5py
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from offrl.data import load_dataset, robotics
 from offrl.data.preprocess import Preprocessing
 from offrl.data.scores import D4RL_PORT_CONVENTION, D4RL_REFERENCE, normalized_score
 from offrl.evaluation import evaluate
+from test_d4rl import write_d4rl
 
 pytest.importorskip("gymnasium_robotics")  # installed by .[dev]; skip only where someone installed without it
 
@@ -135,27 +135,15 @@ def test_flatten_matches_gymnasium_on_nested_dicts():
         robotics.flatten_observations(env.observation_space, np.zeros((2, 3)))
 
 
-def write_d4rl_file(path, obs_dim, act_dim, n=30):
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f["observations"] = rng.standard_normal((n, obs_dim)).astype(np.float32)
-        f["actions"] = rng.uniform(-1, 1, (n, act_dim)).astype(np.float32)
-        f["rewards"] = rng.standard_normal(n).astype(np.float32)
-        f["terminals"] = np.zeros(n, bool)
-        t = np.zeros(n, bool)
-        t[[14, 29]] = True
-        f["timeouts"] = t
-
-
 @pytest.mark.parametrize("task,dims", [("pen", (45, 24)), ("door", (39, 28)), ("hammer", (46, 26)),
                                        ("relocate", (39, 30))])
 def test_legacy_adroit_hdf5_maps_to_gymnasium_robotics(task, dims, tmp_path):
     path = str(tmp_path / f"{task}-human-v1.hdf5")
-    write_d4rl_file(path, *dims)
+    write_d4rl(path, obs_dim=dims[0], act_dim=dims[1])
     data, info = load_dataset(path)
     assert info.env_id == robotics.ADROIT_ENVS[task]
     assert (info.ref_min_score, info.ref_max_score) == D4RL_REFERENCE[task]
-    assert data.size == 28  # timeout rows dropped (no successor in the file)
+    assert data.size == 13 and data.observations.shape[1] == dims[0]
     env = gym.make(info.env_id)
     assert env.observation_space.shape == (dims[0],)
     env.close()
@@ -164,7 +152,7 @@ def test_legacy_adroit_hdf5_maps_to_gymnasium_robotics(task, dims, tmp_path):
 @pytest.mark.parametrize("name,dims", [("antmaze-umaze-v2", (29, 8)), ("kitchen-complete-v0", (60, 9))])
 def test_legacy_antmaze_and_kitchen_hdf5_say_there_is_no_env(name, dims, tmp_path):
     path = str(tmp_path / f"{name}.hdf5")
-    write_d4rl_file(path, *dims)
+    write_d4rl(path, obs_dim=dims[0], act_dim=dims[1])
     with pytest.raises(ValueError, match="no gymnasium-robotics environment matches") as e:
         load_dataset(path)
     assert "D4RL/" in str(e.value)
