@@ -1,29 +1,60 @@
-"""BPPO's per-dataset hyperparameters (paper Table 6, Appendix K) for the tasks of Tables 1 and 2.
+"""BPPO's per-dataset settings: the paper's Table 6 (Appendix K) and the reference code's tips
+(github.com/Dragon-Zhuang/BPPO, ``main.py``), as one function of the dataset name.
 
-``preset(task)`` gives agent overrides for a D4RL task name (``hopper-medium-replay-v2``) or an
-offrl / Minari id (``offrl/hopper/medium-replay-v0``): the improvement learning rate, the initial
-clip ratio, the asymmetric coefficient omega and the number of improvement steps.
+``bppo_dataset_settings(dataset)`` -> {dotted config key: value} for a D4RL task name
+(``hopper-medium-replay-v2``), an offrl / Minari id (``offrl/hopper/medium-replay-v0``,
+``mujoco/hopper/medium-v0``) or a legacy D4RL file (``.../hopper-medium-replay-v2.hdf5``):
 
-  lr      1e-4 Gym locomotion and Adroit cloned; 1e-5 Kitchen, AntMaze and Adroit human
-  eps_0   0.1 hopper-medium-replay, 0.5 AntMaze, 0.25 otherwise
-  omega   0.9 Gym locomotion, 0.7 otherwise
-  steps   1000, 100 for AntMaze
-The paper's Table 2 uses Filtered BC (failed trajectories removed) for the four medium/large
-AntMaze tasks; that filtering is not part of these presets.
+  agent.pi_lr           1e-4 Gym locomotion and Adroit cloned; 1e-5 Kitchen, AntMaze, Adroit human  (Table 6)
+  agent.clip_eps        0.1 hopper-medium-replay, 0.5 AntMaze, 0.25 otherwise                        (Table 6)
+  agent.omega           0.9 Gym locomotion, 0.7 otherwise                                            (Table 6)
+  agent.pi_steps        100 AntMaze, 1000 otherwise                                                  (Appendix K)
+  agent.entropy_weight  0.01 for the Gym ``-medium`` datasets, 0 otherwise (code tip "for
+                        ()-medium-() tasks, try to use the entropy loss, weight == 0.01", read as
+                        <env>-medium-v2)
+  agent.v_steps, q_steps, bc_steps
+                        2e5 / 2e5 / 5e4 for hopper-medium and walker2d-medium-replay, 2e6 / 2e6 / 5e5
+                        otherwise (code tip "for hopper-medium-v2 and walker2d-medium-replay-v2, run
+                        5e-4/2e-5/2e-5 for bc/q/v. 5e-5/2e-6/2e-6 for others": exponents with a
+                        stray minus, since the second triple is exactly the default step counts)
+  normalize_obs         False for hopper-medium (code tip "for hopper-medium-v2, do not use state
+                        normalization"), True otherwise
+
+A dataset of no known suite gets the Gym values. The paper's Table 2 uses Filtered BC (failed
+trajectories removed) for the four medium/large AntMaze tasks; that filtering is not part of
+these settings.
+
+``follow_dataset(config)`` is how every path applies them — the launcher (``--config.dataset=...``),
+the variant words of ``configs/bppo.py:<task>`` and the tables (``experiments/reproduce.py``): each
+of these keys becomes a lazy reference computed from ``config.dataset``, so it follows the dataset
+however and whenever the dataset is set, and a key the user sets explicitly (a flag, ``--set``)
+keeps the user's value. ``config.agent.dataset_settings`` is a readable line saying what the
+dataset implies; it is printed by ``reproduce.py`` and saved in every run's config.json.
 """
 from __future__ import annotations
 
+import os
 import re
+
+from ml_collections.config_dict import FieldReference
+from ml_collections.config_dict.config_dict import _Op
 
 GYM = [f"{e}-{l}-v2" for l in ("medium", "medium-replay", "medium-expert") for e in ("halfcheetah", "hopper", "walker2d")]
 ADROIT = [f"{e}-{l}-v1" for l in ("human", "cloned") for e in ("pen", "hammer", "door", "relocate")]
 KITCHEN = [f"kitchen-{l}-v0" for l in ("complete", "partial", "mixed")]
 ANTMAZE = [f"antmaze-{l}-v2" for l in ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")]
 TASKS = GYM + ADROIT + KITCHEN + ANTMAZE
+SHORT_PRETRAINING = ("hopper-medium", "walker2d-medium-replay")
+
+SETTING_KEYS = ("agent.pi_lr", "agent.clip_eps", "agent.omega", "agent.pi_steps", "agent.entropy_weight",
+                "agent.v_steps", "agent.q_steps", "agent.bc_steps", "normalize_obs")
 
 
-def _task_name(dataset: str) -> str:
-    """'offrl/hopper/medium-replay-v0' or 'mujoco/hopper/medium-v0' -> 'hopper-medium-replay-v2'."""
+def task_name(dataset: str) -> str:
+    """'offrl/hopper/medium-replay-v0', 'mujoco/hopper/medium-v0', '/x/hopper-medium-replay-v2.hdf5'
+    -> 'hopper-medium-replay-v2' (a D4RL name is returned as is)."""
+    if dataset.endswith(".hdf5"):
+        return os.path.basename(dataset)[: -len(".hdf5")]
     if "/" not in dataset:
         return dataset
     parts = dataset.split("/")
@@ -31,25 +62,55 @@ def _task_name(dataset: str) -> str:
     return f"{env}-{level}-v2"
 
 
-def preset(dataset: str) -> dict:
-    task = _task_name(dataset)
+def suite_of(task: str) -> str:
     env = task.split("-")[0]
-    if env in ("halfcheetah", "hopper", "walker2d", "ant", "humanoid"):
-        suite = "gym"
-    elif env in ("pen", "hammer", "door", "relocate"):
-        suite = "adroit"
-    elif env in ("kitchen", "antmaze"):
-        suite = env
-    else:
-        raise ValueError(f"no BPPO preset for '{dataset}': Table 6 covers Gym locomotion, Adroit, Kitchen and AntMaze")
-    lr = 1e-5 if suite in ("kitchen", "antmaze") or (suite == "adroit" and "-human" in task) else 1e-4
-    eps = 0.5 if suite == "antmaze" else (0.1 if task.startswith("hopper-medium-replay") else 0.25)
-    return dict(
-        pi_lr=lr,
-        clip_eps=eps,
-        omega=0.9 if suite == "gym" else 0.7,
-        pi_steps=100 if suite == "antmaze" else 1000,
-    )
+    if env in ("pen", "hammer", "door", "relocate"):
+        return "adroit"
+    if env in ("kitchen", "antmaze"):
+        return env
+    return "gym"
 
 
-PRESETS = {t: preset(t) for t in TASKS}
+def bppo_dataset_settings(dataset: str) -> dict:
+    """{dotted config key: value} the paper (Table 6, Appendix K) and the reference code's tips
+    prescribe for ``dataset`` (see the module docstring for each rule and its source)."""
+    task = task_name(dataset)
+    suite = suite_of(task)
+    level = re.sub(r"-v\d+$", "", task)  # e.g. 'hopper-medium-replay'
+    short = level in SHORT_PRETRAINING
+    return {
+        "agent.pi_lr": 1e-5 if suite in ("kitchen", "antmaze") or (suite == "adroit" and "-human" in task) else 1e-4,
+        "agent.clip_eps": 0.5 if suite == "antmaze" else (0.1 if level == "hopper-medium-replay" else 0.25),
+        "agent.omega": 0.9 if suite == "gym" else 0.7,
+        "agent.pi_steps": 100 if suite == "antmaze" else 1000,
+        "agent.entropy_weight": 0.01 if suite == "gym" and level.endswith("-medium") else 0.0,
+        "agent.v_steps": 200_000 if short else 2_000_000,
+        "agent.q_steps": 200_000 if short else 2_000_000,
+        "agent.bc_steps": 50_000 if short else 500_000,
+        "normalize_obs": level != "hopper-medium",
+    }
+
+
+def describe(dataset: str) -> str:
+    """One line: what ``bppo_dataset_settings`` gives for ``dataset``."""
+    vals = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in bppo_dataset_settings(dataset).items())
+    return f"BPPO settings for {task_name(dataset)} (paper Table 6 + reference tips; keys set explicitly keep their value): {vals}"
+
+
+def _lazy(dataset_ref: FieldReference, fn, field_type) -> FieldReference:
+    """A reference whose value is fn(config.dataset), recomputed whenever it is read; setting the
+    key to a value replaces it (ml_collections drops a reference's op on ``set``)."""
+    return FieldReference(field_type(), field_type=field_type, op=_Op(lambda _, d: field_type(fn(d)), [dataset_ref]))
+
+
+def follow_dataset(config):
+    """Make every key of ``bppo_dataset_settings`` (and ``agent.dataset_settings``, the line saying
+    what they are) a lazy function of ``config.dataset``; ``config.num_steps`` becomes their sum."""
+    ds = config.get_ref("dataset")
+    for key in SETTING_KEYS:
+        parent, name = (config.agent, key.split(".", 1)[1]) if key.startswith("agent.") else (config, key)
+        parent[name] = _lazy(ds, lambda d, key=key: bppo_dataset_settings(d)[key], type(parent[name]))
+    config.agent.dataset_settings = _lazy(ds, describe, str)
+    ag = config.agent
+    config.num_steps = ag.get_ref("v_steps") + ag.get_ref("q_steps") + ag.get_ref("bc_steps") + ag.get_ref("pi_steps")
+    return config

@@ -1,4 +1,6 @@
-"""%BC: behaviour cloning on the top 10% of trajectories by return."""
+"""%BC: behaviour cloning on the best trajectories holding 10% of the timesteps (the Decision
+Transformer code's convention, agent.top_by='timesteps'); agent.top_by='episodes' keeps the top 10%
+of trajectories instead, as the TD3BC++ paper describes its 10%BC."""
 from configs.bc import get_config as bc_config
 
 

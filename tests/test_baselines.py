@@ -254,7 +254,7 @@ def test_percent_bc_keeps_exactly_the_top_episodes():
     info = DatasetInfo("hand", None, 2, 1, -np.ones(1), np.ones(1), ep_ret, ep_len)
     data = to_device(arrays)
     for frac, top in ((0.4, [1, 3]), (0.5, [1, 3, 4]), (0.2, [1]), (0.01, [1])):  # ceil(frac * 5) episodes
-        cfg = ml_collections.ConfigDict(dict(agent=dict(top_fraction=frac)))
+        cfg = ml_collections.ConfigDict(dict(agent=dict(top_fraction=frac, top_by="episodes")))
         kept, kinfo = bc.prepare_data(data, info, cfg)
         obs_ids = np.asarray(kept.observations[:, 0]).astype(int)
         np.testing.assert_array_equal(np.unique(obs_ids), top, err_msg=f"top_fraction={frac}")

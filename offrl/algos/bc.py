@@ -2,8 +2,12 @@
 
 ``agent.loss='mse'``: a = tanh(MLP(s)) regressed on dataset actions (TD3+BC paper's BC).
 ``agent.loss='nll'``: a tanh-Gaussian policy fitted by maximum likelihood; acts with tanh(mean).
-``agent.top_fraction < 1`` keeps only the best trajectories (by undiscounted return), as
-the %BC baseline of Chen et al. (2021) and the TD3BC++ paper do.
+``agent.top_fraction < 1`` is %BC: only the best trajectories (by undiscounted return) are
+cloned. Reference for %BC: github.com/kzl/decision-transformer, ``gym/experiment.py`` (Chen et
+al. 2021, who introduced it): episodes sorted by return, the best one always kept, then the
+next best while the kept timesteps stay <= X% of all timesteps (``agent.top_by='timesteps'``,
+the default). The TD3BC++ paper describes its 10%BC as "the top 10% of trajectories"
+(``agent.top_by='episodes'``: ceil(X% of the episodes)).
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from offrl.data.dataset import select_episodes
 
 def default_agent_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
-        dict(lr=3e-4, hidden_dims=(256, 256), loss="mse", top_fraction=1.0, log_std_min=-5.0, log_std_max=2.0)
+        dict(lr=3e-4, hidden_dims=(256, 256), loss="mse", top_fraction=1.0, top_by="timesteps", log_std_min=-5.0,
+             log_std_max=2.0)
     )
 
 
@@ -73,12 +78,24 @@ def act(state: BCState, obs, key, config, deterministic: bool = True):
     return nets.tanh_gaussian_sample(key, mean, log_std)[0]
 
 
+def top_episodes(returns, lengths, frac: float, by: str = "timesteps") -> np.ndarray:
+    """Indices of the episodes %BC keeps, best return first.
+
+    by='timesteps' (the Decision Transformer code): the best episode, then the next best while the
+    kept timesteps stay <= max(int(frac * all timesteps), 1); by='episodes': the ceil(frac * N) best."""
+    order = np.argsort(-np.asarray(returns), kind="stable")
+    if by == "episodes":
+        return order[: max(1, int(np.ceil(frac * len(order))))]
+    lengths = np.asarray(lengths)[order]
+    budget = max(int(frac * lengths.sum()), 1)
+    return order[: 1 + int(np.sum(lengths[0] + np.cumsum(lengths[1:]) <= budget))]
+
+
 def prepare_data(data, info, config):
-    frac = config.agent.top_fraction
-    if frac >= 1.0:
+    ag = config.agent
+    if ag.top_fraction >= 1.0:
         return data, info
-    n_keep = max(1, int(np.ceil(frac * info.num_episodes)))
-    keep = np.argsort(-info.episode_returns, kind="stable")[:n_keep]
+    keep = top_episodes(info.episode_returns, info.episode_lengths, ag.top_fraction, ag.top_by)
     return select_episodes(data, info, keep)
 
 
@@ -86,6 +103,8 @@ def validate(config):
     ag = config.agent
     if ag.loss not in ("mse", "nll"):
         raise ValueError(f"agent.loss must be 'mse' or 'nll', got '{ag.loss}'")
+    if ag.top_by not in ("timesteps", "episodes"):
+        raise ValueError(f"agent.top_by must be 'timesteps' or 'episodes', got '{ag.top_by}'")
     if not 0.0 < ag.top_fraction <= 1.0:
         raise ValueError(f"agent.top_fraction must be in (0, 1], got {ag.top_fraction}")
 

@@ -1,5 +1,12 @@
 """IQL — Implicit Q-Learning (Kostrikov, Nair & Levine, 2021).
 
+Reference code: github.com/ikostrikov/implicit_q_learning (``learner.py``, ``critic.py``,
+``actor.py``, ``policy.py``, ``value_net.py``, ``common.py``; ``configs/mujoco_config.py`` for the
+locomotion defaults, ``train_offline.py`` for the reward shaping). Defaults equal that code's,
+including its orthogonal initialisation with scale sqrt(2) of every layer's kernel (hidden and
+output layers of V, both Q's and the policy mean; ``orthogonal_init=False``: Flax's default).
+Not supported: the reference's dropout (used only by its Kitchen config).
+
 Three losses per update, in the reference code's order (value, actor, critic, target):
 
     L_V  = mean L2^tau( min_i Q'_i(s, a) - V(s) ),     L2^tau(u) = |tau - 1(u < 0)| u^2   (expectile)
@@ -40,6 +47,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             cosine_actor_lr=True,
             log_std_min=-5.0,
             log_std_max=2.0,
+            orthogonal_init=True,  # common.default_init: orthogonal(sqrt 2) on every Dense kernel
         )
     )
 
@@ -67,14 +75,15 @@ def init(key, spec: Spec, config) -> IQLState:
     hidden = tuple(ag.hidden_dims)
     k1, k2, k3 = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
+    kinit = nets.default_init() if ag.orthogonal_init else None
     actor_net = nets.GaussianPolicy(
         spec.act_dim, hidden, state_dependent_std=False, tanh_mean=True,
-        log_std_min=ag.log_std_min, log_std_max=ag.log_std_max,
+        log_std_min=ag.log_std_min, log_std_max=ag.log_std_max, kernel_init=kinit,
     )
     cosine = optax.cosine_decay_schedule(1.0, max(config.num_steps, 1)) if ag.cosine_actor_lr else None
     actor = make_state(k1, actor_net, (obs,), adam(ag.actor_lr, schedule=cosine))
-    critic = make_state(k2, nets.critic_ensemble(2, hidden), (obs, act), adam(ag.critic_lr))
-    value = make_state(k3, nets.Critic(hidden), (obs,), adam(ag.value_lr))
+    critic = make_state(k2, nets.critic_ensemble(2, hidden, kernel_init=kinit), (obs, act), adam(ag.critic_lr))
+    value = make_state(k3, nets.Critic(hidden, kernel_init=kinit), (obs,), adam(ag.value_lr))
     return IQLState(actor, critic, value, critic.params)
 
 

@@ -1,20 +1,32 @@
 """Onestep RL (Brandfonbrener, Whitney, Ranganath & Bruna, 2021): one step of policy
 improvement from the behaviour policy, using Q of the behaviour policy.
 
+Reference code: github.com/davidbrandfonbrener/onestep-rl (``train.py``; ``config/train.yaml``
+for the steps, ``config/{beta/bc,q/sarsa,pi/reverse_kl,pi/exp_weight}.yaml`` for each learner,
+``policy_learner.py``, ``q_learner.py``, ``baseline_learner.py``). Defaults equal that code's.
+
 Stages, each a plain supervised problem:
 
-1. 'behavior' (no evaluation): pi_b, a Gaussian (tanh mean, state-dependent std), fitted by
-   maximum likelihood of dataset actions;
-2. 'q' (no evaluation): SARSA evaluation of pi_b with a target network, using the dataset's
-   next action a' (``batch.next_actions``):  y = r + gamma (1 - d) Q'(s', a');
-3. 'train': exponentiated-advantage (AWR) improvement starting from pi = pi_b:
-       A(s, a) = Q(s, a) - mean_j Q(s, a_j),   a_j ~ pi_b(s), j = 1..num_adv_samples
-       L_pi    = -mean min(exp(A / temperature), weight_clip) log pi(a | s)
+1. 'behavior' (no evaluation, 5e5 steps): pi_b, the reference's GaussMLP (2x1024; mean
+   tanh(out[:A]), log_std = -5 + 2.5 (tanh(out[A:]) + 1) in (-5, 0)), fitted by maximum likelihood;
+2. 'q' (no evaluation, 2e6 steps): SARSA evaluation of pi_b (2x1024) with a target network
+   updated (Polyak 0.005) after every ``q_target_every``-th step, using the dataset's next action:
+   y = r + gamma (1 - d) Q'(s', a'), d = terminal. The reference drops the transitions that end
+   in a timeout (``d4rl_to_replay.py``); ``drop_timeouts`` gives them zero weight in this loss;
+3. 'train' (``num_steps`` = 1e5): pi starts from pi_b with a fresh Adam, and ``operator``:
+   'reverse_kl' (the reference's default ``pi: reverse_kl``):
+       L = mean_s [ -Q(s, a) + alpha mean_j (log pi(a_j|s) - log pi_b(a_j|s)) ],
+       a, a_j ~ pi(.|s) reparameterised, j = 1..num_kl_samples (10), alpha 1;
+   'exp_weight' (``pi: exp_weight``):
+       A(s, a) = Q(s, a) - mean_j Q(s, a_j),   a_j ~ pi_b(s) (unclipped, as the reference),
+       L = -mean min(exp(A / temperature), weight_clip) log pi(a | s),  weight_clip 100.
 
-The paper writes the exp-weight step as pi(a|s) ~ pi_b(a|s) exp(tau A(s, a)) and tunes tau per
-dataset, so ``temperature`` here is 1/tau; it is a plain number in the update, so one program can
-sweep it (``--config.grid="agent.temperature=0.1,0.3,1,3"``). Defaults: temperature 1, weight clip
-100, MLPs 2x256, lr 1e-4, batch 512.
+The paper writes the exp-weight step as pi(a|s) ~ pi_b(a|s) exp(tau A(s, a)) and the reference's
+``temp`` is that tau (0.01); ``temperature`` here is 1/tau, so the default 100 is the reference's
+0.01. Both alpha and temperature are plain numbers in the update, so one program can sweep them
+(``--config.grid="agent.temperature=30,100,300"``).
+Known difference: the reference's improved pi is a Normal truncated to [-1, 1] (``dist_type:
+trunc``); here pi is the same untruncated Gaussian as pi_b, clipped to the box when acting.
 """
 from __future__ import annotations
 
@@ -32,18 +44,23 @@ from offrl.algos.common import adam, clipped_gaussian_act, make_state, reset_opt
 def default_agent_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
-            behavior_steps=500_000,
-            q_steps=500_000,
+            behavior_steps=500_000,  # beta_steps
+            q_steps=2_000_000,
             lr=1e-4,
             q_lr=1e-4,
-            hidden_dims=(256, 256),
-            q_hidden_dims=(256, 256),
+            hidden_dims=(1024, 1024),
+            q_hidden_dims=(1024, 1024),
             tau=0.005,
-            temperature=1.0,
-            weight_clip=100.0,
-            num_adv_samples=10,
+            q_target_every=2,  # target_update_freq
+            drop_timeouts=True,  # the reference's replay has no timeout transitions
+            operator="reverse_kl",  # reverse_kl | exp_weight
+            alpha=1.0,  # reverse_kl: weight of KL(pi || pi_b)
+            num_kl_samples=10,  # reverse_kl: n_samples
+            temperature=100.0,  # exp_weight: 1 / the reference's temp (0.01)
+            weight_clip=100.0,  # exp_weight: max_weight
+            num_adv_samples=10,  # exp_weight: the value_sample baseline's n_samples
             log_std_min=-5.0,
-            log_std_max=2.0,
+            log_std_max=0.0,  # GaussMLP's soft-clamp bounds (-5, 0)
         )
     )
 
@@ -59,7 +76,7 @@ def init(key, spec: Spec, config) -> OnestepState:
     ag = config.agent
     k1, k2 = jax.random.split(key)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
-    net = nets.GaussianPolicy(spec.act_dim, tuple(ag.hidden_dims), tanh_mean=True,
+    net = nets.GaussianPolicy(spec.act_dim, tuple(ag.hidden_dims), tanh_mean=True, log_std_mode="tanh",
                               log_std_min=ag.log_std_min, log_std_max=ag.log_std_max)
     actor = make_state(k1, net, (obs,), adam(ag.lr))
     critic = make_state(k2, nets.Critic(tuple(ag.q_hidden_dims)), (obs, act), adam(ag.q_lr))
@@ -94,32 +111,60 @@ def q_loss(critic_params, state: OnestepState, batch, config):
     next_q = state.critic.apply_fn(state.critic_target, batch.next_observations, batch.next_actions)
     target = jax.lax.stop_gradient(sarsa_target(batch.rewards, batch.terminals, next_q, config.discount))
     q = state.critic.apply_fn(critic_params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean()
+    w = 1.0 - batch.timeouts if config.agent.drop_timeouts else jnp.ones_like(q)
+    loss = (w * (q - target) ** 2).sum() / jnp.maximum(w.sum(), 1.0)
     return loss, {"q_loss": loss, "q": q.mean()}
 
 
 def q_update(state: OnestepState, batch, key, step, config):
+    ag = config.agent
     g, info = jax.grad(q_loss, has_aux=True)(state.critic.params, state, batch, config)
     critic = state.critic.apply_gradients(grads=g)
-    return state.replace(critic=critic, critic_target=nets.polyak(state.critic_target, critic.params, config.agent.tau)), info
+    # the reference updates the target after every ``target_update_freq``-th optimiser step
+    target = select(critic.step % ag.q_target_every == 0, nets.polyak(state.critic_target, critic.params, ag.tau), state.critic_target)
+    return state.replace(critic=critic, critic_target=target), info
 
 
-def improve_update(state: OnestepState, batch, key, step, config):
+def reverse_kl_loss(params, state: OnestepState, obs, key, config):
+    """mean_s [ -Q(s, a) + alpha mean_j (log pi(a_j|s) - log pi_b(a_j|s)) ], a, a_j ~ pi(.|s) reparameterised."""
     ag = config.agent
-    # The improvement starts from pi_b with a fresh optimiser state.
-    actor = state.actor
-    actor = actor.replace(opt_state=select(step == 0, reset_optimizer(actor.opt_state), actor.opt_state))
+    mean, log_std = state.actor.apply_fn(params, obs)
+    k1, k2 = jax.random.split(key)
+    a = nets.gaussian_sample(k1, mean, log_std)
+    q = state.critic.apply_fn(state.critic.params, obs, a)
+    n = ag.num_kl_samples
+    a_kl = nets.gaussian_sample(k2, jnp.broadcast_to(mean, (n,) + mean.shape), jnp.broadcast_to(log_std, (n,) + mean.shape))
+    mean_b, log_std_b = state.actor.apply_fn(state.behavior_params, obs)
+    kl = (nets.gaussian_log_prob(a_kl, mean, log_std) - nets.gaussian_log_prob(a_kl, mean_b, log_std_b)).mean(0)
+    loss = (-q + ag.alpha * kl).mean()
+    return loss, {"actor_loss": loss, "q_pi": q.mean(), "kl": kl.mean()}
+
+
+def exp_weight_loss(params, state: OnestepState, batch, key, config):
+    """-mean min(exp(A / temperature), clip) log pi(a|s), A = Q(s, a) - mean_j Q(s, a_j), a_j ~ pi_b(s)."""
+    ag = config.agent
     obs = batch.observations
-    mean_b, log_std_b = actor.apply_fn(state.behavior_params, obs)
+    mean_b, log_std_b = state.actor.apply_fn(state.behavior_params, obs)
     n = ag.num_adv_samples
-    a_b = jnp.clip(nets.gaussian_sample(key, jnp.broadcast_to(mean_b, (n,) + mean_b.shape),
-                                        jnp.broadcast_to(log_std_b, (n,) + mean_b.shape)), -1.0, 1.0)
+    a_b = nets.gaussian_sample(key, jnp.broadcast_to(mean_b, (n,) + mean_b.shape), jnp.broadcast_to(log_std_b, (n,) + mean_b.shape))
     q_s = state.critic.apply_fn(state.critic.params, jnp.broadcast_to(obs, (n,) + obs.shape), a_b).T  # (B, n)
     q_d = state.critic.apply_fn(state.critic.params, obs, batch.actions)
     w, adv = advantage_weights(q_d, q_s, ag.temperature, ag.weight_clip)
     w = jax.lax.stop_gradient(w)
-    loss, g = jax.value_and_grad(nll)(actor.params, state, batch, w)
-    return state.replace(actor=actor.apply_gradients(grads=g)), {"actor_loss": loss, "adv": adv.mean(), "adv_weight": w.mean()}
+    loss = nll(params, state, batch, w)
+    return loss, {"actor_loss": loss, "adv": adv.mean(), "adv_weight": w.mean()}
+
+
+def improve_update(state: OnestepState, batch, key, step, config):
+    # The improvement starts from pi_b with a fresh optimiser state (the reference's load_from_pilearner).
+    actor = state.actor
+    actor = actor.replace(opt_state=select(step == 0, reset_optimizer(actor.opt_state), actor.opt_state))
+    state = state.replace(actor=actor)
+    if config.agent.operator == "reverse_kl":
+        g, info = jax.grad(reverse_kl_loss, has_aux=True)(actor.params, state, batch.observations, key, config)
+    else:
+        g, info = jax.grad(exp_weight_loss, has_aux=True)(actor.params, state, batch, key, config)
+    return state.replace(actor=actor.apply_gradients(grads=g)), info
 
 
 def stages(config) -> list[Stage]:
@@ -135,8 +180,23 @@ def act(state: OnestepState, obs, key, config, deterministic: bool = True):
     return clipped_gaussian_act(state.actor, obs, key, deterministic)
 
 
+OPERATORS = ("reverse_kl", "exp_weight")
+
+
+def variant(config) -> str:
+    """'onestep' (reverse KL, the reference's default) or 'onestep-exp' (exponentially weighted)."""
+    return "onestep" if config.agent.operator == "reverse_kl" else "onestep-exp"
+
+
 def validate(config):
     ag = config.agent
+    if ag.operator not in OPERATORS:
+        raise ValueError(f"agent.operator={ag.operator!r} is invalid: choose one of {OPERATORS}")
+    for k in ("num_kl_samples", "q_target_every"):
+        if not (isinstance(ag[k], int) and ag[k] >= 1):
+            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 1")
+    if ag.alpha < 0:
+        raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")
     if ag.temperature <= 0:
         raise ValueError(f"agent.temperature must be > 0, got {ag.temperature}")
     if ag.num_adv_samples < 1:
@@ -149,6 +209,7 @@ ALGORITHM = Algorithm(
     stages=stages,
     act=act,
     default_config=default_agent_config,
-    sweepable=("lr", "q_lr", "tau", "temperature", "weight_clip"),
+    sweepable=("lr", "q_lr", "tau", "temperature", "weight_clip", "alpha"),
     validate=validate,
+    variant=variant,
 )
