@@ -179,16 +179,16 @@ def test_brac_mmd_enters_penalty_and_regulariser_and_trains():
     batch = _batch(b=cfg.batch_size)
     state0 = brac.init(jax.random.PRNGKey(7), spec, cfg)
     key = jax.random.PRNGKey(8)
-    k_a, k_div = jax.random.split(key)
 
-    def mmd_at(state, obs):
+    def mmd_at(state, obs, k_div):  # the configured sigma is the reference's: exp(-d / sigma) = nets.mmd at sigma / 2
         mp, lp = state.actor.apply_fn(state.actor.params, obs)
         mb, lb = state.behavior.apply_fn(state.behavior.params, obs)
-        return brac.sampled_mmd(k_div, mp, lp, mb, lb, cfg.agent.num_div_samples, 0.5, "gaussian")
+        return brac.sampled_mmd(k_div, mp, lp, mb, lb, cfg.agent.num_div_samples, 0.25, "gaussian", squared=True)
 
     # policy regulariser: the reported divergence is the MMD with the configured kernel and bandwidth
     _, info = brac.actor_loss(state0.actor.params, state0, batch, key, jnp.int32(0), cfg)
-    np.testing.assert_allclose(float(info["divergence"]), float(mmd_at(state0, batch.observations).mean()), rtol=1e-5)
+    k_div = jax.random.split(key)[1]
+    np.testing.assert_allclose(float(info["divergence"]), float(mmd_at(state0, batch.observations, k_div).mean()), rtol=1e-5)
     # the divergence's gradient reaches the actor
     g = jax.grad(lambda p: brac._divergence(k_div, p, state0, batch.observations, cfg).mean())(state0.actor.params)
     assert sum(float(jnp.abs(x).sum()) for x in jax.tree_util.tree_leaves(g)) > 0
@@ -198,12 +198,13 @@ def test_brac_mmd_enters_penalty_and_regulariser_and_trains():
     cfg_pr = cfg.copy_and_resolve_references()
     cfg_pr.agent.variant = "pr"
     loss_pr, _ = brac.critic_loss(state0.critic.params, state0, batch, key, cfg_pr)
+    k_a, k_div = jax.random.split(jax.random.split(key)[0])  # critic key -> (target, penalty); target -> (a', D)
     mean, log_std = state0.actor.apply_fn(state0.actor.params, batch.next_observations)
-    next_a = nets.tanh_gaussian_sample(k_a, mean, log_std)[0]
+    next_a = jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(k_a, (1,) + mean.shape))[0]
     next_v = np.asarray(state0.critic.apply_fn(state0.critic_target, batch.next_observations, next_a).min(0), np.float64)
     q = np.asarray(state0.critic.apply_fn(state0.critic.params, batch.observations, batch.actions), np.float64)
     r, d = np.asarray(batch.rewards, np.float64), np.asarray(batch.terminals, np.float64)
-    div = np.asarray(mmd_at(state0, batch.next_observations), np.float64)
+    div = np.asarray(mmd_at(state0, batch.next_observations, k_div), np.float64)
     y_pr = r + cfg.discount * (1 - d) * next_v
     y_vp = r + cfg.discount * (1 - d) * (next_v - cfg.agent.alpha * div)
     np.testing.assert_allclose(float(loss_pr), ((q - y_pr) ** 2).mean(-1).sum(), rtol=1e-5)
@@ -221,6 +222,72 @@ def test_brac_mmd_enters_penalty_and_regulariser_and_trains():
     moved = [not np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(state.actor.params),
                                                         jax.tree_util.tree_leaves(state0.actor.params))]
     assert all(moved)
+
+
+def test_brac_default_mmd_is_the_references_squared_laplacian_at_20():
+    """divergences.py: laplacian_kernel(sigma=20) = exp(-|x - y|_1 / 20), mmd(use_sqrt=False), V-statistic."""
+    cfg = tiny_config("brac_vp", **{"agent.divergence": "mmd"})
+    assert (cfg.agent.mmd_sigma, cfg.agent.mmd_kernel, cfg.agent.mmd_squared) == (20.0, "laplacian", True)
+    state = brac.init(jax.random.PRNGKey(3), Spec(3, 2), cfg)
+    obs = _batch(b=5).observations
+    key = jax.random.PRNGKey(4)
+    got = np.asarray(brac._divergence(key, state.actor.params, state, obs, cfg), np.float64)
+    n = cfg.agent.num_div_samples
+    k_p, k_b = jax.random.split(key)
+    mp, lp = (np.asarray(x, np.float64) for x in state.actor.apply_fn(state.actor.params, obs))
+    mb, lb = (np.asarray(x, np.float64) for x in state.behavior.apply_fn(state.behavior.params, obs))
+    a_p = np.tanh(mp[:, None] + np.exp(lp)[:, None] * np.asarray(jax.random.normal(k_p, (5, n, 2)), np.float64))
+    a_b = np.tanh(mb[:, None] + np.exp(lb)[:, None] * np.asarray(jax.random.normal(k_b, (5, n, 2)), np.float64))
+
+    def k(x, y):
+        return np.exp(-np.abs(x[:, None] - y[None]).sum(-1) / 20.0).mean()
+
+    want = [k(a_p[i], a_p[i]) + k(a_b[i], a_b[i]) - 2 * k(a_p[i], a_b[i]) for i in range(5)]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+
+
+def test_brac_defaults_equal_the_reference_code():
+    """google-research behavior_regularized_offline_rl: README / run_primal.sh (brac_primal), the BC run
+    in the README, brac_primal_agent.Agent and bc_agent.Agent signatures, networks.py."""
+    import configs.brac_pr as pr_mod
+    import configs.brac_vp as vp_mod
+
+    c = vp_mod.get_config()
+    ag = c.agent
+    assert (c.algo, c.num_steps, c.batch_size, c.discount) == ("brac", 500_000, 256, 0.99)
+    assert (ag.variant, ag.divergence, ag.alpha, ag.num_div_samples, ag.warm_start) == ("vp", "kl", 0.1, 4, 20_000)
+    assert (ag.actor_lr, ag.critic_lr, ag.tau) == (3e-4, 1e-3, 0.005)  # PLR=3e-04; ('adam', 1e-3); update_rate
+    assert (ag.alpha_entropy, ag.train_alpha_entropy) == (0.0, False)
+    assert (ag.behavior_steps, ag.behavior_lr, tuple(ag.behavior_lr_milestones)) == (300_000, 5e-4, ())
+    assert (ag.behavior_entropy, ag.behavior_clip_eps) == (True, 1e-3)
+    assert tuple(ag.critic_hidden_dims) == (300, 300) and ag.num_critics == 2
+    assert tuple(ag.actor_hidden_dims) == tuple(ag.behavior_hidden_dims) == (200, 200)
+    assert (ag.log_std_min, ag.log_std_max, ag.log_std_mode) == (-5.0, 0.0, "tanh")
+    assert (ag.reward_bonus, ag.grad_penalty, ag.num_target_samples, ag.shared_target_samples) == (0.0, 0.0, 1, False)
+    assert (ag.mmd_sigma, ag.mmd_kernel, ag.mmd_squared) == (20.0, "laplacian", True)
+    p = pr_mod.get_config()
+    assert p.agent.variant == "pr" and {k: v for k, v in p.agent.items() if k != "variant"} == {
+        k: v for k, v in ag.items() if k != "variant"}
+
+
+def test_brac_warm_start_and_log_std_squash():
+    cfg = tiny_config("brac_vp", **{"agent.warm_start": 5})
+    state = brac.init(jax.random.PRNGKey(5), Spec(3, 2), cfg)
+    batch = _batch(b=8)
+    key = jax.random.PRNGKey(6)
+    # the reference: q_start = global_step > warm_start (the update count before this one)
+    losses = {t: float(brac.actor_loss(state.actor.params, state, batch, key, jnp.int32(t), cfg)[0]) for t in (4, 5, 6)}
+    q, _, div = brac.policy_estimates(key, state.actor.params, state, batch.observations, state.critic.params, cfg)
+    np.testing.assert_allclose(losses[5], cfg.agent.alpha * float(div.mean()), rtol=1e-5)
+    np.testing.assert_allclose(losses[6], float((cfg.agent.alpha * div - q).mean()), rtol=1e-5)
+    assert losses[4] == losses[5]
+    # the actor's log-std lies in [-5, 0] through tanh, and is -2.5 where the raw output is 0
+    net = brac.policy_net(2, (4,), cfg.agent)
+    params = jax.tree_util.tree_map(jnp.zeros_like, net.init(jax.random.PRNGKey(0), jnp.zeros((1, 3))))
+    np.testing.assert_allclose(np.asarray(net.apply(params, jnp.ones((1, 3)))[1]), -2.5)
+    big = jax.tree_util.tree_map(lambda x: x + 50.0, params)
+    ls = np.asarray(net.apply(big, jnp.ones((1, 3)))[1])
+    assert np.all(ls <= 0.0) and np.all(ls > -0.01)
 
 
 # ------------------------------------------------------------------------------- Onestep
