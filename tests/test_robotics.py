@@ -156,3 +156,26 @@ def test_legacy_antmaze_and_kitchen_hdf5_say_there_is_no_env(name, dims, tmp_pat
     with pytest.raises(ValueError, match="no gymnasium-robotics environment matches") as e:
         load_dataset(path)
     assert "D4RL/" in str(e.value)
+
+
+@pytest.mark.parametrize("domain", ["antmaze", "kitchen"])
+def test_a_run_trains_and_scores_on_a_dict_observation_domain(domain, tmp_path, monkeypatch):
+    """The whole path as a user runs it (config -> load -> preprocess -> train -> evaluate in the recovered env)."""
+    import json
+    import os
+
+    from conftest import tiny_config
+    from offrl.runner import run_experiment
+
+    did, _ = record_tiny(domain, tmp_path / "data", monkeypatch)
+    cfg = tiny_config("td3bc", steps=4, num_seeds=1)
+    cfg.dataset = did
+    cfg.download = False
+    cfg.eval_interval = 4
+    run_experiment(cfg, str(tmp_path / "run"), out=open(os.devnull, "w"))
+    with open(tmp_path / "run" / "results.json") as f:
+        res = json.load(f)
+    row = res["rows"][0] if "rows" in res else res
+    lo, hi = D4RL_REFERENCE[domain]
+    assert (row["ref_min_score"], row["ref_max_score"]) == (lo, hi)
+    np.testing.assert_allclose(row["per_seed_normalized"], 100 * (np.asarray(row["per_seed_raw"]) - lo) / (hi - lo))
