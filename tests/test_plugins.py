@@ -201,24 +201,12 @@ def test_gp_adds_its_gradient_to_the_critic():
     _assert_trees_equal(g_off, g_td)  # step 3 is not a GP step (every 5)
 
 
-def test_cr_weights_the_bc_term_with_the_updated_critic():
+def test_cr_weights_are_the_minmax_normalised_mean_critic_value():
+    """(Which critic the update reads, before or after its step, is pinned with SGD in test_equations.py.)"""
     cfg, state, batch = _td3bc_setup(**{"cr.enabled": True, "log_grad_norm": False})
-    key = jax.random.PRNGKey(5)
     w = td3bc.bc_weights(state, batch, cfg)
     q = np.asarray(state.critic.apply_fn(state.critic.params, batch.observations, batch.actions)).mean(0)
     np.testing.assert_allclose(np.asarray(w), (q - q.min()) / (q.max() - q.min()), rtol=1e-5, atol=1e-6)
-
-    @jax.jit
-    def run(s):
-        s_cr, info = td3bc.update(s, batch, key, jnp.int32(0), cfg)
-        s_c = s.replace(critic=s_cr.critic)  # the actor step uses the weights of the critic after its update
-        g, _ = jax.grad(td3bc.actor_loss, has_aux=True)(s.actor.params, s_c, batch, cfg, td3bc.bc_weights(s_c, batch, cfg))
-        return s_cr, s.actor.apply_gradients(grads=g).params, info
-
-    s_cr, expect, info = run(state)
-    for x, y in zip(jax.tree_util.tree_leaves(expect), jax.tree_util.tree_leaves(s_cr.actor.params)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
-    assert 0.0 <= float(info["cr_weight_mean"]) <= 1.0
 
 
 def test_configs_switch_plugins_and_presets():
