@@ -321,3 +321,27 @@ def test_validate_rejects(key, bad):
     cfg = tiny_config("itrpo", **{f"agent.{key}": bad})
     with pytest.raises(ValueError, match=key if key != "num_div_samples" else "shared_target_samples"):
         itrpo.validate(cfg)
+
+
+# ------------------------------------------------------------------------------- paper tables
+def test_paper_tables_transcribed_and_cells_without_local_data_skipped(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from configs.tables import itrpo_table2 as t2
+    from configs.tables import itrpo_table3 as t3
+
+    assert len(t2.PAPER) == 15 and len(t3.PAPER) == 6
+    for col, avg in t2.PAPER_AVERAGE.items():  # the printed Average row is the mean of the rows
+        assert round(np.mean([t2.PAPER[t][col] for t in t2.PAPER]), 1) == avg
+    for col, total in t3.PAPER_TOTAL.items():  # and the Total row the sum (the paper's iTRPO total is off)
+        assert round(sum(t3.PAPER[t][col] for t in t3.PAPER), 1) == (434.9 if col == "iTRPO" else total)
+    assert t2.COLUMNS["iTRPO"] == t3.COLUMNS["iTRPO"] == "itrpo" and t2.COLUMNS["BRAC-vp"] == "brac_vp"
+    args = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--table=itrpo_table3", "--source=offrl",
+            "--columns=iTRPO,BRAC-vp", "--tasks=antmaze-umaze-v2", f"--workdir={tmp_path}"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("skip ") == 2 and "no local data for offrl/antmaze/umaze-v0" in proc.stdout
+    assert "| antmaze-umaze-v2 | — / 92.7 | — / — |" in proc.stdout
