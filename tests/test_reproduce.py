@@ -27,3 +27,36 @@ def test_reproduce_one_cell_from_a_d4rl_directory(tmp_path):
     # a second call reads the finished cell back instead of training again
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "updates in" not in again.stdout and row in again.stdout
+
+
+def test_bppo_cell_scores_only_the_improvement_stage_and_gets_the_datasets_settings(tmp_path):
+    """A BPPO cell evaluates pi_b during BC (logged) and pi during improvement: the cell's score
+    averages only the improvement-stage evaluations, and hopper-medium-replay gets clip 0.1."""
+    import json
+
+    src = tmp_path / "d4rl"
+    src.mkdir()
+    write_d4rl(str(src / "hopper-medium-replay-v2.hdf5"))
+    work = tmp_path / "tables"
+    steps = ["--set=agent.v_steps=4", "--set=agent.q_steps=4", "--set=agent.bc_steps=6", "--set=agent.pi_steps=6",
+             "--set=eval_interval=3", "--set=agent.selection='none'", "--set=batch_size=8"]
+    nets = [f"--set=agent.{k}_hidden_dims=(16,16)" for k in ("v", "q", "pi")]
+    args = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--table=bppo_table1", f"--source={src}",
+            "--columns=BPPO", "--tasks=hopper-medium-replay-v2", "--num_seeds=2", "--report_last=10", "--eval_episodes=1",
+            f"--workdir={work}", *steps, *nets]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BPPO settings for hopper-medium-replay-v2" in proc.stdout  # what the dataset implied is printed
+    cell = work / "bppo_table1" / "hopper-medium-replay-v2__bppo"
+    config = json.loads((cell / "config.json").read_text())
+    assert config["agent"]["clip_eps"] == 0.1 and config["agent"]["omega"] == 0.9  # Table 6's hopper-medium-replay row
+    assert config["agent"]["pi_steps"] == 6  # an explicit --set keeps its value
+    evals = [json.loads(line) for line in (cell / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e.get("kind") == "eval"]
+    assert [e["stage"] for e in evals] == ["bc", "bc", "improve", "improve"]  # BC is evaluated and logged ...
+    result = json.loads((cell / "results.json").read_text())
+    assert result["evaluations_averaged"] == 2  # ... but only the improvement stage's evaluations are scored
+    improve = np.mean([e["raw"] for e in evals if e["stage"] == "improve"], axis=0)
+    np.testing.assert_allclose(result["per_seed_raw"], improve, rtol=1e-6)
+    with_bc = np.mean([e["raw"] for e in evals], axis=0)
+    assert not np.allclose(with_bc, improve)  # the BC evaluations would have changed the number
