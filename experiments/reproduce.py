@@ -60,6 +60,20 @@ def dataset_for(task: str, source: str) -> str:
     return path
 
 
+def missing_data(dataset: str):
+    """Why a cell's dataset cannot be had on this machine, or None: an offrl/<env>/* suite is built
+    from committed behaviour policies, so an environment without them (or AntMaze) has no data."""
+    if not dataset.startswith("offrl/"):
+        return None
+    from offrl.data.build import BEHAVIOR_ROOT
+    from offrl.data.minari_io import local_dataset_exists
+
+    env = dataset.split("/")[1]
+    if local_dataset_exists(dataset) or os.path.exists(os.path.join(BEHAVIOR_ROOT, env, "manifest.json")):
+        return None
+    return f"no local data for {dataset} (no committed behaviour policies for '{env}' in offrl/data/behavior)"
+
+
 def cell_config(table, column: str, task: str):
     from offrl.algos import ALGORITHMS
 
@@ -171,9 +185,17 @@ def main(_):
     results = {}
     for task in tasks:
         for col in columns:
-            cfg = cell_config(table, col, task)
+            try:
+                cfg = cell_config(table, col, task)
+            except FileNotFoundError as e:  # --source=<dir> without <task>.hdf5
+                print(f"skip {col} on {task}: {e}")
+                continue
             if cfg is None:
                 print(f"skip {col} on {task}: algorithm '{table.COLUMNS[col]}' is not in offrl yet")
+                continue
+            why = missing_data(cfg.dataset)
+            if why:
+                print(f"skip {col} on {task}: {why}")
                 continue
             if "dataset_settings" in cfg.agent:  # e.g. BPPO: what the dataset implied (configs/bppo_presets.py)
                 print(f"{col} on {task}: {cfg.agent.dataset_settings}")
