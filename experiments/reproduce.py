@@ -201,7 +201,11 @@ def main(_):
                 print(f"{col} on {task}: {cfg.agent.dataset_settings}")
             wd = os.path.join(FLAGS.workdir, FLAGS.table, f"{task}__{table.COLUMNS[col]}")
             done = os.path.join(wd, "results.json")
-            results[task, col] = json.load(open(done)) if os.path.exists(done) else run_experiment(cfg, wd)
+            try:
+                results[task, col] = json.load(open(done)) if os.path.exists(done) else run_experiment(cfg, wd)
+            except (ValueError, FileNotFoundError, FileExistsError) as e:  # e.g. a dataset built with another size
+                print(f"error: {col} on {task}: {e}", file=sys.stderr)
+                sys.exit(2)
     lines = [f"## {table.TITLE}", "", f"ours (source: {FLAGS.source}, {FLAGS.num_seeds} seeds) / paper", "",
              "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for task in tasks:
