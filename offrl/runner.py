@@ -243,6 +243,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     name = algo.variant_name(config)
     trainer = make_train(algo, config, exp.data)
     init, run = trainer.vmapped()
+    diagnose = trainer.vmapped_diagnose()  # the algorithm's costly diagnostics, once per chunk
     data = replicate(exp.data)
     members = make_members(config, algo.sweepable)
     keys = jax.numpy.stack([seed_keys(s, 1)[0] for s in members.seed_list()])
@@ -295,6 +296,8 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
                 if d["first_nonfinite_metric"] is None:
                     d["first_nonfinite_metric"] = {"metric": f"train/{k}", "global_step": gstep}
         record["seed_updates_per_s"] = members.size * length / max(time.time() - tc, 1e-9)
+        if diagnose is not None:
+            record.update({f"diag/{k}": finite_mean(v) for k, v in jax.device_get(diagnose(carry, data, stage_name)).items()})
         logger.log(record)
         carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_name, start + length))
         line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"

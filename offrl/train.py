@@ -6,7 +6,11 @@
 - ``run(carry, data, stage, start, length) -> (carry, metrics)`` performs ``length``
   updates of the stage named ``stage`` with ``lax.scan``, starting at the
   stage-local step ``start``; the metrics are averaged over the chunk;
-- ``train(key) -> (carry, [metrics per stage])`` is the whole run in one call.
+- ``train(key) -> (carry, [metrics per stage])`` is the whole run in one call;
+- ``diagnose(carry, data, stage) -> metrics`` (None when the algorithm declares no
+  ``diagnostics``): the algorithm's costly diagnostics on one batch of the stage's size,
+  outside the scanned updates; it reads the carry and changes nothing in it, so the runner
+  calls it once per chunk, only where the metrics are logged.
 
 ``Train.vmapped`` gives the jit-compiled, seed-vmapped versions the runner uses:
 N seeds cost one compiled program, and seed i of it matches a run of seed i alone.
@@ -15,7 +19,7 @@ Over several devices the seed axis is sharded (``shard_seeds``).
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +27,9 @@ import numpy as np
 
 from offrl.algos import Spec, Stage
 from offrl.data.dataset import Transitions, sample
+
+
+DIAGNOSTICS_STREAM = 0x5D1A6  # folded into a member's key: diagnostics draw their own batch, the run's keys stay put
 
 
 class Carry(NamedTuple):
@@ -38,12 +45,19 @@ class Train(NamedTuple):
     stages: list
     spec: Spec
     data: Transitions  # the dataset ``train`` uses by default
+    diagnose: Optional[Callable] = None
 
     def vmapped(self):
         """(init, run) jit-compiled over a leading seed (or grid x seed) axis; data is shared, not copied."""
         init = jax.jit(jax.vmap(self.init))
         run = jax.jit(jax.vmap(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4))
         return init, run
+
+    def vmapped_diagnose(self) -> Optional[Callable]:
+        """``diagnose`` jit-compiled over the member axis (data shared), or None without diagnostics."""
+        if self.diagnose is None:
+            return None
+        return jax.jit(jax.vmap(self.diagnose, in_axes=(0, None, None)), static_argnums=2)
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -109,7 +123,13 @@ def make_train(algo, config, data: Transitions) -> Train:
                 out.append(m)
         return carry, out
 
-    return Train(init, run, train, stages, spec, data)
+    def diagnose(carry: Carry, data: Transitions, stage: str):
+        st = stages[stage_index(stages, stage)]
+        k_batch, k_diag = jax.random.split(jax.random.fold_in(carry.key, DIAGNOSTICS_STREAM))
+        batch = sample(k_batch, data, st.batch_size)
+        return algo.diagnostics(carry.state, batch, k_diag, with_hparams(config, carry.hparams))
+
+    return Train(init, run, train, stages, spec, data, diagnose if algo.diagnostics is not None else None)
 
 
 def shard_seeds(tree):

@@ -119,3 +119,94 @@ def test_runner_trains_a_learning_rate_grid(tiny_dataset, tmp_path):
     cfg.eval_interval = 2
     summary = run_experiment(cfg, str(tmp_path / "lr_grid"), out=open(os.devnull, "w"))
     assert [r["hparams"] for r in summary["rows"]] == [{"agent.actor_lr": 1e-3}, {"agent.actor_lr": 1e-2}]
+
+
+def test_diagnostics_run_outside_the_scan_change_no_state_and_are_logged(td3bc_setup, tmp_path):
+    """TD3+BC's gradient-norm diagnostics are the record's ``diagnostics``: not computed by the scanned
+    update, computed by ``Train.diagnose`` on one batch (each member as alone), leaving the carry as it
+    was, and written to metrics.jsonl as diag/* by the runner."""
+    import json
+
+    from offrl import plugins
+    from offrl.data.dataset import sample
+    from offrl.runner import run_experiment
+    from offrl.train import DIAGNOSTICS_STREAM
+
+    cfg, tr = td3bc_setup
+    init, run = tr.vmapped()
+    carry, metrics = run(init(seed_keys(0, 2)), tr.data, "train", 0, 4)
+    assert "grad_norm_pi" not in metrics and "grad_norm_data" not in metrics
+    before = jax.tree_util.tree_map(np.array, carry)
+    diag = tr.vmapped_diagnose()(carry, tr.data, "train")
+    _close(carry, before, tol=0)
+    after, _ = run(carry, tr.data, "train", 4, 4)
+    again, _ = run(jax.tree_util.tree_map(jax.numpy.asarray, before), tr.data, "train", 4, 4)
+    _close(after, again, tol=0)
+    for i in range(2):  # member i: the metric by hand on the batch its key draws
+        member = jax.tree_util.tree_map(lambda x: x[i], carry)
+        k_batch, _ = jax.random.split(jax.random.fold_in(member.key, DIAGNOSTICS_STREAM))
+        b = sample(k_batch, tr.data, cfg.batch_size)
+        s = member.state
+        q1 = lambda o, a: s.critic.apply_fn(s.critic.params, o, a)[:1]  # noqa: E731
+        want = plugins.grad_norm_metrics(q1, b.observations, s.actor.apply_fn(s.actor.params, b.observations), b.actions)
+        for k in ("grad_norm_pi", "grad_norm_data"):
+            np.testing.assert_allclose(float(diag[k][i]), float(want[k]), rtol=1e-5)
+    off = cfg.copy_and_resolve_references()
+    off.agent.log_grad_norm = False
+    assert make_train(get_algorithm("td3bc"), off, tr.data).vmapped_diagnose()(carry, tr.data, "train") == {}
+
+    run_cfg = tiny_config("td3bc", steps=4, num_seeds=2)
+    run_cfg.eval_interval = 2
+    wd = str(tmp_path / "diag")
+    run_experiment(run_cfg, wd, out=open(os.devnull, "w"))
+    train_rows = [r for r in map(json.loads, open(os.path.join(wd, "metrics.jsonl"))) if r.get("kind") == "train"]
+    assert len(train_rows) == 2 and all(np.isfinite(r["diag/grad_norm_pi"]) and r["diag/grad_norm_data"] > 0 for r in train_rows)
+    assert not any("train/grad_norm_pi" in r for r in train_rows)
+
+
+def _cond_output_elements(fn, *args) -> int:
+    """The largest total size of the outputs of any lax.cond in ``fn``'s jaxpr (nested jaxprs included)."""
+    from jax.extend.core import jaxprs_in_params  # noqa: F401  (only to fail loudly if the API moved)
+
+    def walk(jaxpr):
+        best = 0
+        for e in jaxpr.eqns:
+            if e.primitive.name == "cond":
+                best = max(best, sum(int(np.prod(v.aval.shape)) for v in e.outvars))
+            for sub in jaxprs_in_params(e.params):
+                best = max(best, walk(sub))
+        return best
+
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("name", ["td3bc", "bear"])
+def test_gradient_penalty_branch_is_free_when_not_taken(name, tiny_dataset):
+    """The update takes the GP gradient inside its lax.cond (``critic_grads``), equal to differentiating
+    ``critic_objective`` through the cond, on penalised and unpenalised steps; no cond of the update
+    returns more than a few parameter sets (differentiating through the cond made the untaken branch
+    write ~25M zeros of residuals per step at default sizes)."""
+    from offrl.data.dataset import sample
+    from offrl.algos import Spec
+    import importlib
+
+    mod = importlib.import_module(f"offrl.algos.{name}")
+    cfg = tiny_config(name, steps=4, num_seeds=1, **{"agent.gp.enabled": True, "agent.gp.k": 0.0})  # k 0: penalty > 0 when taken
+    data, info = load_dataset(cfg.dataset)
+    data, _ = preprocess(data, info, cfg)
+    spec = Spec(data.observations.shape[-1], data.actions.shape[-1])
+    state = mod.init(jax.random.PRNGKey(0), spec, cfg)
+    batch = sample(jax.random.PRNGKey(1), data, cfg.batch_size)
+    key = jax.random.PRNGKey(2)
+    for step in (0, 3, 5):
+        g, info_g = mod.critic_grads(state.critic.params, state, batch, key, jax.numpy.int32(step), cfg)
+        want, info_w = jax.grad(mod.critic_objective, has_aux=True)(state.critic.params, state, batch, key, jax.numpy.int32(step), cfg)
+        _close(g, want, tol=1e-5)
+        _close(info_g, info_w, tol=1e-5)
+        assert (float(info_g["gp_penalty"]) > 0) == (step % cfg.agent.gp.every == 0)
+    n_params = sum(np.size(x) for x in jax.tree_util.tree_leaves(state.critic.params))
+    n_state = sum(np.size(x) for x in jax.tree_util.tree_leaves(state))
+    update = lambda s, st: mod.update(s, batch, key, st, cfg)  # noqa: E731
+    assert _cond_output_elements(update, state, jax.numpy.int32(1)) <= n_state + 2 * n_params + 64
+    grad_through = lambda p, st: jax.grad(mod.critic_objective, has_aux=True)(p, state, batch, key, st, cfg)  # noqa: E731
+    assert _cond_output_elements(grad_through, state.critic.params, jax.numpy.int32(1)) > n_state + 2 * n_params + 64

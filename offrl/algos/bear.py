@@ -97,7 +97,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             num_act_samples=10,  # acting: argmax Q_1 over this many policy samples
             gp=plugins.gp_config(),  # BEAR++ gradient penalty (off: plain BEAR)
             cr=plugins.cr_config(),  # BEAR++ critic-weighted MMD (off: plain BEAR)
-            log_grad_norm=True,  # metrics ||grad_a Q_1|| at policy samples and at dataset actions
+            log_grad_norm=True,  # diagnostics ||grad_a Q_1|| at policy samples and dataset actions, once per chunk
         )
     )
 
@@ -198,6 +198,23 @@ def critic_objective(critic_params, state: BEARState, batch, key, step, config):
     return loss, info
 
 
+def critic_grads(critic_params, state: BEARState, batch, key, step, config):
+    """``jax.grad(critic_objective)`` and its metrics, as ``update`` computes them: BEAR++'s penalty
+    gradient is taken inside its ``lax.cond`` (``plugins.gp_penalty_grads``), so steps without it
+    cost what a plain BEAR step costs."""
+    grads, info = jax.grad(critic_loss, has_aux=True)(critic_params, state, batch, key, config)
+    ag = config.agent
+    if ag.gp.enabled:
+        policy_fn = lambda k, o: policy_samples(state.actor, state.actor.params, o, k, 1)[0][:, 0]  # noqa: E731
+        gp_grads, pen, ginfo = plugins.gp_penalty_grads(
+            state.critic.apply_fn, critic_params, jax.random.fold_in(key, 1), step, batch.observations, batch.actions,
+            ag.gp, policy_fn, False,
+        )
+        grads = jax.tree_util.tree_map(jnp.add, grads, gp_grads)
+        info = {**info, **ginfo, "critic_loss": info["critic_loss"] + pen}
+    return grads, info
+
+
 def actor_loss(actor_params, state: BEARState, batch, key, step, config, cr_critic_params=None):
     """BEAR's actor loss; aux carries the (weighted) per-batch MMD the multiplier update uses.
 
@@ -235,7 +252,7 @@ def update(state: BEARState, batch, key, step, config):
     state = state.replace(vae=state.vae.apply_gradients(grads=g))
 
     critic_before = state.critic.params
-    g, cinfo = jax.grad(critic_objective, has_aux=True)(state.critic.params, state, batch, k_critic, step, config)
+    g, cinfo = critic_grads(state.critic.params, state, batch, k_critic, step, config)
     state = state.replace(critic=state.critic.apply_gradients(grads=g))
 
     cr_params = critic_before if plugins.cr_weights_before(ag) else None
@@ -253,12 +270,17 @@ def update(state: BEARState, batch, key, step, config):
         actor_target=nets.polyak(state.actor_target, actor.params, ag.tau),
         critic_target=nets.polyak(state.critic_target, state.critic.params, ag.tau),
     )
-    info = {**vinfo, **cinfo, **ainfo}
-    if ag.log_grad_norm:
-        q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
-        pi, _ = policy_samples(state.actor, state.actor.params, batch.observations, k_actor, 1)
-        info.update(plugins.grad_norm_metrics(q1, batch.observations, pi[:, 0], batch.actions))
-    return state, info
+    return state, {**vinfo, **cinfo, **ainfo}
+
+
+def diagnostics(state: BEARState, batch, key, config) -> dict:
+    """``grad_norm_pi`` (at one policy sample per state) / ``grad_norm_data`` of ``state`` on ``batch``
+    when ``agent.log_grad_norm`` (the runtime calls this once per chunk, outside the scanned updates)."""
+    if not config.agent.log_grad_norm:
+        return {}
+    q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
+    pi, _ = policy_samples(state.actor, state.actor.params, batch.observations, key, 1)
+    return plugins.grad_norm_metrics(q1, batch.observations, pi[:, 0], batch.actions)
 
 
 def variant(config) -> str:
@@ -313,4 +335,5 @@ ALGORITHM = Algorithm(
                "log_alpha_min", "log_alpha_max", "gp.weight", "gp.k"),
     validate=validate,
     variant=variant,
+    diagnostics=diagnostics,
 )
