@@ -143,7 +143,7 @@ def set_agent(cfg, **agent):
 # ============================================================================= nets: distributions and MMD
 def test_gaussian_log_prob_entropy_and_kl_closed_forms():
     rng = np.random.default_rng(1)
-    x, m, ls, m2, ls2 = (rng.normal(size=(4, 3)) * 0.7 for _ in range(5))
+    x, m, ls, m2, ls2 = (rng.normal(size=(2, 4, 3)) * 0.7 for _ in range(5))  # 3-D: the sums must run over the last axis
     got = nets.gaussian_log_prob(*(jnp.asarray(v, jnp.float32) for v in (x, m, ls)))
     np.testing.assert_allclose(np.asarray(got), np_normal_logp(x, m, ls), rtol=1e-5)
     ent = nets.gaussian_entropy(jnp.asarray(ls, jnp.float32))
@@ -158,10 +158,10 @@ def test_gaussian_log_prob_entropy_and_kl_closed_forms():
 
 def test_tanh_gaussian_sample_and_log_prob():
     rng = np.random.default_rng(2)
-    mean, log_std = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)) * 0.3
+    mean, log_std = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3)) * 0.3
     key = jax.random.PRNGKey(3)
     a, logp, u = nets.tanh_gaussian_sample(key, jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))
-    u_np = mean + np.exp(log_std) * normal(key, (4, 3))
+    u_np = mean + np.exp(log_std) * normal(key, (2, 4, 3))
     np.testing.assert_allclose(np.asarray(u), u_np, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(a), np.tanh(u_np), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(logp), np_tanh_logp(u_np, mean, log_std), rtol=1e-4, atol=1e-5)
