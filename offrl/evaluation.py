@@ -62,19 +62,22 @@ def evaluate(
         returns = np.zeros(n)
         lengths = np.zeros(n, np.int64)
         done = np.zeros(n, bool)
+        nonfinite = np.zeros(n, bool)  # a diverged member's episodes end at their first non-finite action, scored nan
         key = jax.random.PRNGKey(base_seed) if key is None else key
         t = 0
         while not done.all() and (max_steps is None or t < max_steps):
             key, sub = jax.random.split(key)
             o = jnp.asarray(pre.observations(obs).reshape(num_seeds, num_episodes, -1), jnp.float32)
-            a = np.asarray(policy_fn(states, o, jax.random.split(sub, num_seeds)))
-            obs, rew, term, trunc, _ = envs.step(pre.env_actions(a.reshape(n, -1)))
+            a = np.asarray(policy_fn(states, o, jax.random.split(sub, num_seeds))).reshape(n, -1)
+            bad = ~np.isfinite(a).all(-1)
+            nonfinite |= bad & ~done
+            obs, rew, term, trunc, _ = envs.step(pre.env_actions(np.where(bad[:, None], 0.0, a)))
             returns += np.where(done, 0.0, rew)
             lengths += ~done
-            done |= term | trunc
+            done |= term | trunc | bad  # a non-finite action ends that episode (scored nan)
             t += 1
     finally:
         envs.close()
-    returns = returns.reshape(num_seeds, num_episodes)
+    returns = np.where(nonfinite, np.nan, returns).reshape(num_seeds, num_episodes)
     raw = returns.mean(1)
     return EvalResult(returns, lengths.reshape(num_seeds, num_episodes), raw, normalized_score(raw, ref_min, ref_max))
