@@ -170,7 +170,7 @@ def test_tanh_gaussian_sample_and_log_prob():
     lp = nets.tanh_gaussian_log_prob(a, jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))
     np.testing.assert_allclose(np.asarray(lp), np_tanh_logp(u_np, mean, log_std), rtol=1e-3, atol=1e-3)
     # actions at the boundary are clipped to +-(1 - 1e-6) before arctanh, not turned into inf
-    edge = nets.tanh_gaussian_log_prob(jnp.ones((1, 3)), jnp.zeros((1, 3)), jnp.zeros((1, 3)))
+    edge = nets.tanh_gaussian_log_prob(jnp.asarray([[1.0, -1.0, 0.0]]), jnp.zeros((1, 3)), jnp.zeros((1, 3)))
     assert np.isfinite(float(edge[0]))
 
 
@@ -209,6 +209,7 @@ def test_critic_weights_reductions_percentile_clamp_and_raw_values():
     cr.percentile_clip, cr.normalize = (0.0, 100.0), False
     np.testing.assert_allclose(np.asarray(plugins.critic_weights(jnp.asarray(q, jnp.float32), cr)), v, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(plugins.minmax_weights(jnp.full(4, 2.0))), np.ones(4))
+    np.testing.assert_allclose(np.asarray(plugins.minmax_weights(jnp.asarray([0.1, 0.3, 0.2]))), [0.0, 1.0, 0.5], rtol=1e-5)
 
 
 def test_cr_switches_and_validation():
@@ -251,6 +252,7 @@ def test_gp_inputs_sources_and_penalty_schedule():
     assert float(pen) == 0.0
     g = jax.grad(lambda x: plugins.safe_norm(x))(jnp.zeros(3))
     assert bool(jnp.all(g == 0)) and float(plugins.safe_norm(jnp.asarray([3.0, 4.0]))) == 5.0
+    np.testing.assert_allclose(float(plugins.safe_norm(jnp.asarray([0.3, 0.4]))), 0.5, rtol=1e-6)
 
 
 # ============================================================================= BEAR
@@ -369,6 +371,18 @@ def test_bearpp_cr_weights_use_the_given_critic():
     _, _, c_cur = _np_bear_actor(state, batch, key, cfg, cr_params=state.critic.params)
     _, info = bear.actor_loss(state.actor.params, state, batch, key, jnp.int32(10**6), cfg)
     np.testing.assert_allclose(float(info["_constraint"]), c_cur, rtol=1e-4)
+
+
+def test_bearpp_gradient_penalty_on_policy_samples():
+    cfg, state, batch = bear_setup(**{"gp.enabled": True, "gp.actions": "policy", "gp.repeats": 3, "gp.k": 0.0})
+    key = jax.random.PRNGKey(10)
+    loss, _ = bear.critic_objective(state.critic.params, state, batch, key, jnp.int32(5), cfg)
+    td, _ = bear.critic_loss(state.critic.params, state, batch, key, cfg)
+    o = np.repeat(_f64(batch.observations), 3, 0)  # a stochastic policy: 3 samples per state
+    a, _ = np_bear_policy(state.actor.params, o, normal(jax.random.fold_in(key, 1), (3 * B, 1, ACT)))
+    pen, _ = plugins.gradient_penalty(lambda x, y: state.critic.apply_fn(state.critic.params, x, y),
+                                      jnp.asarray(o, jnp.float32), jnp.asarray(a[:, 0], jnp.float32), 0.0)
+    np.testing.assert_allclose(float(loss), float(td) + float(pen), rtol=1e-4)
 
 
 def test_bear_actor_gradient_raises_q():
@@ -597,10 +611,17 @@ def td3bc_setup(**agent):
 
 def test_td3bc_critic_target_by_hand():
     cfg, state, batch = td3bc_setup()
+    # the target actor saturates at +1 on one action and -1 on the other, so the noisy a' crosses both clips
+    tgt = jax.tree_util.tree_map(lambda x: x, state.actor_target)
+    last = tgt["params"]["MLP_0"][f"Dense_{len(cfg.agent.hidden_dims)}"]
+    last["bias"] = last["bias"] + jnp.asarray([4.0, -4.0])
+    state = state.replace(actor_target=tgt)
     key = jax.random.PRNGKey(22)
     loss, _ = td3bc.critic_loss(state.critic.params, state, batch, key, cfg)
     noise = np.clip(0.2 * normal(key, (B, ACT)), -0.5, 0.5)
-    a2 = np.clip(np_deterministic_policy(state.actor_target, batch.next_observations) + noise, -1, 1)
+    raw = np_deterministic_policy(state.actor_target, batch.next_observations) + noise
+    assert (raw > 1).any() and (raw < -1).any()
+    a2 = np.clip(raw, -1, 1)
     y = _f64(batch.rewards) + 0.9 * (1 - _f64(batch.terminals)) * np_critics(state.critic_target, batch.next_observations, a2).min(0)
     q = np_critics(state.critic.params, batch.observations, batch.actions)
     np.testing.assert_allclose(float(loss), ((q - y) ** 2).mean(-1).sum(), rtol=1e-5)
@@ -656,6 +677,23 @@ def test_td3bc_actor_waits_for_policy_freq():
     assert not trees_differ(new.actor_target, state.actor_target, 0.0)
     assert not trees_differ(new.critic_target, state.critic_target, 0.0)
     assert trees_differ(new.critic.params, state.critic.params)
+    for step in (0, 2):
+        new, _ = td3bc.update(state, batch, jax.random.PRNGKey(24), jnp.int32(step), cfg)
+        assert trees_differ(new.actor.params, state.actor.params) and trees_differ(new.actor_target, state.actor_target)
+
+
+def test_td3bcpp_gradient_penalty_joins_the_critic_loss():
+    cfg, state, batch = td3bc_setup(**{"gp.enabled": True, "gp.weight": 0.7, "gp.k": 0.0, "gp.repeats": 3})
+    key = jax.random.PRNGKey(25)
+    loss, info = td3bc.critic_objective(state.critic.params, state, batch, key, jnp.int32(5), cfg)
+    td, _ = td3bc.critic_loss(state.critic.params, state, batch, key, cfg)
+    o = jnp.repeat(batch.observations, 3, 0)
+    a = jax.random.uniform(jax.random.fold_in(key, 1), (3 * B, ACT), minval=-1.0, maxval=1.0)  # its own key
+    pen, _ = plugins.gradient_penalty(lambda x, y: state.critic.apply_fn(state.critic.params, x, y), o, a, 0.0)
+    np.testing.assert_allclose(float(loss), float(td) + 0.7 * float(pen), rtol=1e-5)
+    np.testing.assert_allclose(float(info["gp_penalty"]), 0.7 * float(pen), rtol=1e-5)
+    off, _ = td3bc.critic_objective(state.critic.params, state, batch, key, jnp.int32(6), cfg)
+    np.testing.assert_allclose(float(off), float(td), rtol=1e-6)
 
 
 def test_td3bcpp_presets_follow_the_reference():
