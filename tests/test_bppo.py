@@ -52,9 +52,13 @@ def test_decay_schedules():
     eps0, lr0 = ag.clip_eps, ag.pi_lr
     clip = {i: float(bppo.clip_at(jnp.int32(i), cfg)) for i in (0, 1, 200, 201, 999)}
     lr = {i: float(bppo.lr_at(jnp.int32(i), cfg)) for i in (0, 1, 2, 3, 200, 201, 999)}
-    assert clip[0] == pytest.approx(eps0) and clip[1] == pytest.approx(eps0 * 0.96)
-    assert clip[200] == pytest.approx(eps0 * 0.96**200, rel=1e-4)
+    # the reference decays the clip before each of steps 0..200 uses it (clip_decay_first)
+    assert clip[0] == pytest.approx(eps0 * 0.96) and clip[1] == pytest.approx(eps0 * 0.96**2)
+    assert clip[200] == pytest.approx(eps0 * 0.96**201, rel=1e-4)
     assert clip[201] == clip[200] == clip[999]
+    cfg.agent.clip_decay_first = False  # the paper's Eq. 16: eps_0 sigma^i
+    assert float(bppo.clip_at(jnp.int32(0), cfg)) == pytest.approx(eps0)
+    assert float(bppo.clip_at(jnp.int32(200), cfg)) == pytest.approx(eps0 * 0.96**200, rel=1e-4)
     assert lr[0] == lr[1] == pytest.approx(lr0)
     assert lr[2] == lr[3] == pytest.approx(lr0 * 0.98)
     assert lr[200] == pytest.approx(lr0 * 0.98**100, rel=1e-4)
@@ -128,7 +132,7 @@ def test_onestep_never_changes_pi_k_iterative_moves_q_and_schedules_drive_the_st
     np.testing.assert_allclose(np.asarray(ms[0]["ratio_pi_pik"]), 1.0, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(ms[0]["ratio_pik_pib"]), 1.0, rtol=1e-6)
     for i in (0, 1, 2, 3):  # the metrics and the optimiser see eps_i and lr_i of the stage-local step
-        np.testing.assert_allclose(np.asarray(ms[i]["clip_eps"]), cfg.agent.clip_eps * 0.96**i, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(ms[i]["clip_eps"]), cfg.agent.clip_eps * 0.96 ** (i + 1), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(ms[i]["pi_lr"]), cfg.agent.pi_lr * 0.98 ** (i // 2), rtol=1e-5)
     # the decay is the optimiser's schedule: the injected base rate stays pi_lr, the schedule counts the steps
     np.testing.assert_allclose(np.asarray(learning_rate_of(carry.state.pi.opt_state)), cfg.agent.pi_lr, rtol=1e-6)

@@ -168,6 +168,32 @@ def test_bppo_final_eval_seed_is_the_runners_last_evaluation():
     assert bppo.final_eval_seed(cfg) == 10_000 + 4000
 
 
+def test_bppo_reports_the_best_pik_on_the_final_evaluations_episodes():
+    import types
+
+    cfg, state = bppo_setup(report_best_pik=True, pi_steps=4, bc_steps=4, select_episodes=3)
+    cfg.update(dict(eval_seed=100, eval_interval=2, eval_episodes=5))
+    state = state.replace(pi=state.pi.replace(params=perturb(state.bc.params)), pi_k=perturb(state.bc.params, 1.1),
+                          best_score=jnp.asarray(10.0), improving=jnp.asarray(True))
+    calls = []
+
+    def evaluate(st, num_episodes=None, base_seed=None):
+        calls.append((st, num_episodes, base_seed))
+        return types.SimpleNamespace(raw=np.asarray([4.0 if num_episodes == 3 else 7.0]), normalized=np.asarray([np.nan]))
+
+    ctx = types.SimpleNamespace(exp=types.SimpleNamespace(config=cfg), evaluate=evaluate)
+    out = bppo.after_chunk(state, ctx, "improve", 4)
+    assert len(calls) == 2 and calls[0][1] == 3  # the selection check (4 < 10: pi_k kept), then pi_k's report
+    st, n, seed = calls[1]
+    assert n is None and seed == bppo.final_eval_seed(cfg) == 100 + 1000 * 3  # the runner's episodes and seeds
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(st.pi.params), jax.tree_util.tree_leaves(state.pi_k)))
+    np.testing.assert_allclose(np.asarray(out.best_pik_raw), [7.0])
+    assert np.isnan(float(bppo.after_chunk(state, ctx, "improve", 2).best_pik_raw)) and len(calls) == 3  # only at the end
+    cfg.agent.selection = "offline"
+    with pytest.raises(ValueError, match="report_best_pik"):
+        bppo.validate(cfg)
+
+
 def test_bppo_dataset_settings_follow_the_dataset_wherever_it_is_set():
     from configs.bppo import get_config
     from configs.bppo_presets import bppo_dataset_settings
