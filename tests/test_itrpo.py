@@ -12,6 +12,7 @@ import pytest
 from flax.training.train_state import TrainState
 
 from conftest import np_mlp, tiny_config
+from test_baselines import _batch, _layers
 from offrl.algos import Spec, brac, itrpo
 from offrl.algos.common import adam
 from offrl.data.dataset import Transitions
@@ -20,20 +21,6 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 # ------------------------------------------------------------------------------- helpers
-def _batch(b=8, obs_dim=3, act_dim=2, seed=0):
-    rng = np.random.default_rng(seed)
-    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    return Transitions(
-        observations=f(rng.normal(size=(b, obs_dim))),
-        actions=f(rng.uniform(-0.95, 0.95, size=(b, act_dim))),
-        rewards=f(rng.normal(size=b)),
-        next_observations=f(rng.normal(size=(b, obs_dim))),
-        terminals=f((np.arange(b) % 3 == 1).astype(np.float32)),
-        timeouts=jnp.zeros(b), next_actions=f(rng.uniform(-0.9, 0.9, size=(b, act_dim))),
-        returns=jnp.zeros(b), episode_ids=jnp.zeros(b, jnp.int32),
-    )
-
-
 def _np(x):
     return np.asarray(x, np.float64)
 
@@ -58,12 +45,8 @@ def _np_tanh_logp(a, mean, log_std, eps):
 
 
 def _np_critics(params, obs, act):
-    mlp = params["params"]["VmapCritic_0"]["MLP_0"]
-    out = []
-    for i in range(mlp["Dense_0"]["kernel"].shape[0]):
-        layers = [(_np(mlp[f"Dense_{j}"]["kernel"][i]), _np(mlp[f"Dense_{j}"]["bias"][i])) for j in range(len(mlp))]
-        out.append(np_mlp(layers, np.concatenate([obs, act], -1))[..., 0])
-    return np.stack(out)
+    ens = params["params"]["VmapCritic_0"]["MLP_0"]
+    return np.stack([np_mlp(_layers(ens, i), np.concatenate([obs, act], -1))[..., 0] for i in range(2)])
 
 
 def _perturb(tree, key, scale):
@@ -90,7 +73,7 @@ def test_shaped_target_and_critic_loss_by_hand(kl_factor, pi_k):
         "agent.alpha": 0.3, "agent.shaping_tau": 0.6, "agent.reward_bonus": 5.0, "agent.kl_factor": kl_factor,
         "agent.pi_k": pi_k, "agent.num_div_samples": n, "agent.num_target_samples": n, "agent.grad_penalty": 0.0})
     itrpo.validate(cfg)
-    batch = _batch()
+    batch = _batch(b=8)
     state = itrpo.init(jax.random.PRNGKey(1), Spec(3, 2), cfg)
     # target critics differ from the online ones; a lagged pi_k differs from pi
     state = state.replace(critic_target=_perturb(state.critic_target, jax.random.PRNGKey(2), 0.3),
@@ -131,7 +114,7 @@ def test_shaped_target_and_critic_loss_by_hand(kl_factor, pi_k):
 def test_grad_penalty_is_the_action_gradient_norm():
     cfg = tiny_config("itrpo", steps=2, num_seeds=1)
     state = itrpo.init(jax.random.PRNGKey(5), Spec(3, 2), cfg)
-    batch = _batch()
+    batch = _batch(b=8)
     a = jnp.asarray(np.random.default_rng(1).uniform(-0.9, 0.9, (8, 2)), jnp.float32)
     got = float(brac.action_grad_penalty(state.critic.params, state, batch.observations, a))
     # central finite differences of each critic in each action coordinate
