@@ -35,5 +35,7 @@ setup(
         # wheel: the non-editable install test builds one (tests/test_launcher.py); gymnasium-robotics: the
         # tests exercise the D4RL robotics domains too
         "dev": ["pytest>=7.4", "wheel", "gymnasium-robotics>=1.2"],
+        # mutation testing of the equation code (experiments/mutation/, docs/testing.md); not run in CI
+        "mutation": ["mutmut==2.5.1"],
     },
 )
