@@ -1,6 +1,8 @@
-"""The launcher end to end in a subprocess; resume; bad inputs fail clearly and write nothing."""
+"""The launcher end to end in a subprocess; resume; bad inputs fail clearly and write nothing;
+the non-editable install runs ``python -m offrl`` from another directory."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -21,10 +23,10 @@ TINY = [
 ]
 
 
-def launch(*args, check=True):
+def launch(*args, check=True, env=None):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "experiments", "launch.py"), *args],
-        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=600,
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu", **(env or {})), timeout=600,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"launch failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -80,13 +82,19 @@ def test_resume_gives_the_same_final_numbers(full_run, tmp_path):
         (["--config.num_seeds=three"], "num_seeds"),
         # a grid over a key that drives Python control flow is refused before anything is written
         (["--config.grid=agent.policy_freq=1,2"], "cannot sweep 'agent.policy_freq'"),
+        # a config file that does not exist, a misspelt key (with the closest valid ones), a missing D4RL file
+        (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
+        (["--config=nope"], "no config named 'nope': choose one of"),
+        (["--config.agent.alhpa=1"], "unknown config key 'agent.alhpa': did you mean agent.alpha"),
+        (["--config.dataset=/nowhere/hopper_medium-v2.hdf5"], "D4RL file '/nowhere/hopper_medium-v2.hdf5' does not exist"),
     ],
 )
 def test_bad_inputs_fail_clearly_and_write_nothing(tiny_dataset, tmp_path, args, message):
     workdir = str(tmp_path / "run")
     proc = launch(*TINY, *args, f"--workdir={workdir}", check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert message in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]  # one line, no traceback
     assert not os.path.exists(workdir)
 
 
@@ -102,6 +110,52 @@ def test_missing_dataset_error_names_directory_and_remedy(tiny_dataset):
 def test_existing_run_with_other_config_is_left_alone(full_run):
     workdir, _ = full_run
     before = open(os.path.join(workdir, "metrics.jsonl")).read()
-    proc = launch(*TINY, "--config.num_steps=30", f"--workdir={workdir}", check=False)
-    assert proc.returncode != 0 and "different config" in proc.stderr
-    assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
+    for change in ("--config.agent.alpha=3.0", "--config.num_steps=10"):  # only raising num_steps continues
+        proc = launch(*TINY, change, f"--workdir={workdir}", check=False)
+        assert proc.returncode == 2 and "different config" in proc.stderr, proc.stderr[-2000:]
+        assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
+    assert "agent.alpha: 2.5 -> 3.0" in launch(*TINY, "--config.agent.alpha=3.0", f"--workdir={workdir}", check=False).stderr
+
+
+def test_launch_prints_no_backend_probe_lines(full_run):
+    _, proc = full_run
+    assert "xla_bridge" not in proc.stderr and "Unable to initialize backend" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_non_editable_install_runs_from_another_directory(tiny_dataset, tmp_path):
+    """``pip install .`` (not editable) into a fresh venv that sees this environment's packages; then
+    ``python -m offrl --config=td3bc`` from an empty directory uses the installed package and its configs."""
+    src = tmp_path / "src"  # a copy, so the build never writes build/ or *.egg-info into the checkout
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    names = files.stdout.split() if files.returncode == 0 else []
+    if not names:  # not a git checkout: copy the package sources
+        names = ["setup.py"] + [os.path.relpath(os.path.join(d, f), ROOT) for top in ("offrl", "configs")
+                                for d, _, fs in os.walk(os.path.join(ROOT, top)) for f in fs if "__pycache__" not in d]
+    for name in names:
+        if os.path.isfile(os.path.join(ROOT, name)) and name.split("/")[0] in ("offrl", "configs", "setup.py"):
+            os.makedirs(os.path.dirname(src / name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), src / name)
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--no-index", "--target", str(site), str(src)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-2000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # the installed copy first on the path, this environment's dependencies after it; nothing of the checkout
+    env = dict(os.environ, PYTHONPATH=str(site), JAX_PLATFORMS="cpu")
+
+    def offrl(*args):
+        return subprocess.run([sys.executable, "-m", "offrl", *args], cwd=elsewhere, capture_output=True, text=True,
+                              env=env, timeout=600)
+
+    where = subprocess.run([sys.executable, "-c", "import offrl, configs; print(offrl.__file__); print(configs.__file__)"],
+                           cwd=elsewhere, capture_output=True, text=True, env=env)
+    assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout + where.stderr
+    shown = offrl("--config=default", "--print_config")  # configs/default.py imports configs.td3bc
+    assert shown.returncode == 0 and "dataset_size" in shown.stdout and "100000" in shown.stdout, shown.stderr[-2000:]
+    workdir = tmp_path / "run"
+    args = [a.replace("configs/td3bc.py", "td3bc") for a in TINY]
+    proc = offrl(*args, "--config.num_steps=10", f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "normalised score" in proc.stdout and os.path.exists(workdir / "results.json")
+    assert not (elsewhere / "runs").exists()
