@@ -225,3 +225,19 @@ def test_validate_rejects_bad_values():
         with pytest.raises(ValueError, match=key):
             bppo.validate(cfg)
     bppo.validate(tiny_config("bppo"))
+
+
+def test_launcher_flag_dataset_gets_table6_clip():
+    """`--config.dataset=` on the launcher applies the dataset's settings (hopper-medium-replay: clip 0.1);
+    an explicit flag keeps its value."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = [sys.executable, "-m", "offrl", "--config=bppo", "--config.dataset=offrl/hopper/medium-replay-v0",
+            "--config.agent.omega=0.5", "--print_config"]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines() if line.strip().startswith("agent.")}
+    assert rows["agent.clip_eps"] == "0.1" and rows["agent.omega"] == "0.5"
