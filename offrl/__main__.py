@@ -1,4 +1,10 @@
-"""``python -m offrl --config=td3bc --workdir=...``: the launcher (see offrl/launch.py)."""
+"""offrl's launcher: train an algorithm on a dataset, vmapped over seeds (see offrl/launch.py).
+
+    python -m offrl --config=td3bc --config.num_seeds=5 --workdir=runs/td3bc
+    python -m offrl --config=td3bc --print_config      # every key, its default, what it means
+
+--config: a bare name (td3bc, iql, bppo, ...) or a config file path; --config.<key>=<value> overrides.
+"""
 from offrl.launch import run
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ def _define_flags():
     if "workdir" in flags.FLAGS:
         return
     config_flags.DEFINE_config_file(
-        "config", os.path.join(configs_dir(), "default.py"),
+        "config", resolve_config("default"),  # (also puts the shipped configs/ on the import path)
         "a config name (td3bc, iql, ...: the configs/ shipped with offrl) or a config file path",
     )
     flags.DEFINE_string("workdir", None, "Run directory (default: runs/<algo>_<dataset>_<time>).")
@@ -292,5 +292,9 @@ def run() -> None:
     """Entry point of ``python -m offrl`` and ``experiments/launch.py``."""
     from absl import app
 
+    from absl import flags
+
     _define_flags()
+    for name in ("config", "workdir", "stop_after", "print_config"):  # shown by --help, not only --helpfull
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     app.run(main, flags_parser=parse_flags)

@@ -151,7 +151,9 @@ def test_non_editable_install_runs_from_another_directory(tiny_dataset, tmp_path
     where = subprocess.run([sys.executable, "-c", "import offrl, configs; print(offrl.__file__); print(configs.__file__)"],
                            cwd=elsewhere, capture_output=True, text=True, env=env)
     assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout + where.stderr
-    shown = offrl("--config=default", "--print_config")  # configs/default.py imports configs.td3bc
+    helped = offrl("--help")  # loads the default config (configs/default.py imports configs.td3bc)
+    assert helped.returncode == 0 and "--print_config" in helped.stdout, helped.stderr[-2000:]
+    shown = offrl("--config=default", "--print_config")
     assert shown.returncode == 0 and "dataset_size" in shown.stdout and "100000" in shown.stdout, shown.stderr[-2000:]
     workdir = tmp_path / "run"
     args = [a.replace("configs/td3bc.py", "td3bc") for a in TINY]
