@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}; OUT=${OUT:-runs/itrpo_hopper}
 N=${N:-2000}
 mkdir -p "$OUT"
+# build the two datasets first, one at a time (parallel runs would each build them and race)
+nice -n 19 $PY -m offrl.data.build --env=Hopper-v5 --levels=medium,medium-replay --size=100000 --resume
 COMMON="--config.dataset_size=100000 --config.num_seeds=3 --config.num_steps=$N --config.eval_interval=$N --config.eval_episodes=10 --config.checkpoint_interval=$N --config.agent.behavior_steps=$N --config.wandb.mode=disabled"
 run() { name=$1; shift; t0=$SECONDS; nice -n 19 $PY experiments/launch.py "$@" $COMMON --workdir=$OUT/$name > $OUT/$name.log 2>&1; echo "$name exit $? wall $((SECONDS - t0)) s" >> $OUT/walls.txt; }
 for level in medium medium-replay; do
