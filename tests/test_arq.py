@@ -1,0 +1,244 @@
+"""ARQ and its score-based behaviour model (offrl/diffusion.py, offrl/algos/arq.py).
+
+The sampler and the likelihood are checked against a Gaussian whose score is known in closed
+form (no learning involved), so a wrong SDE coefficient, sign or step fails them; the training
+code against a conditional two-mode mixture; the K-th target, the AWR advantage and the implicit
+policy against hand computations. Tiny sizes throughout (CPU).
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from conftest import np_mlp
+from configs.arq import get_config
+from offrl.algos import Spec, arq
+from offrl.data.dataset import Transitions, sample
+from offrl.diffusion import VPSDE, log_likelihood, pc_sample
+
+SDE = VPSDE()
+MU = np.array([0.5, -1.0])
+SIGMA = np.array([[0.3, 0.12], [0.12, 0.2]])
+
+
+def gaussian_score(x, c, t):
+    """Exact score of p_t when x_0 | c ~ N(MU + c, SIGMA): p_t = N(m (MU + c), m^2 SIGMA + s^2 I)."""
+    m, s = SDE.marginal(t)
+    cov = m[:, None, None] ** 2 * jnp.asarray(SIGMA, x.dtype) + (s**2)[:, None, None] * jnp.eye(2)
+    return -jnp.linalg.solve(cov, (x - m[:, None] * (jnp.asarray(MU, x.dtype) + c))[..., None])[..., 0]
+
+
+@pytest.fixture(scope="module")
+def conditions():
+    return jnp.asarray(0.5 * np.random.default_rng(0).normal(size=(2000, 2)), jnp.float32)
+
+
+def _moments(x, c):
+    r = np.asarray(x) - np.asarray(c)  # x - c ~ N(MU, SIGMA) for every condition
+    return r.mean(0), np.cov(r.T)
+
+
+@pytest.mark.parametrize("snr,per_row", [(0.0, True), (0.16, False)])
+def test_pc_sampler_with_exact_score_matches_gaussian(conditions, snr, per_row):
+    """Predictor alone, and predictor + batch-mean corrector: 500 steps, 2000 samples; mean within
+    0.05 and covariance within 0.04 (sampling error ~0.01; the corrector's bias ~2%)."""
+    x = jax.jit(lambda k: pc_sample(gaussian_score, conditions, k, SDE, 2, 500, snr=snr, per_row_step=per_row))(
+        jax.random.PRNGKey(1))
+    mean, cov = _moments(x, conditions)
+    np.testing.assert_allclose(mean, MU, atol=0.05)
+    np.testing.assert_allclose(cov, SIGMA, atol=0.04)
+
+
+def test_per_row_corrector_widens_low_dimensional_samples(conditions):
+    """The reference's per-row Langevin step size 2 (snr |z| / |score|)^2 is heavy-tailed in 2-D:
+    the same exact score gives samples with the right mean but a much wider spread (docs/arq.md)."""
+    x = jax.jit(lambda k: pc_sample(gaussian_score, conditions, k, SDE, 2, 500, snr=0.16, per_row_step=True))(
+        jax.random.PRNGKey(1))
+    mean, cov = _moments(x, conditions)
+    assert np.trace(cov) > 1.5 * np.trace(SIGMA)
+    np.testing.assert_allclose(np.median(np.asarray(x) - np.asarray(conditions), axis=0), MU, atol=0.1)
+
+
+def test_ode_log_likelihood_matches_closed_form():
+    """Exact trace: within 0.03 nats of log N(x; MU + c, SIGMA) (what remains is the prior mismatch,
+    p_1 = N(m(1)(MU + c), ...) with m(1) = e^-5.03 taken as N(0, I)); Hutchinson with 10 Rademacher
+    probes: unbiased, mean |error| < 0.2 nats."""
+    rng = np.random.default_rng(2)
+    c = 0.3 * rng.normal(size=(64, 2))
+    x = rng.multivariate_normal(MU, SIGMA, 64) + c
+    ref = np.array([multivariate_normal(MU + ci, SIGMA).logpdf(xi) for xi, ci in zip(x, c)])
+    x, c = jnp.asarray(x, jnp.float32), jnp.asarray(c, jnp.float32)
+    exact = np.asarray(log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, estimator="exact"))
+    np.testing.assert_allclose(exact, ref, atol=0.03)
+    hutch = np.asarray(log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, num_probes=10))
+    assert np.mean(np.abs(hutch - ref)) < 0.2 and abs(np.mean(hutch - ref)) < 0.1
+
+
+# ---------------------------------------------------------------- ARQ's own training code
+def small_config(**agent):
+    cfg = get_config()
+    ag = cfg.agent
+    ag.score_hidden_dims, ag.critic_hidden_dims, ag.actor_hidden_dims = (64, 64), (8, 8), (8, 8)
+    ag.score_lr, ag.score_batch_size, ag.stats_batch_size = 1e-3, 256, 4000
+    ag.sampler_steps, ag.corrector_step, ag.trace = 100, "batch", "exact"
+    for k, v in agent.items():
+        ag[k] = v
+    return cfg
+
+
+def two_mode_data(n=4000, seed=0):
+    """s in {-1, +1}; a | s=+1 ~ 0.75 N(0.6, 0.05^2) + 0.25 N(-0.6, 0.05^2), mirrored for s=-1."""
+    rng = np.random.default_rng(seed)
+    s = rng.choice([-1.0, 1.0], size=n)
+    upper = rng.random(n) < np.where(s > 0, 0.75, 0.25)
+    a = np.where(upper, 0.6, -0.6) + 0.05 * rng.normal(size=n)
+    z = np.zeros(n, np.float32)
+    f = lambda x: jnp.asarray(np.asarray(x, np.float32).reshape(n, -1))  # noqa: E731
+    return Transitions(f(s), f(a), jnp.asarray(z), f(s), jnp.asarray(z), jnp.asarray(z), f(a), jnp.asarray(z),
+                       jnp.zeros(n, jnp.int32))
+
+
+def test_score_training_on_two_mode_mixture_puts_samples_in_both_modes():
+    cfg = small_config(num_candidates=1000)
+    data = two_mode_data()
+    state = arq.init(jax.random.PRNGKey(0), Spec(1, 1), cfg)
+    state, _ = arq.standardize_update(state, sample(jax.random.PRNGKey(1), data, 4000), None, 0, cfg)
+
+    @jax.jit
+    def train(state, key):
+        def body(st, k):
+            k_b, k_u = jax.random.split(k)
+            return arq.score_update(st, sample(k_b, data, 256), k_u, 0, cfg)
+
+        return jax.lax.scan(body, state, jax.random.split(key, 3000))
+
+    state, metrics = train(state, jax.random.PRNGKey(2))
+    assert metrics["score_loss"][-200:].mean() < metrics["score_loss"][:200].mean()
+    obs = jnp.asarray([[1.0], [-1.0]])
+    a = np.asarray(jax.jit(lambda k: arq.sample_candidates(state, obs, k, cfg))(jax.random.PRNGKey(3)))[..., 0]
+    near_mode = np.abs(np.abs(a) - 0.6) < 0.2
+    assert near_mode.mean() > 0.85, near_mode.mean()
+    upper = (a > 0).mean(1)
+    assert abs(upper[0] - 0.75) < 0.08 and abs(upper[1] - 0.25) < 0.08, upper
+    # the learned likelihood: a mode is far likelier than the gap between the modes
+    probe = jnp.asarray([[[0.6], [0.0], [-0.6]]])
+    ll = np.asarray(arq.candidate_log_lik(state, obs[:1], probe, jax.random.PRNGKey(4), cfg))[0]
+    assert ll[0] > ll[1] + 2 and ll[2] > ll[1] + 2, ll
+
+
+# ---------------------------------------------------------------- targets and policies by hand
+def test_kth_next_value_by_hand():
+    q = np.array([[1.0, 5.0, 4.0, 3.0, 2.0, 0.5],    # all in support: 3rd largest of [1, 5, 4, 3, 2, .5] = 3
+                  [1.0, 5.0, 4.0, 3.0, 2.0, 0.5],    # 5 and 3 penalised: 3rd largest of [1, 4, 2, .5] = 1 -> floor 1
+                  [2.5, 9.0, 8.0, -1.0, -2.0, 7.0],  # 9, 8 penalised: [2.5, -1, -2, 7] -> 3rd = -1 -> floor 2.5
+                  [0.0, 9.0, 8.0, 6.0, -4.0, 7.0]])  # all candidates penalised: -inf -> floor 0
+    ll = np.array([[0, 0, 0, 0, 0], [-6, 0, -5, 0, 0], [-7, -9, 0, 0, 0], [-5, -5, -8, -100, -np.inf]], np.float32)
+    pen = np.concatenate([np.zeros((4, 1)), np.where(ll > -5.0, 0.0, np.inf)], axis=1)
+    pen_j = jnp.concatenate([jnp.zeros((4, 1)), arq.penalty(jnp.asarray(ll), -5.0)], axis=1)
+    got = np.asarray(arq.kth_next_value(jnp.asarray(q, jnp.float32), pen_j, 3))
+    np.testing.assert_allclose(got, [3.0, 1.0, 2.5, 0.0])
+    expect = [max(np.sort(qi - pi)[::-1][2], qi[0]) for qi, pi in zip(q, pen)]
+    np.testing.assert_allclose(got, expect)
+
+
+def test_awr_advantage_and_implicit_choice_by_hand():
+    q = jnp.asarray([[1.0, 3.0, -2.0, 10.0], [0.0, 1.0, 2.0, 3.0]])
+    pen = jnp.asarray([[0.0, 0.0, 0.0, jnp.inf], [0.0, jnp.inf, jnp.inf, jnp.inf]])
+    np.testing.assert_allclose(np.asarray(arq.awr_advantage(q, pen)), [1.0 - (1 + 3 - 2) / 3, 0.0])
+    keys = jax.random.split(jax.random.PRNGKey(0), 50)
+    pick = jax.vmap(lambda k: arq.implicit_choice(k, q, pen, 1e6))(keys)
+    assert np.all(np.asarray(pick) == np.array([1, 0]))  # argmax among the in-support candidates
+    none = jnp.full_like(pen, jnp.inf)  # nothing in support: all candidates compete
+    assert np.all(np.asarray(jax.vmap(lambda k: arq.implicit_choice(k, q, none, 1e6))(keys)) == np.array([3, 3]))
+    uniform = np.asarray(jax.vmap(lambda k: arq.implicit_choice(k, q, pen, 0.0))(jax.random.split(keys[0], 3000)))
+    np.testing.assert_allclose(np.bincount(uniform[:, 0], minlength=4) / 3000, [1 / 3, 1 / 3, 1 / 3, 0], atol=0.04)
+
+
+def _layers(mlp, member):
+    return [(np.asarray(mlp[f"Dense_{i}"]["kernel"][member], np.float64), np.asarray(mlp[f"Dense_{i}"]["bias"][member], np.float64))
+            for i in range(len(mlp))]
+
+
+def test_q_update_target_and_loss_from_pregenerated_support_by_hand():
+    """y = r + gamma (1 - d) max(K-th of min_i Qtarg_i(s', [a', cands(s')]) - pen, Qtarg(s', a')),
+    with candidates looked up at each sampled row's next state; loss sum_i mean 0.5 (Q_i(s, a) - y)^2."""
+    cfg = small_config(num_candidates=4, kth=2)
+    rng = np.random.default_rng(5)
+    n, m, obs_dim, act_dim = 6, 8, 3, 2
+    state = arq.init(jax.random.PRNGKey(0), Spec(obs_dim, act_dim), cfg)
+    state = state.replace(critic_target=jax.tree_util.tree_map(lambda p: p + 0.3, state.critic_target))
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    data = Transitions(f(n, obs_dim), f(n, act_dim), f(n), f(n, obs_dim), jnp.asarray([0, 1, 0, 0, 1, 0], jnp.float32),
+                       jnp.zeros(n), f(n, act_dim), f(n), jnp.zeros(n, jnp.int32))
+    ll = jnp.asarray(rng.choice([-9.0, -5.0, -1.0], size=(m, 4)), jnp.float32)
+    rows = arq.Rows(data, jnp.arange(n, dtype=jnp.int32), jnp.asarray(rng.integers(0, m, n), jnp.int32))
+    state = state.replace(support=arq.Support(rows, f(m, 4, act_dim), ll))
+    key = jax.random.PRNGKey(7)
+    new, metrics = arq.q_update(state, data, key, 0, cfg)
+    b = jax.device_get(sample(jax.random.split(key)[0], rows, n))  # the rows the update drew
+    d = b.data
+    cand = np.asarray(state.support.actions)[b.at_next]
+    acts = np.concatenate([np.asarray(d.next_actions)[:, None], cand], 1)
+    tgt = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
+    qn = np.min([np_mlp(_layers(tgt, i), np.concatenate([np.repeat(np.asarray(d.next_observations)[:, None], 5, 1), acts], -1))[..., 0]
+                 for i in range(2)], axis=0)
+    pen = np.concatenate([np.zeros((n, 1)), np.where(np.asarray(ll)[b.at_next] > -5.0, 0.0, np.inf)], 1)
+    nxt = np.array([max(np.sort(qi - pi)[::-1][1], qi[0]) for qi, pi in zip(qn, pen)])
+    y = np.asarray(d.rewards) + 0.99 * (1 - np.asarray(d.terminals)) * nxt
+    onl = state.critic.params["params"]["VmapCritic_0"]["MLP_0"]
+    q = [np_mlp(_layers(onl, i), np.concatenate([np.asarray(d.observations), np.asarray(d.actions)], -1))[:, 0] for i in range(2)]
+    loss = sum(np.mean(0.5 * (qi - y) ** 2) for qi in q)
+    np.testing.assert_allclose(float(metrics["target"]), y.mean(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(metrics["critic_loss"]), loss, rtol=1e-4, atol=1e-5)
+    assert float(metrics["online_support"]) == 0.0
+
+
+# ---------------------------------------------------------------- pre-generation
+def test_support_rows_map_states_and_episode_ends():
+    obs = np.arange(10, dtype=np.float32).reshape(5, 2)
+    nxt = np.concatenate([obs[1:], [[100.0, 100.0]]])
+    nxt[2] = [50.0, 50.0]  # episode 0 ends after row 2 (its next state is not row 3's state)
+    ep = np.array([0, 0, 0, 1, 1], np.int32)
+    z = jnp.zeros(5)
+    data = Transitions(jnp.asarray(obs), jnp.zeros((5, 1)), z, jnp.asarray(nxt), z, z, jnp.zeros((5, 1)), z, jnp.asarray(ep))
+    table, at_obs, at_next = arq.support_rows(data)
+    np.testing.assert_array_equal(at_next, [1, 2, 5, 4, 6])
+    np.testing.assert_array_equal(table[at_obs], obs)
+    np.testing.assert_array_equal(table[at_next], nxt)
+
+
+def test_pregenerate_caches_chunks_and_resumes(tmp_path, capsys):
+    cfg = small_config(num_candidates=3, sampler_steps=4, support_chunk=4, cache_dir=str(tmp_path),
+                       score_hidden_dims=(8,))
+    data = two_mode_data(n=10)
+    data = data._replace(next_observations=jnp.concatenate([data.observations[1:], jnp.full((1, 1), 7.0)]))  # one episode
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    states = jax.vmap(lambda k: arq.init(k, Spec(1, 1), cfg))(keys)
+    states = jax.vmap(lambda s: arq.standardize_update(s, data, None, 0, cfg)[0])(states)
+    first = arq.pregenerate(states, data, cfg)
+    m = 10 + 1  # every next state is a state of the following row, except the last row's
+    assert first.support.actions.shape == (2, m, 3, 1) and first.support.log_lik.shape == (2, m, 3)
+    assert first.support.rows.data.observations.shape == (2, 10, 1)
+    assert not np.allclose(first.support.actions[0], first.support.actions[1])  # each seed its own model and key
+    assert "ETA" in capsys.readouterr().out
+    (cache,) = os.listdir(tmp_path)
+    chunks = sorted(os.listdir(tmp_path / cache))
+    assert chunks == [f"chunk_{i:06d}.npz" for i in range(3)]
+    os.remove(tmp_path / cache / chunks[1])  # as if killed while computing chunk 1
+    again = arq.pregenerate(states, data, cfg)
+    np.testing.assert_allclose(again.support.actions, first.support.actions, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.support.log_lik, first.support.log_lik, rtol=1e-4, atol=1e-4)
+
+
+def test_validate_names_the_bad_key():
+    for key, value in [("policy", "greedy"), ("kth", 40), ("sampler_steps", 1), ("score_hidden_dims", (8, 16)),
+                       ("trace", "gauss"), ("support", "cached")]:
+        cfg = get_config()
+        cfg.agent[key] = value
+        with pytest.raises(ValueError, match=f"agent.{key}"):
+            arq.validate(cfg)
+    arq.validate(get_config("explicit,antmaze,cpu"))
+    assert arq.variant(get_config("pi")) == "ARQ+π" and arq.variant(get_config()) == "ARQ+s"
