@@ -1,14 +1,42 @@
-"""Throughput of the seed-vmapped runtime: TD3+BC updates per second at 1, 2, 4, 8 seeds.
+"""Throughput of the seed-vmapped runtime for any config, stage by stage, against the machine's limit.
 
-    python experiments/bench.py [--seeds=1,2,4,8] [--chunk=1000] [--repeats=3] [--algo=td3bc]
+    python experiments/bench.py --config=td3bc            # one config file (configs/<name>.py)
+    python experiments/bench.py --config=cql,iql          # several
+    python experiments/bench.py --config=all              # every config file (not default.py)
+    python experiments/bench.py --config=td3bc --seeds=1,4,16 --min_time=5
 
-Uses a synthetic dataset with Hopper's shapes (11-d observations, 3-d actions,
-1M transitions) and the algorithm's full-size default networks (batch 256), so
-the numbers are what a real run gets per update. Reports compile time (first
-chunk) and steady-state seed-updates/s, with the machine it ran on.
+For every stage of the config's algorithm (stages are named; ``Train.run`` takes the name), at
+the config's own network sizes and batch, on a synthetic dataset with Hopper's shapes (11-d
+observations, 3-d actions, ``--size`` transitions):
+
+- compile time of one chunk (``--chunk`` updates in one ``lax.scan``), per number of seeds;
+- updates/s per seed and seed-updates/s at each ``--seeds`` count (median over timed calls of
+  at least ``--min_time`` seconds in all);
+- FLOPs per update: XLA's cost analysis of one update, averaged over the stage's first
+  ``--flops_steps`` updates (traced with the step known, so every ``lax.cond`` counts the branch
+  that step takes; XLA's analysis of a whole chunk counts a ``while`` body once and a ``cond`` by
+  its costlier branch), and the GFLOP/s the measured rate reaches;
+- share of the machine's limit: that GFLOP/s over the GFLOP/s of a large dense float32 matmul
+  measured in the same run (``--matmul``), before and after the configs.
+
+For td3bc, the same seeds are also timed against a minimal hand-written jitted TD3+BC
+(``minimal_td3bc``: plain ``jax.numpy`` MLPs, ``lax.scan``, in-graph sampling, no diagnostics,
+the paper's hyperparameters), the calls interleaved so the ratio is robust to a busy machine;
+the ratio column is offrl's rate over the minimal one's (goal: >= 0.9).
+
+``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
+for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
+so nothing is allocated, at each seed count: the dataset is an argument shared by all members,
+and the temporaries must not grow by a dataset per member. ``--memory_run`` also allocates it
+and runs one chunk, reporting the device's peak (``memory_stats``) or the process's peak RSS.
 """
+from __future__ import annotations
+
+import glob
+import importlib
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -16,65 +44,347 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import importlib  # noqa: E402
-
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from offrl.algos import get_algorithm  # noqa: E402
-from offrl.data.dataset import Transitions  # noqa: E402
+from offrl.data.dataset import Transitions, sample  # noqa: E402
 from offrl.train import make_train, seed_keys  # noqa: E402
 
-flags.DEFINE_string("seeds", "1,2,4,8", "Comma-separated numbers of vmapped seeds.")
-flags.DEFINE_integer("chunk", 1000, "Updates per compiled call (lax.scan length).")
-flags.DEFINE_integer("repeats", 3, "Timed calls per seed count (after the compiling one).")
-flags.DEFINE_integer("size", 1_000_000, "Synthetic dataset size.")
-flags.DEFINE_string("algo", "td3bc", "Algorithm (its configs/<algo>.py supplies the settings).")
+flags.DEFINE_string("config", "td3bc", "Config file name(s) in configs/, comma-separated, or 'all'.")
+flags.DEFINE_string("seeds", "1,4", "Comma-separated numbers of vmapped seeds.")
+flags.DEFINE_integer("chunk", 50, "Updates per compiled call (lax.scan length).")
+flags.DEFINE_float("min_time", 3.0, "Seconds of timed calls per (stage, seeds) after the warm-up call.")
+flags.DEFINE_integer("size", 1_000_000, "Synthetic dataset size (Hopper shapes: 11-d observations, 3-d actions).")
+flags.DEFINE_integer("flops_steps", 10, "Updates whose FLOPs are averaged (covers periods 1, 2, 5, 10).")
+flags.DEFINE_integer("matmul", 2048, "Size n of the n x n x n float32 matmul that measures the machine's limit.")
+flags.DEFINE_bool("baseline", True, "For td3bc: also time the minimal hand-written TD3+BC, interleaved.")
+flags.DEFINE_bool("memory", False, "Report compiled memory for an AntMaze-sized dataset (2M x 111-d obs).")
+flags.DEFINE_bool("memory_run", False, "With --memory: also allocate that dataset and run one chunk.")
 FLAGS = flags.FLAGS
+
+NOT_CONFIGS = ("default", "__init__")
 
 
 def synthetic(n, obs_dim=11, act_dim=3, seed=0):
     rng = np.random.default_rng(seed)
-    f = lambda *s: jax.numpy.asarray(rng.standard_normal(s).astype(np.float32))
+    f = lambda *s: jnp.asarray(rng.standard_normal(s).astype(np.float32))  # noqa: E731
     return Transitions(
-        observations=f(n, obs_dim), actions=jax.numpy.tanh(f(n, act_dim)), rewards=f(n),
-        next_observations=f(n, obs_dim), terminals=jax.numpy.zeros(n), timeouts=jax.numpy.zeros(n),
-        next_actions=jax.numpy.tanh(f(n, act_dim)), returns=f(n), episode_ids=jax.numpy.zeros(n, jax.numpy.int32),
+        observations=f(n, obs_dim), actions=jnp.tanh(f(n, act_dim)), rewards=f(n),
+        next_observations=f(n, obs_dim), terminals=jnp.zeros(n), timeouts=jnp.zeros(n),
+        next_actions=jnp.tanh(f(n, act_dim)), returns=f(n), episode_ids=jnp.zeros(n, jnp.int32),
+    )
+
+
+def dataset_shapes(n, obs_dim, act_dim) -> Transitions:
+    """A dataset as shapes only (jax.ShapeDtypeStruct): compiled and analysed, never allocated."""
+    s = jax.ShapeDtypeStruct
+    f32 = jnp.float32
+    return Transitions(
+        observations=s((n, obs_dim), f32), actions=s((n, act_dim), f32), rewards=s((n,), f32),
+        next_observations=s((n, obs_dim), f32), terminals=s((n,), f32), timeouts=s((n,), f32),
+        next_actions=s((n, act_dim), f32), returns=s((n,), f32), episode_ids=s((n,), jnp.int32),
     )
 
 
 def machine() -> str:
     d = jax.devices()[0]
     cpu = platform.processor() or platform.machine()
-    return f"{len(jax.devices())} x {d.device_kind} ({d.platform}), host {cpu}, {os.cpu_count()} cores, jax {jax.__version__}"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{len(jax.devices())} x {d.device_kind} ({d.platform}), host {cpu}, {os.cpu_count()} cores "
+            f"(load average {load:.1f} at start), jax {jax.__version__}")
+
+
+def config_names(arg: str) -> list[str]:
+    if arg == "all":
+        names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+        return [n for n in names if n not in NOT_CONFIGS and hasattr(importlib.import_module(f"configs.{n}"), "get_config")]
+    return [n.strip() for n in arg.split(",") if n.strip()]
+
+
+def load_config(name: str):
+    """configs/<name>.py's config; ValueError naming the choices when there is no such file."""
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    mod = importlib.import_module(f"configs.{name}") if os.path.exists(path) else None
+    if mod is None or not hasattr(mod, "get_config"):
+        raise ValueError(f"no config file configs/{name}.py: choose one of {', '.join(config_names('all'))} or 'all'")
+    return mod.get_config()
+
+
+# ------------------------------------------------------------------------------- the machine's limit
+def matmul_gflops(n: int, min_time: float = 1.0) -> float:
+    """GFLOP/s of an n x n x n float32 matmul (2 n^3 FLOPs), median over calls."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    a, b = jax.random.normal(k1, (n, n)), jax.random.normal(k2, (n, n))
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, b).block_until_ready()
+    times, t_end = [], time.perf_counter() + min_time
+    while time.perf_counter() < t_end or len(times) < 3:
+        t = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+def update_flops(tr, stage_name: str, data, num_steps: int) -> float:
+    """FLOPs of one update of the stage (one member), averaged over its first ``num_steps`` updates.
+
+    Each update is traced with its step as a known number under ``jax.disable_jit``, so every
+    ``lax.cond`` on the step resolves to the branch that step takes; XLA's cost analysis of the
+    lowered update then counts what that step computes."""
+    stage = next(s for s in tr.stages if s.name == stage_name)
+    carry = tr.init(jax.random.PRNGKey(0))
+    total = 0.0
+    n = max(1, min(num_steps, stage.num_steps or num_steps))
+    for step in range(n):
+        def one(state, key, data, step=step):
+            k_batch, k_update = jax.random.split(key)
+            return stage.update(state, sample(k_batch, data, stage.batch_size), k_update, step)
+
+        with jax.disable_jit():
+            closed = jax.make_jaxpr(one)(carry.state, carry.key, data)
+        args = jax.tree_util.tree_leaves((carry.state, carry.key, data))
+        cost = jax.jit(jax.extend.core.jaxpr_as_fun(closed)).lower(*args).cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        total += float(cost.get("flops", 0.0))
+    return total / n
+
+
+# ------------------------------------------------------------------------------- minimal TD3+BC
+def _mlp_init(key, sizes):
+    layers = []
+    for k, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+        kw, kb = jax.random.split(k)
+        bound = 1.0 / np.sqrt(fan_in)  # PyTorch's nn.Linear initialisation
+        layers.append((jax.random.uniform(kw, (fan_in, fan_out), minval=-bound, maxval=bound),
+                       jax.random.uniform(kb, (fan_out,), minval=-bound, maxval=bound)))
+    return layers
+
+
+def _mlp(layers, x):
+    for i, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if i + 1 < len(layers):
+            x = jax.nn.relu(x)
+    return x
+
+
+def minimal_td3bc(obs_dim: int, act_dim: int, hidden: int = 256, batch_size: int = 256):
+    """(init(key) -> state, run(state, data, start, length) -> state): TD3+BC as the paper's code
+    (two critics, policy noise 0.2 clipped at 0.5, actor and targets every 2nd step, alpha 2.5,
+    lr 3e-4, tau 0.005, discount 0.99), written directly in jax.numpy; the yardstick for offrl's
+    runtime overhead."""
+    opt = optax.adam(3e-4)
+
+    def pi(p, s):
+        return jnp.tanh(_mlp(p, s))
+
+    def q(p, s, a):
+        return _mlp(p, jnp.concatenate([s, a], -1))[:, 0]
+
+    def init(key):
+        ka, k1, k2, key = jax.random.split(key, 4)
+        actor = _mlp_init(ka, [obs_dim, hidden, hidden, act_dim])
+        critic = (_mlp_init(k1, [obs_dim + act_dim, hidden, hidden, 1]), _mlp_init(k2, [obs_dim + act_dim, hidden, hidden, 1]))
+        return dict(actor=actor, critic=critic, actor_t=actor, critic_t=critic, opt_a=opt.init(actor),
+                    opt_c=opt.init(critic), key=key)
+
+    def step(st, i, data):
+        key, k_idx, k_noise = jax.random.split(st["key"], 3)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, data.observations.shape[0])
+        s, a, r, s2, d = (jnp.take(x, idx, axis=0) for x in
+                          (data.observations, data.actions, data.rewards, data.next_observations, data.terminals))
+        noise = jnp.clip(0.2 * jax.random.normal(k_noise, a.shape), -0.5, 0.5)
+        a2 = jnp.clip(pi(st["actor_t"], s2) + noise, -1.0, 1.0)
+        c1t, c2t = st["critic_t"]
+        y = jax.lax.stop_gradient(r + 0.99 * (1.0 - d) * jnp.minimum(q(c1t, s2, a2), q(c2t, s2, a2)))
+
+        def critic_loss(c):
+            return ((q(c[0], s, a) - y) ** 2).mean() + ((q(c[1], s, a) - y) ** 2).mean()
+
+        g = jax.grad(critic_loss)(st["critic"])
+        upd, opt_c = opt.update(g, st["opt_c"], st["critic"])
+        critic = optax.apply_updates(st["critic"], upd)
+
+        def actor_step(x):
+            actor, opt_a, actor_t, critic_t = x
+
+            def actor_loss(p):
+                pa = pi(p, s)
+                qv = q(critic[0], s, pa)
+                return -(2.5 / jax.lax.stop_gradient(jnp.abs(qv).mean())) * qv.mean() + ((pa - a) ** 2).mean()
+
+            upd, opt_a = opt.update(jax.grad(actor_loss)(actor), opt_a, actor)
+            actor = optax.apply_updates(actor, upd)
+            polyak = lambda t, o: jax.tree_util.tree_map(lambda u, v: 0.995 * u + 0.005 * v, t, o)  # noqa: E731
+            return actor, opt_a, polyak(actor_t, actor), polyak(critic_t, critic)
+
+        x = (st["actor"], st["opt_a"], st["actor_t"], st["critic_t"])
+        actor, opt_a, actor_t, critic_t = jax.lax.cond(i % 2 == 0, actor_step, lambda x: x, x)
+        return dict(actor=actor, critic=critic, actor_t=actor_t, critic_t=critic_t, opt_a=opt_a, opt_c=opt_c, key=key), None
+
+    def run(st, data, start, length):
+        steps = jnp.asarray(start, jnp.int32) + jnp.arange(length, dtype=jnp.int32)
+        return jax.lax.scan(lambda c, i: step(c, i, data), st, steps)[0]
+
+    return init, run
+
+
+# ------------------------------------------------------------------------------- timing
+def time_calls(fns: list, min_time: float) -> list[list[float]]:
+    """Seconds per call of each of ``fns`` (argument: call index), called in turn A B A B ... so
+    that they share the machine's state; at least 3 rounds and ``min_time`` seconds."""
+    times = [[] for _ in fns]
+    t_end = time.perf_counter() + min_time
+    i = 0
+    while time.perf_counter() < t_end or i < 3:
+        for j, f in enumerate(fns):
+            t = time.perf_counter()
+            f(i)
+            times[j].append(time.perf_counter() - t)
+        i += 1
+    return times
+
+
+class Chunked:
+    """A compiled, seed-vmapped chunk of one stage, called repeatedly on its own carry."""
+
+    def __init__(self, run, carry, data, stage, chunk):
+        self.data, self.chunk = data, chunk
+        t = time.perf_counter()
+        self.compiled = run.lower(carry, data, stage, 0, chunk).compile()
+        self.compile_s = time.perf_counter() - t
+        self.carry = carry
+        self(0)  # warm-up
+
+    def __call__(self, i):
+        self.carry, m = self.compiled(self.carry, self.data, (i + 1) * self.chunk)
+        jax.block_until_ready((self.carry, m))
+
+
+class MinimalChunked(Chunked):
+    def __init__(self, run, carry, data, chunk):
+        self.data, self.chunk = data, chunk
+        t = time.perf_counter()
+        self.compiled = jax.jit(jax.vmap(run, in_axes=(0, None, None, None)), static_argnums=3).lower(
+            carry, data, 0, chunk).compile()
+        self.compile_s = time.perf_counter() - t
+        self.carry = carry
+        self(0)
+
+    def __call__(self, i):
+        self.carry = self.compiled(self.carry, self.data, (i + 1) * self.chunk)
+        jax.block_until_ready(self.carry)
+
+
+def bench_config(name: str, data, seeds: list[int], peak: float, out: list):
+    cfg = load_config(name)
+    algo = get_algorithm(cfg.algo)
+    algo.validate(cfg)
+    tr = make_train(algo, cfg, data)
+    init, run = tr.vmapped()
+    hidden = {k: tuple(v) for k, v in cfg.agent.items() if k.endswith("hidden_dims")}
+    print(f"\n{name} ({algo.variant_name(cfg)}): stages {', '.join(f'{s.name} ({s.num_steps} updates, batch {s.batch_size})' for s in tr.stages)}; "
+          f"networks {hidden}", flush=True)
+    baseline = FLAGS.baseline and name == "td3bc"
+    if baseline:
+        m_init, m_run = minimal_td3bc(data.observations.shape[-1], data.actions.shape[-1],
+                                      tuple(cfg.agent.hidden_dims)[0], cfg.batch_size)
+    for st in tr.stages:
+        if not st.num_steps:
+            continue
+        flops = update_flops(tr, st.name, data, FLAGS.flops_steps)
+        for n in seeds:
+            a = Chunked(run, init(seed_keys(0, n)), data, st.name, FLAGS.chunk)
+            fns = [a]
+            if baseline:
+                b = MinimalChunked(m_run, jax.vmap(m_init)(seed_keys(0, n)), data, FLAGS.chunk)
+                fns.append(b)
+            times = time_calls(fns, FLAGS.min_time)
+            ups = FLAGS.chunk / float(np.median(times[0]))
+            gflops = flops * ups * n / 1e9
+            row = dict(config=name, stage=st.name, seeds=n, compile_s=a.compile_s, updates_per_s=ups,
+                       seed_updates_per_s=ups * n, gflop_per_update=flops / 1e9, gflops=gflops, share=gflops / peak)
+            ratio = ""
+            if baseline:
+                r = np.median(np.asarray(times[1]) / np.asarray(times[0]))
+                row.update(minimal_updates_per_s=FLAGS.chunk / float(np.median(times[1])), ratio=float(r),
+                           minimal_compile_s=b.compile_s)
+                ratio = f"{r:.2f} (minimal {row['minimal_updates_per_s']:.0f}/s)"
+            out.append(row)
+            print(f"| {name} | {st.name} | {n} | {a.compile_s:.1f} | {ups:.1f} | {ups * n:.1f} | {flops / 1e9:.3f} | "
+                  f"{gflops:.1f} | {100 * gflops / peak:.0f}% | {ratio} |", flush=True)
+    return cfg, algo
+
+
+def memory_report(name: str, seeds: list[int]):
+    """Compiled memory of the config's last stage's chunk for an AntMaze-sized dataset (shapes only)."""
+    cfg = load_config(name)
+    algo = get_algorithm(cfg.algo)
+    n, obs_dim, act_dim = 2_000_000, 111, 8
+    shapes = dataset_shapes(n, obs_dim, act_dim)
+    ds_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in shapes)
+    tr = make_train(algo, cfg, shapes)
+    init, run = tr.vmapped()
+    stage = tr.stages[-1].name
+    print(f"\nmemory, {name} stage {stage}: dataset {n} x ({obs_dim}-d obs, {act_dim}-d act) = {ds_bytes / 2**20:.0f} MiB, "
+          f"chunk of {FLAGS.chunk} updates (XLA memory analysis of the compiled program)")
+    print("| seeds | arguments (MiB) | outputs (MiB) | temporaries (MiB) | peak estimate (MiB) | per-member growth of temporaries (MiB) |")
+    print("|---|---|---|---|---|---|")
+    prev = None
+    for s in seeds:
+        carry = jax.eval_shape(init, jax.ShapeDtypeStruct((s, 2), jnp.uint32))
+        ma = run.lower(carry, shapes, stage, 0, FLAGS.chunk).compile().memory_analysis()
+        mib = lambda b: b / 2**20  # noqa: E731
+        args, outs, temp = ma.argument_size_in_bytes, ma.output_size_in_bytes, ma.temp_size_in_bytes
+        peak = args + outs + temp - ma.alias_size_in_bytes
+        growth = "" if prev is None else f"{mib(temp - prev[1]) / (s - prev[0]):.1f}"
+        print(f"| {s} | {mib(args):.0f} | {mib(outs):.1f} | {mib(temp):.1f} | {mib(peak):.0f} | {growth} |", flush=True)
+        prev = (s, temp)
+    if FLAGS.memory_run:
+        rng = np.random.default_rng(0)
+        big = Transitions(*(jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)) if x.dtype == jnp.float32
+                            else jnp.zeros(x.shape, x.dtype) for x in shapes))
+        s = seeds[-1]
+        carry, m = run(init(seed_keys(0, s)), big, stage, 0, FLAGS.chunk)
+        jax.block_until_ready(carry)
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            print(f"ran one chunk at {s} seeds: device peak {stats['peak_bytes_in_use'] / 2**20:.0f} MiB")
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+            print(f"ran one chunk at {s} seeds: process peak RSS {rss:.0f} MiB (the CPU device reports no memory stats)")
 
 
 def main(_):
-    cfg = importlib.import_module(f"configs.{FLAGS.algo}").get_config()
-    algo = get_algorithm(FLAGS.algo)
-    data = synthetic(FLAGS.size)
+    seeds = [int(s) for s in FLAGS.seeds.split(",")]
+    names = config_names(FLAGS.config)
+    for n in names:
+        load_config(n)  # every name checked before anything runs
     print(f"machine: {machine()}")
-    print(f"{FLAGS.algo}: batch {cfg.batch_size}, hidden {tuple(cfg.agent.get('hidden_dims', ()))}, "
-          f"{FLAGS.chunk} updates per compiled call, dataset {FLAGS.size} x (11 obs, 3 act)")
-    print("| seeds | compile (s) | updates/s (per seed) | seed-updates/s |")
-    print("|---|---|---|---|")
-    for n in [int(s) for s in FLAGS.seeds.split(",")]:
-        tr = make_train(algo, cfg, data)
-        init, run = tr.vmapped()
-        carry = init(seed_keys(0, n))
-        t = time.time()
-        stage = tr.stages[-1].name  # the main (last) stage
-        compiled = run.lower(carry, data, stage, 0, FLAGS.chunk).compile()
-        compile_s = time.time() - t
-        carry, m = compiled(carry, data, 0)  # warm-up call
-        jax.block_until_ready(carry)
-        t = time.time()
-        for i in range(FLAGS.repeats):
-            carry, m = compiled(carry, data, (i + 1) * FLAGS.chunk)
-        jax.block_until_ready(carry)
-        ups = FLAGS.repeats * FLAGS.chunk / (time.time() - t)
-        print(f"| {n} | {compile_s:.1f} | {ups:.0f} | {ups * n:.0f} |", flush=True)
+    peak0 = matmul_gflops(FLAGS.matmul)
+    print(f"dense {FLAGS.matmul}^3 float32 matmul: {peak0:.1f} GFLOP/s (the machine's limit for the share column)")
+    data = synthetic(FLAGS.size)
+    print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act); {FLAGS.chunk} updates per compiled call; "
+          f"FLOPs averaged over each stage's first {FLAGS.flops_steps} updates")
+    print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | share of matmul | vs minimal TD3+BC |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for n in names:
+        bench_config(n, data, seeds, peak0, rows)
+    peak1 = matmul_gflops(FLAGS.matmul)
+    print(f"\ndense matmul again at the end: {peak1:.1f} GFLOP/s (start {peak0:.1f}; a large drift means a noisy machine)")
+    if FLAGS.memory:
+        for n in names:
+            memory_report(n, seeds)
 
 
 if __name__ == "__main__":
