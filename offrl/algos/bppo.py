@@ -126,7 +126,7 @@ class BPPOState(struct.PyTreeNode):
     improving: jax.Array  # bool: stage 4 has started (``act`` then uses pi, before it pi_b)
     best_score: jax.Array  # online selection: best J(pi_k) seen so far (starts at pi_b's score)
     replacements: jax.Array  # int32: how many times pi_k was replaced
-    best_pik_raw: jax.Array  # report_best_pik: pi_k's return on the final evaluation's episodes (NaN before)
+    best_pik_raw: jax.Array  # report_best_pik: pi_k's return on the final evaluation's episodes (-inf before)
 
 
 def _pi_tx(config):
@@ -147,7 +147,7 @@ def init(key, spec: Spec, config) -> BPPOState:
     pi = TrainState.create(apply_fn=policy.apply, params=bc.params, tx=_pi_tx(config))
     return BPPOState(
         value, q, q.params, bc, pi, bc.params, jnp.asarray(False), jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
-        jnp.asarray(jnp.nan, jnp.float32),
+        jnp.asarray(-jnp.inf, jnp.float32),
     )
 
 
