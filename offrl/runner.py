@@ -71,10 +71,12 @@ class EvalContext:
 
     def __init__(self, exp: Experiment, policy_fn):
         self.exp, self.policy_fn = exp, policy_fn
+        self.seconds = 0.0  # wall time spent evaluating (reported as a share of the run)
 
     def evaluate(self, states, num_episodes: Optional[int] = None, base_seed: Optional[int] = None) -> EvalResult:
         c, info = self.exp.config, self.exp.info
-        return evaluate(
+        t = time.time()
+        res = evaluate(
             self.policy_fn,
             states,
             self.exp.env,
@@ -84,6 +86,8 @@ class EvalContext:
             info.ref_min_score,
             info.ref_max_score,
         )
+        self.seconds += time.time() - t
+        return res
 
 
 def _plan(stages, eval_interval: int, cuts: Optional[dict] = None):
@@ -227,7 +231,9 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     metrics or evaluation returns become non-finite are reported as diverged, and the
     statistics are over the others.
     """
+    t_start = time.time()
     exp = prepare(config, algo)
+    t_data = time.time() - t_start  # loading / building and preprocessing the dataset
     resume, continued_from = _check_workdir(workdir, config, exp.algo)
 
     def say(msg):
@@ -272,7 +278,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         f"{total} updates in {len(chunks)} chunks, {len(jax.devices())} {jax.devices()[0].platform} device(s)"
     )
 
-    t0, steps0 = time.time(), progress["global_step"]
+    t0, steps0, t_train = time.time(), progress["global_step"], 0.0
     last_ckpt = progress["global_step"]
     todo = _remaining(chunks, progress["global_step"])
     n_seeds = len(members.seeds)
@@ -287,6 +293,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         tc = time.time()
         carry, metrics = run(carry, data, stage_name, start, length)
         metrics = jax.device_get(metrics)
+        t_train += time.time() - tc
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
         record.update({f"train/{k}": finite_mean(v) for k, v in metrics.items()})
@@ -370,5 +377,8 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
     logger.close(summary)
     say(table + ("\n" + diverged_note(rows).strip() if diverged_note(rows) else ""))
+    wall = time.time() - t_start
+    say(f"wall time {wall:.0f}s: data {t_data:.0f}s ({100 * t_data / wall:.0f}%), training {t_train:.0f}s "
+        f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%)")
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary

@@ -211,3 +211,21 @@ def test_gradient_penalty_branch_is_free_when_not_taken(name, tiny_dataset):
     assert _cond_output_elements(update, state, jax.numpy.int32(1)) <= n_state + 2 * n_params + 64
     grad_through = lambda p, st: jax.grad(mod.critic_objective, has_aux=True)(p, state, batch, key, st, cfg)  # noqa: E731
     assert _cond_output_elements(grad_through, state.critic.params, jax.numpy.int32(1)) > n_state + 2 * n_params + 64
+
+
+def test_policy_call_is_compiled_once_per_shape(td3bc_setup):
+    """Evaluation's batched policy call is traced once: again after training, and for another evaluation."""
+    from offrl.data.preprocess import Preprocessing
+    from offrl.evaluation import evaluate, make_policy_fn
+
+    cfg, tr = td3bc_setup
+    init, run = tr.vmapped()
+    carry = init(seed_keys(0, 2))
+    policy_fn = make_policy_fn(get_algorithm("td3bc"), cfg)
+    obs_dim, act_dim = tr.spec
+    pre = Preprocessing(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32),
+                        -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32))
+    for i in range(2):
+        evaluate(policy_fn, carry.state, "Hopper-v5", 2, 100 + i, pre, max_steps=3)
+        carry, _ = run(carry, tr.data, "train", 2 * i, 2)
+    assert policy_fn._cache_size() == 1
