@@ -133,11 +133,14 @@ def load_manifest(env_id: str, behavior_dir: Optional[str] = None) -> dict:
     d = behavior_dir_for(env_id, behavior_dir)
     path = os.path.join(d, "manifest.json")
     if not os.path.exists(path):
-        have = sorted(x for x in os.listdir(BEHAVIOR_ROOT) if os.path.isdir(os.path.join(BEHAVIOR_ROOT, x))) \
-            if os.path.isdir(BEHAVIOR_ROOT) else []
+        have = sorted(x for x in (os.listdir(BEHAVIOR_ROOT) if os.path.isdir(BEHAVIOR_ROOT) else [])
+                      if os.path.exists(os.path.join(BEHAVIOR_ROOT, x, "manifest.json")))
+        training = os.path.join(d, "training")
+        hint = (f"A SAC run for it is under way: its snapshot is in {training} (see "
+                f"offrl/data/behavior/README.md to resume and select it). " if os.path.isdir(training) else "")
         raise FileNotFoundError(
             f"no behaviour policies for {env_id} (looked for {path}; committed: {', '.join(have) or 'none'}). "
-            f"Only the 'random' level can be built without them. Train SAC "
+            f"Only the 'random' level can be built without them. {hint}Train SAC "
             f"(python -m offrl.data.sac --env={env_id} --steps=1000000 --out=DIR), then select checkpoints "
             f"(python -m offrl.data.build --env={env_id} --select_from=DIR)"
         )
