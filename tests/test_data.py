@@ -86,3 +86,16 @@ def test_scores_and_spread_without_offset():
     # a spread is scaled, never offset: std 32.545... raw = 1 normalised point
     np.testing.assert_allclose(normalized_spread((hi - lo) / 100, lo, hi), 1.0)
     assert np.isnan(normalized_score(1.0, None, None))
+
+
+def test_d4rl_ports_use_d4rl_references_over_their_metadata():
+    from offrl.data.scores import D4RL_PORT_CONVENTION, d4rl_task_name
+
+    # D4RL/* ids: d4rl/infos.py's values even when the dataset's metadata holds others
+    assert reference_scores("D4RL/door/expert-v2", 1.0, 2.0) == (-56.512833, 2880.5693087298737, D4RL_PORT_CONVENTION)
+    assert reference_scores("D4RL/antmaze/umaze-v1", 0.0, 700.0)[:2] == (0.0, 1.0)
+    assert reference_scores("D4RL/kitchen/mixed-v2", None, None)[:2] == (0.0, 4.0)
+    # other ids keep their metadata; legacy file names find their task
+    assert reference_scores("somebody/pen/expert-v0", 1.0, 2.0)[:2] == (1.0, 2.0)
+    assert [d4rl_task_name(n) for n in ("pen-human-v1", "antmaze-umaze-diverse-v2", "kitchen-complete-v0",
+                                        "offrl/hopper/medium-v0")] == ["pen", "antmaze", "kitchen", None]
