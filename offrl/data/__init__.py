@@ -4,6 +4,8 @@
 - a Minari id (``mujoco/hopper/medium-v0``; downloaded when absent and online),
 - an offrl suite id (``offrl/hopper/medium-v0``; built locally from the committed
   behaviour policies when absent, see ``offrl.data.build``),
+- Minari's D4RL ports beyond locomotion (``D4RL/antmaze/umaze-v1``, ``D4RL/pen/expert-v2``,
+  ``D4RL/kitchen/complete-v2``; gymnasium-robotics environments, see ``offrl.data.robotics``),
 - a legacy D4RL file (``/path/to/hopper_medium-v2.hdf5``; see ``offrl.data.d4rl``).
 """
 from __future__ import annotations
