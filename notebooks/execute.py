@@ -57,7 +57,7 @@ def execute(path: str) -> None:
                 continue
             count += 1
             out.buffer_, err.buffer_, figures[:] = io.StringIO(), io.StringIO(), []
-            t = time.time()
+            t, cpu = time.time(), time.process_time()
             try:
                 exec(compile("".join(cell["source"]), f"<cell {count}>", "exec"), namespace)
                 failed = None
@@ -72,7 +72,7 @@ def execute(path: str) -> None:
                 outputs.append({"data": {"image/png": png, "text/plain": ["<Figure>"]}, "metadata": {},
                                 "output_type": "display_data"})
             cell["outputs"], cell["execution_count"] = outputs, count
-            print(f"cell {count}: {time.time() - t:.0f}s", file=real_err, flush=True)
+            print(f"cell {count}: {time.time() - t:.0f}s wall, {time.process_time() - cpu:.0f}s CPU", file=real_err, flush=True)
             if failed:
                 print(failed, file=real_err)
                 raise SystemExit(f"cell {count} failed; {path} left unchanged")
