@@ -9,7 +9,8 @@ Words, as ``--config=configs/arq.py:<arg>`` (comma-separated):
   kitchen           score model 300k steps, Q lr 1e-4, original rewards
   adroit            3 score models, 300k steps, Q lr 1e-4, alpha 10, original rewards
   cpu               the CPU budget of docs/arq.md: 50k transitions, 20k score / 20k Q / 20k policy steps,
-                    5 candidates, 50 sampler steps, exact trace, batch 256, 3 seeds, 5 episodes
+                    5 candidates (K scaled to the same quantile: 9 -> 2), 50 sampler steps, exact trace,
+                    batch 256, 3 seeds, 5 episodes
 e.g.  python experiments/launch.py --config=configs/arq.py:explicit,cpu --workdir=runs/arq_pi
 """
 from offrl.algos.arq import default_agent_config
@@ -35,6 +36,7 @@ def apply_word(c, word: str) -> None:
         c.reward_normalization = "none"
     elif word == "cpu":
         ag.score_steps, ag.q_steps, ag.policy_steps = 20_000, 20_000, 20_000
+        ag.kth = max(1, round(ag.kth * 6 / (ag.num_candidates + 1)))  # the same quantile of 5 + 1 candidates
         ag.num_candidates, ag.sampler_steps, ag.trace, ag.support_chunk = 5, 50, "exact", 4096
         ag.score_batch_size, ag.stats_batch_size = 256, 50_000
         c.batch_size, c.dataset_size, c.num_seeds = 256, 50_000, 3

@@ -177,7 +177,8 @@ def pc_sample(score_fn: Callable, c, key, sde: VPSDE, out_dim: int, num_steps: i
 
 
 def log_likelihood(score_fn: Callable, x0, c, key, sde: VPSDE, num_probes: int = 10, estimator: str = "hutchinson",
-                   t0: float = 1e-5, rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 4096):
+                   t0: float = 1e-5, rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 4096,
+                   with_steps: bool = False):
     """log p_0(x0 | c) for every row of x0 (B, D), c (B, C), by the probability-flow ODE.
 
         dx/dt = h(x, t) = f(x, t) - 0.5 g(t)^2 score(x, t),   integrated from t0 to 1,
@@ -190,7 +191,8 @@ def log_likelihood(score_fn: Callable, x0, c, key, sde: VPSDE, num_probes: int =
     with ``num_probes`` Rademacher probes v per row, mean of v^T (dh/dx) v, fixed along the solve
     (``estimator='hutchinson'``, the reference's, which uses 10 probes shared by all rows), or
     computed exactly from D Jacobian-vector products (``'exact'``; cheaper when D < num_probes).
-    If the solve fails (more than ``max_steps`` steps) every row gets NaN."""
+    If the solve fails (more than ``max_steps`` steps) every row gets NaN. ``with_steps`` also
+    returns the number of accepted and rejected solver steps."""
     if estimator not in TRACE_ESTIMATORS:
         raise ValueError(f"unknown trace estimator {estimator!r}: choose one of {TRACE_ESTIMATORS}")
     b, d = x0.shape
@@ -217,4 +219,5 @@ def log_likelihood(score_fn: Callable, x0, c, key, sde: VPSDE, num_probes: int =
     )
     x1, integral = sol.ys[0][-1], sol.ys[1][-1]
     logp = -0.5 * jnp.sum(x1**2, axis=-1) - 0.5 * d * LOG_2PI + integral
-    return jnp.where(sol.result == diffrax.RESULTS.successful, logp, jnp.nan)
+    logp = jnp.where(sol.result == diffrax.RESULTS.successful, logp, jnp.nan)
+    return (logp, sol.stats["num_steps"]) if with_steps else logp
