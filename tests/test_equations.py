@@ -183,6 +183,8 @@ def test_mmd_both_forms_against_numpy(kernel):
         np.testing.assert_allclose(np.asarray(got), np_mmd(x, y, 1.3, kernel, squared), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError):
         nets.mmd(jnp.asarray(x), jnp.asarray(y), 1.0, "cosine")
+    same = nets.mmd(jnp.asarray(x, jnp.float32), jnp.asarray(x, jnp.float32), 1.3, kernel)
+    np.testing.assert_allclose(np.asarray(same), 1e-3, rtol=1e-2)  # sqrt(0 + 1e-6): the root stays differentiable
 
 
 def test_polyak_moves_target_by_tau_toward_online():
@@ -647,6 +649,13 @@ def test_td3bc_actor_loss_lambda_uses_abs_q_and_gradient_raises_q():
     g, _ = jax.grad(td3bc.actor_loss, has_aux=True)(state.actor.params, state, batch, cfg)
     p2 = sgd_step(state.actor.params, g, 1e-2)
     assert np_critics(crit, o, np_deterministic_policy(p2, o))[0].mean() > q1.mean()
+    # with the dataset's actions: + mean_j W_j mean_dims (pi(s_j) - a_j)^2
+    data = make_batch(2)
+    w = np.asarray([0.0, 1.0, 0.5, 0.2, 1.0])
+    bc = ((pi - _f64(data.actions)) ** 2).mean(-1)
+    for weights, expect_bc in ((None, bc.mean()), (jnp.asarray(w, jnp.float32), (w * bc).mean())):
+        loss, info = td3bc.actor_loss(state.actor.params, state, data, cfg, weights)
+        np.testing.assert_allclose(float(loss), -lmbda * q1.mean() + expect_bc, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("weights_from", ["before", "after"])
