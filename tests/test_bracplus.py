@@ -1,0 +1,329 @@
+"""BRAC+ equations on tiny networks, against NumPy hand computations and closed forms."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import np_mlp
+from offrl import nets
+from offrl.algos import Spec
+from offrl.algos import bracplus as bp
+from offrl.algos.common import adam
+from offrl.config import base_config
+from offrl.data import Transitions
+
+A, OBS, Z = 2, 3, 4
+
+
+def np_softplus(x):
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)
+
+
+def layers(tree):
+    """[(kernel, bias)] of one MLP's Dense_i, in order, as float64 NumPy."""
+    keys = sorted(tree, key=lambda k: int(k.split("_")[1]))
+    return [(np.asarray(tree[k]["kernel"], np.float64), np.asarray(tree[k]["bias"], np.float64)) for k in keys]
+
+
+def np_gaussian(raw, lo=-10.0, hi=5.0):
+    mean, r = np.split(raw, 2, axis=-1)
+    return mean, np_softplus(np.clip(r, lo, hi))
+
+
+def np_log_normal(x, mean, std):
+    return np.sum(-0.5 * ((x - mean) / std) ** 2 - np.log(std) - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+def np_kl(m1, s1, m2, s2):
+    """KL(N(m1, s1^2) || N(m2, s2^2)) summed over the last axis, written out."""
+    return np.sum(np.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    module = bp.BehaviorVAE(A, Z, (16,))
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    params = jax.vmap(lambda k: module.init(k, jnp.zeros((1, OBS)), jnp.zeros((1, A))))(keys)
+    return module, params
+
+
+def member(params, i):
+    return jax.tree_util.tree_map(lambda p: p[i], params)
+
+
+def np_vae(p):
+    p = p["params"]
+    enc, dec = layers(p["encoder"]), layers(p["decoder"])
+
+    def encode(obs, u):
+        return np_gaussian(np_mlp(enc, np.concatenate([u, obs], -1)))
+
+    def decode(obs, z):
+        return np_gaussian(np_mlp(dec, np.concatenate([z, obs], -1)))
+
+    return encode, decode
+
+
+def test_gaussian_kls_match_closed_form_and_quadrature():
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.normal(size=(5, A)), rng.normal(size=(5, A))
+    s1, s2 = np.exp(rng.normal(size=(5, A)) * 0.5), np.exp(rng.normal(size=(5, A)) * 0.5)
+    got = np.asarray(nets.gaussian_kl(jnp.asarray(m1), jnp.log(jnp.asarray(s1)), jnp.asarray(m2), jnp.log(jnp.asarray(s2))))
+    np.testing.assert_allclose(got, np_kl(m1, s1, m2, s2), rtol=1e-5)
+    got0 = np.asarray(nets.standard_normal_kl(jnp.asarray(m1), jnp.log(jnp.asarray(s1))))
+    np.testing.assert_allclose(got0, np_kl(m1, s1, 0 * m1, 1 + 0 * s1), rtol=1e-5)
+    # the closed form itself, by quadrature in one dimension
+    x = np.linspace(-30, 30, 600_001)
+    p = np.exp(-0.5 * ((x - m1[0, 0]) / s1[0, 0]) ** 2) / (s1[0, 0] * math.sqrt(2 * math.pi))
+    log_p = np_log_normal(x[:, None], m1[0, 0], s1[0, 0])
+    log_q = np_log_normal(x[:, None], m2[0, 0], s2[0, 0])
+    quad = np.trapezoid(p * (log_p - log_q), x)
+    np.testing.assert_allclose(np_kl(m1[:1, :1], s1[:1, :1], m2[:1, :1], s2[:1, :1])[0], quad, rtol=1e-6)
+
+
+def test_elbo_matches_hand_computation(vae):
+    module, params = vae
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(6, OBS)).astype(np.float32)
+    act = np.tanh(rng.normal(size=(6, A))).astype(np.float32)
+    act[0, 0] = 1.0  # clipped to 1 - 1e-6 before atanh
+    batch = Transitions(jnp.asarray(obs), jnp.asarray(act), *(None,) * 7)
+    state = bp.BRACPlusState(*(None,) * 11).replace(behavior=type("B", (), {"apply_fn": module.apply})())
+    key = jax.random.PRNGKey(7)
+    total, info = bp.behavior_loss(params, state, batch, key)
+    eps = np.asarray(jax.random.normal(key, (2, 6, Z)), np.float64)
+    u = np.arctanh(np.clip(act, np.float32(-1 + 1e-6), np.float32(1 - 1e-6)).astype(np.float64))
+    want = 0.0
+    for b in range(2):
+        encode, decode = np_vae(member(params, b))
+        mu, std = encode(obs, u)
+        z = mu + std * eps[b]
+        mean, dstd = decode(obs, z)
+        log_det = np.sum(np.log(1 - np.tanh(u) ** 2), -1)
+        nll = -(np_log_normal(u, mean, dstd) - log_det)
+        kl = np.sum(0.5 * (mu**2 + std**2) - np.log(std) - 0.5, -1)
+        want += np.mean(nll + kl)
+    np.testing.assert_allclose(float(total), want, rtol=2e-4)
+    np.testing.assert_allclose(float(info["behavior_loss"]), want / 2, rtol=2e-4)
+
+
+def test_bound_is_above_monte_carlo_kl(vae):
+    """E_u[bound] >= KL(pi || pi_b) with pi_b's marginal density by importance sampling over z."""
+    module, params = vae
+    one = jax.tree_util.tree_map(lambda p: p[:1], params)  # pi_b = member 0 alone
+    encode, decode = np_vae(member(params, 0))
+    rng = np.random.default_rng(2)
+    S, M, K = 3, 400, 400
+    obs = rng.normal(size=(S, OBS))
+    mean_pi, std_pi = 0.5 * rng.normal(size=(S, A)), np.exp(0.3 * rng.normal(size=(S, A)) - 0.5)
+    u = mean_pi + std_pi * rng.normal(size=(M, S, A))
+    obs_m = np.broadcast_to(obs, (M, S, OBS))
+    bound = bp.kl_upper_bound(module.apply, one, jnp.asarray(obs_m, jnp.float32), jnp.asarray(u, jnp.float32),
+                              jnp.asarray(np.broadcast_to(mean_pi, u.shape), jnp.float32),
+                              jnp.log(jnp.asarray(np.broadcast_to(std_pi, u.shape), jnp.float32)),
+                              jax.random.PRNGKey(0), 8)
+    bound = np.asarray(bound).mean(0)
+    # log pi_b(u|s) = log E_{z~q(z|s,u)} [p(u|s,z) N(z; 0, I) / q(z|s,u)]
+    mu_q, std_q = encode(obs_m, u)
+    z = mu_q + std_q * rng.normal(size=(K,) + mu_q.shape)
+    mean_b, std_b = decode(np.broadcast_to(obs_m, (K,) + obs_m.shape), z)
+    log_w = np_log_normal(u, mean_b, std_b) + np_log_normal(z, 0.0, 1.0) - np_log_normal(z, mu_q, std_q)
+    log_pb = np.logaddexp.reduce(log_w, axis=0) - math.log(K)
+    kl_mc = (np_log_normal(u, mean_pi, std_pi) - log_pb).mean(0)
+    assert np.all(bound >= kl_mc), (bound, kl_mc)
+    assert np.all(kl_mc > 0)
+
+
+def test_bound_is_the_gaussian_kl_when_decoder_ignores_z_and_encoder_is_the_prior(vae):
+    module, params = vae
+    p = jax.tree_util.tree_map(lambda x: np.array(x[:1]), params)
+    dec0 = p["params"]["decoder"]["Dense_0"]
+    dec0["kernel"][:, :Z, :] = 0.0  # rows reading z
+    enc_out = p["params"]["encoder"]["Dense_1"]
+    enc_out["kernel"][:] = 0.0
+    enc_out["bias"][:, :Z] = 0.0  # mu = 0
+    enc_out["bias"][:, Z:] = math.log(math.e - 1.0)  # softplus(raw) = 1
+    p = jax.tree_util.tree_map(jnp.asarray, p)
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(5, OBS))
+    mean_pi, std_pi = rng.normal(size=(5, A)), np.exp(0.3 * rng.normal(size=(5, A)))
+    u = mean_pi + std_pi * rng.normal(size=(5, A))
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    bound = np.asarray(bp.kl_upper_bound(module.apply, p, f(obs), f(u), f(mean_pi), jnp.log(f(std_pi)),
+                                         jax.random.PRNGKey(1), 5))
+    _, decode = np_vae(member(p, 0))
+    mean_b, std_b = decode(obs, rng.normal(size=(5, Z)))  # any z
+    np.testing.assert_allclose(bound, np_kl(mean_pi, std_pi, mean_b, std_b), rtol=1e-4, atol=1e-5)
+
+
+def _dual_setup(state_dependent):
+    mod = bp.Multiplier(state_dependent, hidden_dims=(), initial=10.0)
+    obs = jnp.eye(4, dtype=jnp.float32)  # one-hot states: alpha(s_i) has its own weight
+    params = mod.init(jax.random.PRNGKey(0), obs)
+    if state_dependent:  # equal raw outputs, so the shared bias sees a zero gradient below
+        params = jax.tree_util.tree_map(jnp.zeros_like, params)
+    from flax.training.train_state import TrainState
+
+    return TrainState.create(apply_fn=mod.apply, params=params, tx=adam(1e-2)), obs
+
+
+def test_dual_step_raises_alpha_where_kl_exceeds_eps_and_lowers_it_elsewhere():
+    alpha, obs = _dual_setup(True)
+    eps = 0.7
+    kl = eps + jnp.asarray([1.0, -1.0, 2.0, -2.0])  # deltas sum to zero
+    before = np.asarray(alpha.apply_fn(alpha.params, obs))
+    after = np.asarray(bp.alpha_step(alpha, obs, kl, eps).apply_fn(bp.alpha_step(alpha, obs, kl, eps).params, obs))
+    np.testing.assert_allclose(before, 10.0, rtol=1e-5)
+    assert after[0] > before[0] and after[2] > before[2]
+    assert after[1] < before[1] and after[3] < before[3]
+
+
+def test_scalar_switch_gives_one_shared_alpha():
+    alpha, obs = _dual_setup(False)
+    kl = 0.7 + jnp.asarray([1.0, -0.5, 2.0, -0.5])  # violated on average
+    new = bp.alpha_step(alpha, obs, kl, 0.7)
+    vals = np.asarray(new.apply_fn(new.params, obs))
+    assert np.all(vals == vals[0]) and vals[0] > 10.0
+    assert jax.tree_util.tree_leaves(new.params)[0].shape == ()
+    # the agent's switch
+    cfg = base_config()
+    cfg.agent = bp.default_agent_config()
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (8,)
+    o = jnp.asarray(np.random.default_rng(0).normal(size=(4, OBS)), jnp.float32)
+    for flag, shared in ((False, True), (True, False)):
+        cfg.agent.state_alpha = flag
+        s = bp.init(jax.random.PRNGKey(0), Spec(OBS, A), cfg)
+        v = np.asarray(s.alpha.apply_fn(s.alpha.params, o))
+        assert np.allclose(v, v[0]) == shared
+
+
+def _critic():
+    critic = nets.critic_ensemble(2, (8,))
+    params = critic.init(jax.random.PRNGKey(4), jnp.zeros((1, OBS)), jnp.zeros((1, A)))
+    return critic, params
+
+
+def _np_min_q_grad(params, obs, act, h=1e-5):
+    nets_np = [layers(jax.tree_util.tree_map(lambda x: x[i], params["params"]["VmapCritic_0"]["MLP_0"])) for i in range(2)]
+
+    def min_q(a):
+        x = np.concatenate([obs, a], -1)
+        return np.minimum(*[np_mlp(n, x)[..., 0] for n in nets_np])
+
+    g = np.zeros_like(act)
+    for j in range(act.shape[-1]):
+        d = np.zeros_like(act)
+        d[:, j] = h
+        g[:, j] = (min_q(act + d) - min_q(act - d)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("gate", ["hard", "softplus"])
+def test_gated_gradient_penalty(gate):
+    critic, params = _critic()
+    rng = np.random.default_rng(5)
+    obs, act = rng.normal(size=(4, OBS)), np.tanh(rng.normal(size=(4, A)))
+    kl, eps_gp = np.asarray([0.1, 0.7, 1.0, 2.0]), 0.7
+    cfg = base_config()
+    cfg.agent = bp.default_agent_config()
+    cfg.agent.gp_gate = gate
+    cfg.agent.gp_squared = gate == "hard"  # the paper's hard gate on the squared norm; the reference's norm
+    gp = np.asarray(bp.gradient_penalty(critic.apply, params, jnp.asarray(obs, jnp.float32), jnp.asarray(act, jnp.float32),
+                                        jnp.asarray(kl, jnp.float32), eps_gp, cfg))
+    g = _np_min_q_grad(jax.tree_util.tree_map(np.asarray, params), obs, act)
+    norm2 = (g**2).sum(-1)
+    if gate == "hard":
+        assert np.all(gp[:2] == 0.0)  # KL <= eps_GP: exactly zero
+        np.testing.assert_allclose(gp[2:], norm2[2:], rtol=1e-3)
+    else:
+        w = np_softplus(kl - eps_gp)
+        np.testing.assert_allclose(gp, np.sqrt(norm2) * w / w.max(), rtol=1e-3)
+
+
+def test_epoch_statistic_is_mean_plus_std_of_the_epochs_kls():
+    st = bp.Stats.zeros()
+    a, b = np.asarray([0.5, 1.0, 4.0]), np.asarray([2.0, 3.0, 0.0])
+    st = bp.accumulate(st, jnp.asarray(a), jnp.asarray(True))
+    st = bp.end_epoch(st, jnp.asarray(False))
+    st = bp.accumulate(st, jnp.asarray(b), jnp.asarray(True))
+    st = bp.end_epoch(st, jnp.asarray(True))
+    both = np.concatenate([a, b])
+    np.testing.assert_allclose(float(st.eps_gp), both.mean() + both.std(), rtol=1e-5)
+    assert float(st.kl_n) == 0.0 and float(st.kl_sum) == 0.0
+
+
+def _batch(rng, n=16, terminal=0.0):
+    d = dict(observations=rng.normal(size=(n, OBS)), actions=np.tanh(rng.normal(size=(n, A))), rewards=rng.uniform(size=n),
+             next_observations=rng.normal(size=(n, OBS)), terminals=np.full(n, terminal), timeouts=np.zeros(n),
+             next_actions=np.zeros((n, A)), returns=np.zeros(n), episode_ids=np.zeros(n))
+    return Transitions(**{k: jnp.asarray(v, jnp.float32) for k, v in d.items()})
+
+
+def test_stages_set_thresholds_and_hand_pi0_to_the_main_policy():
+    cfg = base_config()
+    cfg.reward_normalization = "minmax"
+    cfg.agent = bp.default_agent_config()
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (8,)
+    cfg.agent.update(dict(behavior_steps=3, pretrain_steps=3, epoch_length=2, generalization_threshold=0.5,
+                          num_ensembles=2))
+    cfg.num_steps = 2
+    rng = np.random.default_rng(6)
+    state = bp.init(jax.random.PRNGKey(0), Spec(OBS, A), cfg)
+    behavior, pretrain, train = bp.stages(cfg)
+    losses, kls = [], []
+    for t in range(3):
+        state, m = behavior.update(state, _batch(rng), jax.random.PRNGKey(t), jnp.int32(t))
+        losses.append(float(m["behavior_loss"]))
+    np.testing.assert_allclose(float(state.stats.target_entropy), np.mean(losses[1:]) - A * math.log(4.0), rtol=1e-5)
+    for t in range(3):
+        state, m = pretrain.update(state, _batch(rng), jax.random.PRNGKey(10 + t), jnp.int32(t))
+        kls.append(float(m["pretrain_kl"]))
+    np.testing.assert_allclose(float(state.stats.eps_kl), np.mean(kls[1:]) + 0.5, rtol=1e-5)
+    np.testing.assert_allclose(float(state.stats.eps_gp), np.mean(kls[1:]) + 1.0, rtol=1e-5)
+    pi0 = state.pretrain_actor.params
+    started = bp.start_main(state)
+    for x, y in zip(jax.tree_util.tree_leaves(started.actor.params), jax.tree_util.tree_leaves(pi0)):
+        np.testing.assert_array_equal(x, y)
+    state, m = train.update(state, _batch(rng), jax.random.PRNGKey(20), jnp.int32(0))
+    assert np.isfinite(float(m["critic_loss"])) and float(m["eps_kl"]) == float(state.stats.eps_kl)
+
+
+def test_backup_uses_next_states_terminals_and_target_critic():
+    cfg = base_config()
+    cfg.discount = 0.9
+    cfg.agent = bp.default_agent_config()
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (8,)
+    cfg.agent.max_q_backup, cfg.agent.target_policy = False, False  # the paper's plain backup
+    state = bp.init(jax.random.PRNGKey(1), Spec(OBS, A), cfg)
+    state = state.replace(critic_target=jax.tree_util.tree_map(lambda x: x + 0.3, state.critic_target))
+    batch = _batch(np.random.default_rng(7))
+    batch = batch._replace(terminals=batch.terminals.at[:5].set(1.0))
+    key = jax.random.PRNGKey(2)
+    y = np.asarray(bp.target_q(state, batch, key, cfg))
+    mean, log_std = state.actor.apply_fn(state.actor.params, batch.next_observations)
+    a = nets.tanh_gaussian_sample(key, mean[None], log_std[None])[0][0]
+    q = np.asarray(state.critic.apply_fn(state.critic_target, batch.next_observations, a)).min(0)
+    want = np.asarray(batch.rewards) + 0.9 * (1 - np.asarray(batch.terminals)) * q
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    # the reference's backup: max over 5 actions of the Polyak-averaged policy
+    cfg.agent.max_q_backup, cfg.agent.target_policy = True, True
+    state = state.replace(actor_target=jax.tree_util.tree_map(lambda x: 0.5 * x, state.actor.params))
+    y5 = np.asarray(bp.target_q(state, batch, key, cfg))
+    mean, log_std = state.actor.apply_fn(state.actor_target, batch.next_observations)
+    a5 = nets.tanh_gaussian_sample(key, jnp.broadcast_to(mean, (5,) + mean.shape), jnp.broadcast_to(log_std, (5,) + mean.shape))[0]
+    q5 = np.stack([np.asarray(state.critic.apply_fn(state.critic_target, batch.next_observations, x)).min(0) for x in a5])
+    np.testing.assert_allclose(y5, np.asarray(batch.rewards) + 0.9 * (1 - np.asarray(batch.terminals)) * q5.max(0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_validate_names_the_bad_key():
+    cfg = base_config()
+    cfg.agent = bp.default_agent_config()
+    cfg.agent.gp_gate = "sigmoid"
+    with pytest.raises(ValueError, match="gp_gate"):
+        bp.validate(cfg)
