@@ -25,7 +25,7 @@ from offrl.data.scores import normalized_score, normalized_spread
 from offrl.sweep import label, members as make_members, parse_grid
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
 from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_curve, score_table
-from offrl.train import make_train, replicate, seed_keys, shard_seeds
+from offrl.train import fetch, local_members, make_train, replicate, seed_keys, shard_seeds
 
 CHECKPOINT = "checkpoint.msgpack"
 POLICY_FILE = "policy.json"
@@ -76,6 +76,7 @@ class EvalContext:
     def evaluate(self, states, num_episodes: Optional[int] = None, base_seed: Optional[int] = None) -> EvalResult:
         c, info = self.exp.config, self.exp.info
         t = time.time()
+        idx, states = local_members(states)  # under jax.distributed: this process's members only
         res = evaluate(
             self.policy_fn,
             states,
@@ -86,8 +87,27 @@ class EvalContext:
             info.ref_min_score,
             info.ref_max_score,
         )
+        if jax.process_count() > 1:  # every process gets every member's result, in member order
+            from jax.experimental import multihost_utils
+
+            order = np.asarray(multihost_utils.process_allgather(idx)).reshape(-1)
+            res = EvalResult(*(np.asarray(multihost_utils.process_allgather(np.asarray(x)))
+                               .reshape((-1,) + np.shape(x)[1:])[np.argsort(order)] for x in res))
         self.seconds += time.time() - t
         return res
+
+
+class _NoLogger:
+    """The logger of processes other than 0 under jax.distributed: process 0 writes metrics.jsonl."""
+
+    def log(self, record):
+        pass
+
+    def truncate_after(self, step):
+        pass
+
+    def close(self, summary=None):
+        pass
 
 
 def _plan(stages, eval_interval: int, cuts: Optional[dict] = None):
@@ -236,14 +256,25 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     t_data = time.time() - t_start  # loading / building and preprocessing the dataset
     resume, continued_from = _check_workdir(workdir, config, exp.algo)
 
-    def say(msg):
-        print(msg, file=out, flush=True)
+    # under jax.distributed (README: scale-out) process 0 writes the run's files and prints; every
+    # process writes its own members' checkpoint and evaluations to process_<i>/ (no resume yet)
+    lead, multi = jax.process_index() == 0, jax.process_count() > 1
+    own_dir = os.path.join(workdir, f"process_{jax.process_index()}") if multi else workdir
+    if multi:  # every process has checked the workdir before any of them writes to it
+        from jax.experimental import multihost_utils
 
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
-    with open(os.path.join(workdir, POLICY_FILE), "w") as f:  # what offrl.load_policy needs besides the checkpoint
-        json.dump(dict({k: np.asarray(v).tolist() for k, v in exp.pre._asdict().items()}, env_id=exp.info.env_id), f)
+        multihost_utils.sync_global_devices("offrl: workdir checked")
+
+    def say(msg):
+        if lead:
+            print(msg, file=out, flush=True)
+
+    os.makedirs(own_dir, exist_ok=True)
+    if lead:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
+        with open(os.path.join(workdir, POLICY_FILE), "w") as f:  # what offrl.load_policy needs besides the checkpoint
+            json.dump(dict({k: np.asarray(v).tolist() for k, v in exp.pre._asdict().items()}, env_id=exp.info.env_id), f)
 
     algo = exp.algo
     name = algo.variant_name(config)
@@ -261,8 +292,8 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     total = sum(n for _, _, n in chunks)
 
     progress = {"chunk": 0, "global_step": 0, "evals": [], "diverged": {}}
-    ckpt_path = os.path.join(workdir, CHECKPOINT)
-    logger = Logger(workdir, config, resume=resume)
+    ckpt_path = os.path.join(own_dir, CHECKPOINT)
+    logger = Logger(workdir, config, resume=resume) if lead else _NoLogger()
     if resume:
         carry, progress = checkpoint.restore(ckpt_path, carry)
         progress.setdefault("diverged", {})
@@ -292,7 +323,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         stage = stage_of[stage_name]
         tc = time.time()
         carry, metrics = run(carry, data, stage_name, start, length)
-        metrics = jax.device_get(metrics)
+        metrics = fetch(metrics)
         t_train += time.time() - tc
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
@@ -304,7 +335,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
                     d["first_nonfinite_metric"] = {"metric": f"train/{k}", "global_step": gstep}
         record["seed_updates_per_s"] = members.size * length / max(time.time() - tc, 1e-9)
         if diagnose is not None:
-            record.update({f"diag/{k}": finite_mean(v) for k, v in jax.device_get(diagnose(carry, data, stage_name)).items()})
+            record.update({f"diag/{k}": finite_mean(v) for k, v in fetch(diagnose(carry, data, stage_name)).items()})
         logger.log(record)
         carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_name, start + length))
         line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"
@@ -350,7 +381,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         final = ci + 1 == len(todo)
         stopping = stop_after is not None and gstep >= stop_after
         if final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval):
-            checkpoint.save(ckpt_path, carry, progress)
+            checkpoint.save(ckpt_path, local_members(carry)[1] if multi else carry, progress)
             last_ckpt = gstep
         if stopping and not final:
             logger.close()
@@ -368,6 +399,14 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     best = max(scored, key=lambda r: r["raw_mean"]) if scored else None
     summary = rows[0] if len(rows) == 1 else {"rows": rows, "best": best}
     table = score_table(rows)
+    if multi:  # this process's members: indices, seeds and their evaluations
+        own = local_members(carry.key)[0].tolist()
+        with open(os.path.join(own_dir, "members.json"), "w") as f:
+            json.dump({"members": own, "seeds": [members.seed_list()[m] for m in own],
+                       "evals": [{"global_step": e["global_step"], "stage": e["stage"], "raw": [e["raw"][m] for m in own]}
+                                 for e in progress["evals"]]}, f, indent=2)
+    if not lead:
+        return summary
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:

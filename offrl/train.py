@@ -132,24 +132,75 @@ def make_train(algo, config, data: Transitions) -> Train:
     return Train(init, run, train, stages, spec, data, diagnose if algo.diagnostics is not None else None)
 
 
+def _global(tree, spec):
+    """Host values (the same on every process) as global arrays laid out by ``spec`` over all devices."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seeds",))
+    sharding = jax.sharding.NamedSharding(mesh, spec)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
 def shard_seeds(tree):
-    """Spread the leading seed axis over all devices when it divides evenly (no-op on one device)."""
+    """Spread the leading member (seed, or grid x seed) axis over all devices, those of every process
+    under ``jax.distributed``; a no-op on one device. Single-process, a member count that does not
+    divide evenly stays on one device; multi-process it is refused (ValueError), since every process
+    must own whole members. The values must be the same on every process (they are: keys and grid
+    values come from the config)."""
     devices = jax.devices()
     if len(devices) < 2:
         return tree
     n = jax.tree_util.tree_leaves(tree)[0].shape[0]
     if n % len(devices):
+        if jax.process_count() > 1:
+            raise ValueError(
+                f"{n} run members cannot be split evenly over {len(devices)} devices in {jax.process_count()} "
+                f"processes: choose num_seeds (x grid points) divisible by {len(devices)}"
+            )
         return tree
-    mesh = jax.sharding.Mesh(np.array(devices), ("seeds",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
-    return jax.device_put(tree, sharding)
+    return _global(tree, jax.sharding.PartitionSpec("seeds"))
 
 
 def replicate(tree):
-    """Put shared data on every device (no-op on one device)."""
-    devices = jax.devices()
-    if len(devices) < 2:
+    """Put shared data (the dataset) on every device, of every process; a no-op on one device."""
+    if len(jax.devices()) < 2:
         return tree
-    mesh = jax.sharding.Mesh(np.array(devices), ("seeds",))
-    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    return _global(tree, jax.sharding.PartitionSpec())
 
+
+def fetch(tree):
+    """Host NumPy copies of every member's values, on every process (gathered across processes
+    when the member axis is sharded over several)."""
+    from jax.experimental import multihost_utils
+
+    def get(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(jax.device_get(x))
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree_util.tree_map(get, tree)
+
+
+def local_members(tree) -> tuple[np.ndarray, Any]:
+    """(member indices, tree of those members on this process's first device) that this process's
+    devices hold; ``tree`` itself, all members, when it is fully addressable (one process)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    n = leaves[0].shape[0]
+    if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
+        return np.arange(n), tree
+
+    def rows(x):
+        shards = {}
+        for sh in x.addressable_shards:
+            start = (sh.index[0].start or 0) if sh.index else 0
+            shards.setdefault(start, np.asarray(sh.data))
+        return sorted(shards.items())
+
+    first = rows(leaves[0])
+    idx = np.concatenate([np.arange(start, start + len(d)) for start, d in first])
+    local = [np.concatenate([d for _, d in rows(x)], axis=0) if x.ndim and x.shape[0] == n else np.asarray(x.addressable_data(0))
+             for x in leaves]
+    return idx, jax.device_put(jax.tree_util.tree_unflatten(treedef, local), jax.local_devices()[0])
