@@ -221,6 +221,8 @@ def test_cr_switches_and_validation():
     assert plugins.cr_weights_before(ag) and ag.cr.weights_from == "before"
     ag.cr.weights_from = "after"
     assert not plugins.cr_weights_before(ag)
+    old = ml_collections.ConfigDict(dict(cr=dict(enabled=True, critic="mean", normalize=True)))  # saved before the key
+    assert plugins.cr_weights_before(old)
     plugins.validate(ag)
     for key, bad in (("weights_from", "during"), ("percentile_clip", (95.0, 5.0)), ("critic", "max")):
         a2 = td3bc.default_agent_config()
