@@ -329,6 +329,9 @@ def test_onestep_improvement_resets_the_optimiser_only_at_its_first_step():
     batch = _batch()
     s, _ = onestep.behavior_update(state, batch, None, 0, cfg)
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(s.behavior_params), jax.tree_util.tree_leaves(s.actor.params)))
+    _, m = onestep.behavior_update(state, batch, None, 0, cfg)  # pi_b: the plain NLL of dataset actions at s
+    mean, ls = onestep_policy_np(state.actor.params, batch.observations)
+    np.testing.assert_allclose(float(m["behavior_loss"]), -np.mean(np_logp(np.asarray(batch.actions, np.float64), mean, ls)), rtol=1e-5)
     count = lambda st: int(jax.tree_util.tree_leaves(st.actor.opt_state)[0])  # noqa: E731
     assert count(s) == 1
     s0, _ = onestep.improve_update(s, batch, jax.random.PRNGKey(0), jnp.asarray(0), cfg)
@@ -461,6 +464,8 @@ def test_percent_bc_by_timesteps_as_the_decision_transformer_code():
     for frac, want in ((0.3, [2]), (0.45, [2, 4]), (0.55, [2, 4, 0]), (0.8, [2, 4, 0, 3]), (0.05, [2]), (1.0, [2, 4, 0, 3, 1])):
         np.testing.assert_array_equal(bc.top_episodes(returns, lengths, frac, "timesteps"), want, err_msg=str(frac))
     np.testing.assert_array_equal(bc.top_episodes(returns, lengths, 0.4, "episodes"), [2, 4])  # ceil(0.4 * 5)
+    # the budget floor is one timestep (int(0.01 * 2) = 0 -> 1): only the best episode, even when the next fits in 2
+    np.testing.assert_array_equal(bc.top_episodes([3.0, 2.0], [1, 1], 0.01, "timesteps"), [0])
     assert bc.default_agent_config().top_by == "timesteps"
     cfg = ml_collections.ConfigDict(dict(agent=dict(loss="mse", top_fraction=0.1, top_by="trajectories")))
     with pytest.raises(ValueError, match="top_by"):
