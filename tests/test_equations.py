@@ -256,6 +256,7 @@ def test_gp_inputs_sources_and_penalty_schedule():
     assert float(pen) == 0.0
     g = jax.grad(lambda x: plugins.safe_norm(x))(jnp.zeros(3))
     assert bool(jnp.all(g == 0)) and float(plugins.safe_norm(jnp.asarray([3.0, 4.0]))) == 5.0
+    assert float(plugins.safe_norm(jnp.zeros(3))) == 0.0
     np.testing.assert_allclose(float(plugins.safe_norm(jnp.asarray([0.3, 0.4]))), 0.5, rtol=1e-6)
 
 
