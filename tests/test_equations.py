@@ -706,6 +706,11 @@ def test_td3bcpp_gradient_penalty_joins_the_critic_loss():
     np.testing.assert_allclose(float(info["gp_penalty"]), 0.7 * float(pen), rtol=1e-5)
     off, _ = td3bc.critic_objective(state.critic.params, state, batch, key, jnp.int32(6), cfg)
     np.testing.assert_allclose(float(off), float(td), rtol=1e-6)
+    cfg.agent.gp.actions = "policy"  # the deterministic policy's action at each state, once
+    loss, _ = td3bc.critic_objective(state.critic.params, state, batch, key, jnp.int32(5), cfg)
+    pi = jnp.asarray(np_deterministic_policy(state.actor.params, batch.observations), jnp.float32)
+    pen, _ = plugins.gradient_penalty(lambda x, y: state.critic.apply_fn(state.critic.params, x, y), batch.observations, pi, 0.0)
+    np.testing.assert_allclose(float(loss), float(td) + 0.7 * float(pen), rtol=1e-4)
 
 
 def test_td3bcpp_presets_follow_the_reference():
