@@ -263,6 +263,9 @@ def test_onestep_sarsa_loss_by_hand(drop_timeouts):
     se = (critic_np(state.critic.params, batch.observations, batch.actions) - y) ** 2
     w = 1 - np.asarray(batch.timeouts) if drop_timeouts else np.ones_like(se)
     np.testing.assert_allclose(float(loss), np.sum(w * se) / np.sum(w), rtol=1e-5)
+    if drop_timeouts:  # one transition left: its own squared error (the max(., 1) guard only stops 0 / 0)
+        only = batch._replace(timeouts=jnp.asarray([0.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
+        np.testing.assert_allclose(float(onestep.q_loss(state.critic.params, state, only, cfg)[0]), se[0], rtol=1e-5)
 
 
 def test_onestep_target_moves_every_second_step():
@@ -412,6 +415,21 @@ def test_iql_actor_and_critic_use_the_freshly_updated_value():
     exp = jax.tree_util.tree_map(lambda t, o: 0.995 * t + 0.005 * o, state.critic_target, new.critic.params)
     for x, y in zip(jax.tree_util.tree_leaves(new.critic_target), jax.tree_util.tree_leaves(exp)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
+
+
+def test_iql_actor_learning_rate_follows_the_cosine_schedule():
+    # learner.py: scale_by_adam then a cosine decay of actor_lr over the run's max_steps (num_steps)
+    cfg, state = iql_setup()
+    cfg.num_steps = 4
+    state = iql.init(jax.random.PRNGKey(0), Spec(OBS, ACT), cfg)
+    tx, params = state.actor.tx, state.actor.params
+    grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.3), params)  # constant gradients: Adam's step is lr * factor
+    opt = tx.init(params)
+    for k in range(3):
+        upd, opt = tx.update(grads, opt, params)
+        factor = 0.5 * (1 + math.cos(math.pi * k / 4))
+        for u in jax.tree_util.tree_leaves(upd):
+            np.testing.assert_allclose(np.asarray(u), -3e-4 * factor, rtol=1e-3, err_msg=f"update {k}")
 
 
 def test_iql_defaults_and_orthogonal_init_equal_the_reference():
