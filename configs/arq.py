@@ -1,17 +1,17 @@
-"""ARQ (Goo & Niekum) with the reference code's D4RL locomotion settings (experiments/*.gin, Tables
+"""ARQ+pi (Goo & Niekum) with the reference code's D4RL locomotion settings (experiments/*.gin, Tables
 A.1-A.3): score model 1M steps, 30 candidates, 500 sampler steps, K = 9, alpha 1, Q and policy 1M
-steps each, batch 512, rewards x 1000/(max-min trajectory return).
+steps each, batch 512, rewards x 1000/(max-min trajectory return). ARQ+s: configs/arq_s.py.
 
 Words, as ``--config=configs/arq.py:<arg>`` (comma-separated):
-  implicit | s      ARQ+s: the implicit policy over sampled candidates (default)
-  explicit | pi     ARQ+pi: the AWR policy
+  explicit | pi     ARQ+pi: the AWR policy (default)
+  implicit | s      ARQ+s: the implicit policy over sampled candidates
   antmaze           K = 3, alpha 10, rewards r - 1
   kitchen           score model 300k steps, Q lr 1e-4, original rewards
   adroit            3 score models, 300k steps, Q lr 1e-4, alpha 10, original rewards
   cpu               the CPU budget of docs/arq.md: 50k transitions, 20k score / 20k Q / 20k policy steps,
                     5 candidates (K scaled to the same quantile: 9 -> 2), 50 sampler steps, exact trace,
                     batch 256, 3 seeds, 5 episodes
-e.g.  python experiments/launch.py --config=configs/arq.py:explicit,cpu --workdir=runs/arq_pi
+e.g.  python experiments/launch.py --config=configs/arq.py:cpu --workdir=runs/arq_pi
 """
 from offrl.algos.arq import default_agent_config
 from offrl.config import base_config

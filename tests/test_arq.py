@@ -101,7 +101,9 @@ def two_mode_data(n=4000, seed=0):
                        jnp.zeros(n, jnp.int32))
 
 
-def test_score_training_on_two_mode_mixture_puts_samples_in_both_modes():
+@pytest.fixture(scope="module")
+def two_mode_model():
+    """ARQ's standardise + DSM code, 3000 updates on the two-mode data: (state, config, losses)."""
     cfg = small_config(num_candidates=1000)
     data = two_mode_data()
     state = arq.init(jax.random.PRNGKey(0), Spec(1, 1), cfg)
@@ -116,7 +118,12 @@ def test_score_training_on_two_mode_mixture_puts_samples_in_both_modes():
         return jax.lax.scan(body, state, jax.random.split(key, 3000))
 
     state, metrics = train(state, jax.random.PRNGKey(2))
-    assert metrics["score_loss"][-200:].mean() < metrics["score_loss"][:200].mean()
+    return state, cfg, np.asarray(metrics["score_loss"])
+
+
+def test_score_training_on_two_mode_mixture_puts_samples_in_both_modes(two_mode_model):
+    state, cfg, losses = two_mode_model
+    assert losses[-200:].mean() < losses[:200].mean()
     obs = jnp.asarray([[1.0], [-1.0]])
     a = np.asarray(jax.jit(lambda k: arq.sample_candidates(state, obs, k, cfg))(jax.random.PRNGKey(3)))[..., 0]
     near_mode = np.abs(np.abs(a) - 0.6) < 0.2
@@ -127,6 +134,30 @@ def test_score_training_on_two_mode_mixture_puts_samples_in_both_modes():
     probe = jnp.asarray([[[0.6], [0.0], [-0.6]]])
     ll = np.asarray(arq.candidate_log_lik(state, obs[:1], probe, jax.random.PRNGKey(4), cfg))[0]
     assert ll[0] > ll[1] + 2 and ll[2] > ll[1] + 2, ll
+
+
+def test_implicit_policy_acts_with_in_support_candidates(two_mode_model):
+    """ARQ+s's act: 30 fresh candidates, their likelihoods, a softmax draw; at alpha -> inf with a Q
+    that increases in a, the largest in-support candidate (the upper mode, not an outlier)."""
+    state, cfg, _ = two_mode_model
+    cfg = small_config(num_candidates=30, policy="implicit")
+    mlp = jax.tree_util.tree_map(jnp.zeros_like, state.critic_target["params"]["VmapCritic_0"]["MLP_0"])
+    mlp["Dense_0"]["kernel"] = mlp["Dense_0"]["kernel"].at[:, 1, 0].set(1.0)  # hidden unit 0 = relu(a) ...
+    for i in range(1, len(mlp)):
+        mlp[f"Dense_{i}"]["kernel"] = mlp[f"Dense_{i}"]["kernel"].at[:, 0, 0].set(1.0)  # ... passed on: Q = relu(a)
+    q_up = {"params": {"VmapCritic_0": {"MLP_0": mlp}}}
+    state = state.replace(critic_target=q_up, alpha=jnp.asarray(1e6))
+    obs = jnp.asarray([[1.0], [-1.0]])
+    key = jax.random.PRNGKey(5)
+    a = np.asarray(jax.jit(lambda k: arq.act(state, obs, k, cfg, True))(key))
+    assert a.shape == (2, 1) and np.all(np.abs(a) <= 1.0)
+    k_s, k_l, _ = jax.random.split(key, 3)  # act's own draws, redone: candidates and their likelihoods
+    cand = jnp.clip(arq.sample_candidates(state, obs, k_s, cfg), -1.0, 1.0)
+    ll = np.asarray(arq.candidate_log_lik(state, obs, cand, k_l, cfg))
+    cand = np.asarray(cand)[..., 0]
+    best = np.where(ll > -5.0, cand, -np.inf).max(1)
+    np.testing.assert_allclose(a[:, 0], best, rtol=1e-5)
+    assert np.all(best > 0.4)  # the upper mode at 0.6 for both states
 
 
 # ---------------------------------------------------------------- targets and policies by hand
@@ -241,4 +272,4 @@ def test_validate_names_the_bad_key():
         with pytest.raises(ValueError, match=f"agent.{key}"):
             arq.validate(cfg)
     arq.validate(get_config("explicit,antmaze,cpu"))
-    assert arq.variant(get_config("pi")) == "ARQ+π" and arq.variant(get_config()) == "ARQ+s"
+    assert arq.variant(get_config()) == "ARQ+π" and arq.variant(get_config("s")) == "ARQ+s"

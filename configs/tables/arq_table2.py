@@ -11,7 +11,7 @@ unlabelled columns they sit in.
 TITLE = "ARQ paper, Table 2 / A.4 (D4RL, normalised score)"
 
 # column name -> configs/<module>.py that reproduces it (per task family settings: ``preset``)
-COLUMNS = {"ARQ+π": "arq_pi", "ARQ+s": "arq", "IQL": "iql"}
+COLUMNS = {"ARQ+π": "arq", "ARQ+s": "arq_s", "IQL": "iql"}
 
 PAPER = {
     "hopper-expert-v2": {"ARQ+π": 111, "ARQ+s": 98},

@@ -81,7 +81,7 @@ CORRECTOR_STEPS = ("per_row", "batch")
 def default_agent_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
-            policy="implicit",  # 'implicit' (ARQ+s) or 'explicit' (ARQ+pi)
+            policy="explicit",  # 'explicit' (ARQ+pi, AWR policy) or 'implicit' (ARQ+s)
             # behaviour model (arq/algo/sde_conditional.py, experiments/sde.gin)
             score_hidden_dims=(256, 256, 256),  # one width per residual block
             fourier_scale=30.0,
