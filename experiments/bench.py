@@ -45,6 +45,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
+import jax.extend  # noqa: E402,F401  (jaxpr_as_fun for the FLOP count)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
