@@ -273,14 +273,14 @@ def test_stages_set_thresholds_and_hand_pi0_to_the_main_policy():
     cfg.num_steps = 2
     rng = np.random.default_rng(6)
     state = bp.init(jax.random.PRNGKey(0), Spec(OBS, A), cfg)
-    behavior, pretrain, train = bp.stages(cfg)
+    behavior, pretrain, train = [jax.jit(s.update) for s in bp.stages(cfg)]
     losses, kls = [], []
     for t in range(3):
-        state, m = behavior.update(state, _batch(rng), jax.random.PRNGKey(t), jnp.int32(t))
+        state, m = behavior(state, _batch(rng), jax.random.PRNGKey(t), jnp.int32(t))
         losses.append(float(m["behavior_loss"]))
     np.testing.assert_allclose(float(state.stats.target_entropy), np.mean(losses[1:]) - A * math.log(4.0), rtol=1e-5)
     for t in range(3):
-        state, m = pretrain.update(state, _batch(rng), jax.random.PRNGKey(10 + t), jnp.int32(t))
+        state, m = pretrain(state, _batch(rng), jax.random.PRNGKey(10 + t), jnp.int32(t))
         kls.append(float(m["pretrain_kl"]))
     np.testing.assert_allclose(float(state.stats.eps_kl), np.mean(kls[1:]) + 0.5, rtol=1e-5)
     np.testing.assert_allclose(float(state.stats.eps_gp), np.mean(kls[1:]) + 1.0, rtol=1e-5)
@@ -288,7 +288,7 @@ def test_stages_set_thresholds_and_hand_pi0_to_the_main_policy():
     started = bp.start_main(state)
     for x, y in zip(jax.tree_util.tree_leaves(started.actor.params), jax.tree_util.tree_leaves(pi0)):
         np.testing.assert_array_equal(x, y)
-    state, m = train.update(state, _batch(rng), jax.random.PRNGKey(20), jnp.int32(0))
+    state, m = train(state, _batch(rng), jax.random.PRNGKey(20), jnp.int32(0))
     assert np.isfinite(float(m["critic_loss"])) and float(m["eps_kl"]) == float(state.stats.eps_kl)
 
 
