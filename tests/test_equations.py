@@ -533,6 +533,17 @@ def test_cql_critic_loss_by_hand(backup_entropy, lagrange):
     np.testing.assert_allclose(float(info["cql_gap"]), gap.mean(), rtol=1e-4)
 
 
+def test_cql_lagrange_multiplier_is_clipped_at_1e6():
+    cfg, state, batch = cql_setup(lagrange=True, target_action_gap=0.4)
+    key = jax.random.PRNGKey(12)
+    lo, info = cql.critic_loss(state.critic.params, state, batch, key, cfg)
+    state = state.replace(log_alpha_prime=state.log_alpha_prime.replace(params={"value": jnp.float32(16.0)}))  # e^16 > 1e6
+    hi, _ = cql.critic_loss(state.critic.params, state, batch, key, cfg)
+    cons_lo = math.exp(-0.2) * (2.0 * float(info["cql_gap"]) - 0.4) * 2  # summed over the two critics' mean gap
+    td = float(lo) - cons_lo
+    np.testing.assert_allclose(float(hi), td + 1e6 * (2.0 * float(info["cql_gap"]) - 0.4) * 2, rtol=1e-3)
+
+
 def test_cql_actor_loss_and_bc_warm_start_switch():
     cfg, state, batch = cql_setup(bc_warmup_steps=5)
     key = jax.random.PRNGKey(13)
