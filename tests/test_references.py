@@ -339,8 +339,12 @@ def test_onestep_improvement_resets_the_optimiser_only_at_its_first_step():
     assert count(s) == 1
     s0, _ = onestep.improve_update(s, batch, jax.random.PRNGKey(0), jnp.asarray(0), cfg)
     assert count(s0) == 1  # fresh Adam at step 0, then one update
-    s1, _ = onestep.improve_update(s0, batch, jax.random.PRNGKey(1), jnp.asarray(1), cfg)
+    s1, m1 = onestep.improve_update(s0, batch, jax.random.PRNGKey(1), jnp.asarray(1), cfg)
     assert count(s1) == 2
+    assert "kl" in m1 and "adv_weight" not in m1  # the default operator is the reverse KL ...
+    cfg.agent.operator = "exp_weight"
+    s2, m2 = onestep.improve_update(s1, batch, jax.random.PRNGKey(2), jnp.asarray(2), cfg)
+    assert "adv_weight" in m2 and "kl" not in m2 and count(s2) == 3  # ... and exp_weight switches to the weighted NLL
     # pi_b stays frozen while pi improves
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(s1.behavior_params), jax.tree_util.tree_leaves(s.actor.params)))
 
