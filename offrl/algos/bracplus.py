@@ -432,7 +432,7 @@ def gradient_penalty(critic_apply, critic_params, obs, actions, kl, eps_gp, conf
     ag = config.agent
     grad = jax.grad(lambda a: critic_apply(critic_params, obs, a).min(0).sum())(actions)
     sq = (grad**2).sum(-1)
-    size = sq if ag.gp_squared else jnp.sqrt(sq)
+    size = sq if ag.gp_squared else jnp.sqrt(jnp.maximum(sq, 1e-12))  # finite gradient where Q is flat in a
     kl = jax.lax.stop_gradient(kl)
     if ag.gp_gate == "hard":
         w = (kl > eps_gp).astype(size.dtype)
