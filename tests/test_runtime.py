@@ -229,3 +229,21 @@ def test_policy_call_is_compiled_once_per_shape(td3bc_setup):
         evaluate(policy_fn, carry.state, "Hopper-v5", 2, 100 + i, pre, max_steps=3)
         carry, _ = run(carry, tr.data, "train", 2 * i, 2)
     assert policy_fn._cache_size() == 1
+
+
+def test_bench_counts_the_flops_of_the_branch_each_step_takes(td3bc_setup):
+    """bench.update_flops traces each update with its step known: TD3+BC's actor step (step 0) costs
+    more than a critic-only step (step 1), and the 2-step mean lies between; names are checked."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    cfg, tr = td3bc_setup
+    actor_step = bench.update_flops(tr, "train", tr.data, 1)
+    mean = bench.update_flops(tr, "train", tr.data, 2)
+    critic_only = 2 * mean - actor_step
+    assert actor_step > mean > critic_only > 0
+    assert "td3bc" in bench.config_names("all") and "default" not in bench.config_names("all")
+    with pytest.raises(ValueError, match="no config file configs/nope.py"):
+        bench.load_config("nope")
