@@ -68,6 +68,7 @@ def test_bppo_sarsa_step_by_hand(bootstrap_timeouts):
     y = np.asarray(batch.rewards) + 0.9 * (1 - done) * critic_np(state.q_target, o2, a2)  # target net at (s', a'_data)
     q = critic_np(state.q.params, o, a)  # online net at (s, a)
     np.testing.assert_allclose(float(m["q_loss"]), np.mean((q - y) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(float(m["q"]), q.mean(), rtol=1e-5)
     # Polyak towards the new online parameters (every step here)
     exp = jax.tree_util.tree_map(lambda t, o: 0.995 * t + 0.005 * o, state.q_target, new.q.params)
     for x, y_ in zip(jax.tree_util.tree_leaves(new.q_target), jax.tree_util.tree_leaves(exp)):
@@ -91,6 +92,7 @@ def test_bppo_value_and_bc_losses_by_hand():
     _, m = bppo.value_update(state, batch, None, 0, cfg)
     v = critic_np(state.value.params, batch.observations)  # V at s, regressed on the return-to-go
     np.testing.assert_allclose(float(m["v_loss"]), np.mean((v - np.asarray(batch.returns)) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(float(m["v"]), v.mean(), rtol=1e-5)
     _, m = bppo.bc_update(state, batch, None, 0, cfg)
     mean, log_std = bppo_policy_np(state.bc.params, batch.observations)
     np.testing.assert_allclose(float(m["bc_loss"]), -np.mean(np_logp(np.asarray(batch.actions), mean, log_std)), rtol=1e-5)
