@@ -8,7 +8,7 @@ Words, as ``--config=configs/arq.py:<arg>`` (comma-separated):
   antmaze           K = 3, alpha 10, rewards r - 1
   kitchen           score model 300k steps, Q lr 1e-4, original rewards
   adroit            3 score models, 300k steps, Q lr 1e-4, alpha 10, original rewards
-  cpu               the CPU budget of docs/arq.md: 50k transitions, 20k score / 20k Q / 20k policy steps,
+  cpu               the CPU budget of docs/arq.md: 100k transitions (the local suite's size), 20k score / 20k Q / 20k policy steps,
                     5 candidates (K scaled to the same quantile: 9 -> 2), 50 sampler steps, exact trace,
                     batch 256, 3 seeds, 5 episodes
 e.g.  python experiments/launch.py --config=configs/arq.py:cpu --workdir=runs/arq_pi
@@ -39,7 +39,7 @@ def apply_word(c, word: str) -> None:
         ag.kth = max(1, round(ag.kth * 6 / (ag.num_candidates + 1)))  # the same quantile of 5 + 1 candidates
         ag.num_candidates, ag.sampler_steps, ag.trace, ag.support_chunk = 5, 50, "exact", 4096
         ag.score_batch_size, ag.stats_batch_size = 256, 50_000
-        c.batch_size, c.dataset_size, c.num_seeds = 256, 50_000, 3
+        c.batch_size, c.dataset_size, c.num_seeds = 256, 100_000, 3
         c.eval_interval, c.eval_episodes = 20_000, 5
     else:
         raise ValueError(f"unknown word '{word}' in configs/arq.py:<arg>: choose from {', '.join(WORDS)}")

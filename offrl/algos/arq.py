@@ -348,7 +348,7 @@ def awr_advantage(q, pen):
 
 def policy_update(state: ARQState, batch, key, step, config):
     ag = config.agent
-    b, cand, ll, _ = _support_batch(state, batch, key, config, "obs")
+    b, cand, ll, online = _support_batch(state, batch, key, config, "obs")
     acts = jnp.concatenate([b.actions[:, None, :], cand], axis=1)
     pen = jnp.concatenate([jnp.zeros_like(ll[:, :1]), penalty(ll, state.threshold)], axis=1)
     adv = awr_advantage(_q_of(state.critic, state.critic_target, b.observations, acts)[0], pen)
@@ -359,7 +359,8 @@ def policy_update(state: ARQState, batch, key, step, config):
         return -(w * nets.gaussian_log_prob(b.actions, mean, log_std)).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.actor.params)
-    return state.replace(actor=state.actor.apply_gradients(grads=grads)), {"actor_loss": loss, "adv_weight": w.mean()}
+    return state.replace(actor=state.actor.apply_gradients(grads=grads)), {"actor_loss": loss, "adv_weight": w.mean(),
+                                                                          "online_support": jnp.asarray(online)}
 
 
 def stages(config) -> list[Stage]:
