@@ -390,6 +390,20 @@ def test_bearpp_gradient_penalty_on_policy_samples():
     np.testing.assert_allclose(float(loss), float(td) + float(pen), rtol=1e-4)
 
 
+@pytest.mark.parametrize("algo", ["bear", "td3bc"])
+def test_update_critic_gradient_is_the_gradient_of_the_critic_objective(algo):
+    """``update`` takes the GP gradient inside its cond (``critic_grads``): it must equal d(critic_objective)."""
+    setup, mod = (bear_setup, bear) if algo == "bear" else (td3bc_setup, td3bc)
+    cfg, state, batch = setup(**{"gp.enabled": True, "gp.weight": 0.7, "gp.k": 0.0, "gp.repeats": 2})
+    key = jax.random.PRNGKey(26)
+    for step in (5, 6):  # a GP step and a step without it
+        got, _ = mod.critic_grads(state.critic.params, state, batch, key, jnp.int32(step), cfg)
+        want, _ = jax.grad(mod.critic_objective, has_aux=True)(state.critic.params, state, batch, key, jnp.int32(step), cfg)
+        assert_trees_close(got, want, rtol=1e-4, atol=1e-6)
+    plain, _ = jax.grad(mod.critic_loss, has_aux=True)(state.critic.params, state, batch, key, cfg)
+    assert trees_differ(mod.critic_grads(state.critic.params, state, batch, key, jnp.int32(5), cfg)[0], plain)
+
+
 def test_bear_actor_gradient_raises_q():
     cfg, state, batch = bear_setup(warmup_steps=0)
     state = state.replace(log_alpha=state.log_alpha.replace(params={"value": jnp.float32(-30.0)}))  # alpha ~ 0
