@@ -210,6 +210,9 @@ def test_critic_weights_reductions_percentile_clamp_and_raw_values():
     np.testing.assert_allclose(w, (c - lo) / (hi - lo), rtol=1e-4, atol=1e-5)
     cr.percentile_clip, cr.normalize = (0.0, 100.0), False
     np.testing.assert_allclose(np.asarray(plugins.critic_weights(jnp.asarray(q, jnp.float32), cr)), v, rtol=1e-5)
+    old = ml_collections.ConfigDict(dict(critic="mean", normalize=True))  # saved before percentile_clip existed: no clamp
+    np.testing.assert_allclose(np.asarray(plugins.critic_weights(jnp.asarray(q, jnp.float32), old)),
+                               (v - v.min()) / (v.max() - v.min()), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(plugins.minmax_weights(jnp.full(4, 2.0))), np.ones(4))
     np.testing.assert_allclose(np.asarray(plugins.minmax_weights(jnp.asarray([0.1, 0.3, 0.2]))), [0.0, 1.0, 0.5], rtol=1e-5)
 
