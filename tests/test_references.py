@@ -96,6 +96,7 @@ def test_bppo_value_and_bc_losses_by_hand():
     _, m = bppo.bc_update(state, batch, None, 0, cfg)
     mean, log_std = bppo_policy_np(state.bc.params, batch.observations)
     np.testing.assert_allclose(float(m["bc_loss"]), -np.mean(np_logp(np.asarray(batch.actions), mean, log_std)), rtol=1e-5)
+    np.testing.assert_allclose(float(m["bc_std"]), np.exp(log_std).mean(), rtol=1e-5)
 
 
 def test_bppo_policy_loss_by_hand():
@@ -117,6 +118,9 @@ def test_bppo_policy_loss_by_hand():
     ent = np.sum(log_std + 0.5 * (1 + LOG_2PI), -1)
     np.testing.assert_allclose(float(loss), -np.mean(surr + 0.1 * ent), rtol=1e-4)
     np.testing.assert_allclose(float(info["ratio_pi_pik"]), ratio.mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(info["pi_loss"]), float(loss), rtol=1e-6)
+    np.testing.assert_allclose(float(info["clip_fraction"]), np.mean(np.abs(ratio - 1) > eps), rtol=1e-6)
+    np.testing.assert_allclose(float(info["entropy"]), ent.mean(), rtol=1e-5)
 
 
 def test_bppo_clip_schedule_follows_the_reference_or_the_paper():
