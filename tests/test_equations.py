@@ -407,6 +407,30 @@ def test_update_critic_gradient_is_the_gradient_of_the_critic_objective(algo):
     assert trees_differ(mod.critic_grads(state.critic.params, state, batch, key, jnp.int32(5), cfg)[0], plain)
 
 
+def test_bear_actor_q_term_is_the_per_state_min_over_critics():
+    """Q_2 = -Q_1 with Q_1 of both signs: the min over critics switches from state to state, so taking the
+    mean over the wrong axis (states instead of samples) before the min gives another value."""
+    cfg, state, batch = bear_setup(warmup_steps=0)
+    crit = jax.tree_util.tree_map(lambda x: x, state.critic.params)
+    tree = crit["params"]["VmapCritic_0"]["MLP_0"]
+    last = f"Dense_{len(tree) - 1}"
+    for name, layer in tree.items():
+        sign = -1.0 if name == last else 1.0
+        layer["kernel"] = layer["kernel"].at[1].set(sign * layer["kernel"][0])
+        layer["bias"] = layer["bias"].at[1].set(sign * layer["bias"][0])
+    key = jax.random.PRNGKey(17)
+    k_pi = jax.random.split(key)[1]
+    pi_a, _ = np_bear_policy(state.actor.params, batch.observations, np.clip(normal(k_pi, (B, 3, ACT)), -0.5, 0.5))
+    m1 = np_bear_q(crit, batch.observations, pi_a)[0].mean(-1)
+    shift = float(np.median(m1))  # centre Q_1 (and Q_2 = -Q_1) so that its sign varies over states
+    tree[last]["bias"] = tree[last]["bias"].at[0].add(-shift).at[1].add(shift)
+    state = state.replace(critic=state.critic.replace(params=crit))
+    _, info = bear.actor_loss(state.actor.params, state, batch, key, jnp.int32(1), cfg)
+    m1 = m1 - shift
+    assert (m1 > 0).any() and (m1 < 0).any()
+    np.testing.assert_allclose(float(info["actor_q"]), np.minimum(m1, -m1).mean(), rtol=1e-4, atol=1e-6)
+
+
 def test_bear_actor_gradient_raises_q():
     cfg, state, batch = bear_setup(warmup_steps=0)
     state = state.replace(log_alpha=state.log_alpha.replace(params={"value": jnp.float32(-30.0)}))  # alpha ~ 0
