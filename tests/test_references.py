@@ -172,6 +172,8 @@ def test_bppo_final_eval_seed_is_the_runners_last_evaluation():
     cfg = ml_collections.ConfigDict(dict(eval_seed=10_000, eval_interval=4, agent=dict(bc_steps=10, pi_steps=8)))
     # bc evaluates at 4, 8, 10; improve at 4, 8: the last of 5 evaluations has index 4
     assert bppo.final_eval_seed(cfg) == 10_000 + 4000
+    cfg.agent.update(dict(bc_steps=0, pi_steps=3))  # a single evaluation (no BC stage): index 0
+    assert bppo.final_eval_seed(cfg) == 10_000
 
 
 def test_bppo_reports_the_best_pik_on_the_final_evaluations_episodes():
