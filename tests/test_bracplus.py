@@ -241,6 +241,10 @@ def test_gated_gradient_penalty(gate):
     else:
         w = np_softplus(kl - eps_gp)
         np.testing.assert_allclose(gp, np.sqrt(norm2) * w / w.max(), rtol=1e-3)
+    # every state far under the gate (softplus underflows to 0): no penalty, and finite
+    far = bp.gradient_penalty(critic.apply, params, jnp.asarray(obs, jnp.float32), jnp.asarray(act, jnp.float32),
+                              jnp.asarray(kl, jnp.float32), 1e4, cfg)
+    assert np.all(np.asarray(far) == 0.0)
 
 
 def test_epoch_statistic_is_mean_plus_std_of_the_epochs_kls():

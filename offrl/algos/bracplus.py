@@ -438,7 +438,7 @@ def gradient_penalty(critic_apply, critic_params, obs, actions, kl, eps_gp, conf
         w = (kl > eps_gp).astype(size.dtype)
     else:
         w = jax.nn.softplus(kl - eps_gp)
-        w = w / w.max()
+        w = w / jnp.maximum(w.max(), jnp.finfo(w.dtype).tiny)  # all far under the gate: softplus is 0, no 0/0
     return size * jax.lax.stop_gradient(w)
 
 
