@@ -300,7 +300,7 @@ def actor_loss(actor_params, state: BRACState, batch, key, step, config, weight=
     ag = config.agent
     w = ag.alpha if weight is None else weight
     q, logp, div = policy_estimates(key, actor_params, state, batch.observations, state.critic.params, config)
-    use_q = (step > ag.warm_start).astype(q.dtype) if ag.warm_start else 1.0
+    use_q = jnp.asarray(step > ag.warm_start, q.dtype) if ag.warm_start else 1.0
     loss = (entropy_weight(state, config) * logp + w * div - use_q * q).mean()
     return loss, {"actor_loss": loss, "divergence": div.mean(), "entropy": -logp.mean()}
 
