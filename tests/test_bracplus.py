@@ -180,6 +180,15 @@ def test_dual_step_raises_alpha_where_kl_exceeds_eps_and_lowers_it_elsewhere():
     assert after[1] < before[1] and after[3] < before[3]
 
 
+def test_multiplier_starts_at_its_value_and_is_capped():
+    np.testing.assert_allclose(float(jax.nn.softplus(bp.inverse_softplus(0.1))), 0.1, rtol=1e-5)
+    np.testing.assert_allclose(float(bp.inverse_softplus(1e4)), 1e4, rtol=1e-6)
+    mod = bp.Multiplier(True, hidden_dims=(), initial=10.0)
+    obs = jnp.eye(2, dtype=jnp.float32)
+    params = jax.tree_util.tree_map(lambda x: x + 1e5, mod.init(jax.random.PRNGKey(0), obs))
+    np.testing.assert_allclose(np.asarray(mod.apply(params, obs)), bp.LAGRANGE_MAX, rtol=1e-6)
+
+
 def test_scalar_switch_gives_one_shared_alpha():
     alpha, obs = _dual_setup(False)
     kl = 0.7 + jnp.asarray([1.0, -0.5, 2.0, -0.5])  # violated on average

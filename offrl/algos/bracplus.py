@@ -202,7 +202,9 @@ class SquashedGaussianActor(nn.Module):
 
 
 def inverse_softplus(x):
-    return jnp.log(jnp.expm1(jnp.asarray(x, jnp.float32)))
+    """softplus^-1(x) = x + log(1 - exp(-x)), finite for large x (log(expm1(x)) overflows at 10000)."""
+    x = jnp.asarray(x, jnp.float32)
+    return x + jnp.log(-jnp.expm1(-x))
 
 
 def clip_keep_grad(x, lo, hi):
