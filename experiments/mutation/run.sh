@@ -9,6 +9,7 @@
 # library API: list_mutations / mutate) and checks each one against a warm test process (server.py: reloads
 # the mutated module, runs the target's fast tests in-process with -x), instead of starting Python + JAX per
 # mutant as `mutmut run` does (and `mutmut run`'s result cache broke on these files: "assert line").
+# Tests must not use fixtures (server.py calls them directly; parametrize is fine).
 # Results: $OUT/<target>/mutants.jsonl (one line per mutant: line, mutant, killed|survived) and driver.log.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,17 +20,17 @@ declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/al
 declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc)
 declare -A FUNCS=(
  [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
- [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
- [bear]=policy_samples,vae_samples,_q,vae_loss,critic_loss,critic_objective,actor_loss,alpha_loss,update,act,init
+ [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
+ [bear]=policy_samples,vae_samples,_q,vae_loss,critic_loss,critic_objective,critic_grads,actor_loss,alpha_loss,update,act,init
  [cql]=cql_logsumexp,_sample_pi,_q_many,critic_loss,actor_loss,update
- [td3bc]=critic_loss,actor_loss,critic_objective,bc_weights,update
+ [td3bc]=critic_loss,actor_loss,critic_objective,critic_grads,bc_weights,update
 )
 declare -A TESTS=(
  [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl'
- [plugins]='tests/test_equations.py tests/test_plugins.py -k critic_weights_or_cr__or_gp__or_td3bcpp_or_bearpp_or_action_grads_or_gradient_penalty_or_penalty_is_zero_or_minmax'
+ [plugins]='tests/test_equations.py tests/test_plugins.py -k critic_weights_or_cr__or_gp__or_td3bcpp_or_bearpp_or_action_grads_or_gradient_penalty_or_penalty_is_zero_or_minmax_or_critic_objective'
  [bear]='tests/test_equations.py -k bear'
  [cql]='tests/test_equations.py -k cql'
- [td3bc]='tests/test_equations.py tests/test_plugins.py -k td3bc_or_gp_adds_its_gradient'
+ [td3bc]='tests/test_equations.py -k td3bc'
 )
 run_target() {
   local name=$1 d=$OUT/$1
