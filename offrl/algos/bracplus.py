@@ -87,8 +87,6 @@ regularisers (the paper's Adroit runs). Initialisers are Flax's defaults (the TF
 """
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -404,7 +402,7 @@ def behavior_update(state: BRACPlusState, batch, key, step, config):
     st = state.stats
     nll_sum, nll_n = st.nll_sum + on * info["behavior_loss"], st.nll_n + on
     if ag.target_entropy is None:
-        h0 = nll_sum / jnp.maximum(nll_n, 1.0) - batch.actions.shape[-1] * math.log(ag.std_scale)
+        h0 = nll_sum / jnp.maximum(nll_n, 1.0) - batch.actions.shape[-1] * jnp.log(ag.std_scale)
     else:
         h0 = jnp.asarray(ag.target_entropy, jnp.float32)
     state = state.replace(stats=st.replace(nll_sum=nll_sum, nll_n=nll_n, target_entropy=h0))
