@@ -24,6 +24,16 @@ For td3bc, the same seeds are also timed against a minimal hand-written jitted T
 the paper's hyperparameters), the calls interleaved so the ratio is robust to a busy machine;
 the ratio column is offrl's rate over the minimal one's (goal: >= 0.9).
 
+``--sampler`` (configs of ARQ, e.g. ``--config=arq --sampler``): instead of the stage updates, the
+pre-generation stage that ARQ spends its compute on. The score model is trained for
+``--sampler_train`` DSM updates through the runtime's ``standardize`` and ``score`` stages (the
+ODE's step count depends on how smooth the learned field is), then, vmapped over seeds as
+pre-generation is, at each ``--sampler_states`` count (states per call, each with
+``agent.num_candidates`` candidates): candidates/s of the PC sampler (``agent.sampler_steps``, 500
+unless ``--sampler_steps``) and likelihoods/s of the probability-flow ODE (Dopri5, rtol = atol =
+1e-5) for each ``--sampler_traces`` estimator (hutchinson: 10 Rademacher probes; exact), each the
+mean of ``--sampler_repeats`` calls after the compiling one.
+
 ``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
 for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
 so nothing is allocated, at each seed count: the dataset is an argument shared by all members,
@@ -63,6 +73,12 @@ flags.DEFINE_integer("size", 1_000_000, "Synthetic dataset size (Hopper shapes: 
 flags.DEFINE_integer("flops_steps", 10, "Updates whose FLOPs are averaged (covers periods 1, 2, 5, 10).")
 flags.DEFINE_integer("matmul", 1024, "Size n of the n x n x n float32 matmul that measures the machine's limit.")
 flags.DEFINE_bool("baseline", True, "For td3bc: also time the minimal hand-written TD3+BC, interleaved.")
+flags.DEFINE_bool("sampler", False, "ARQ configs: time pre-generation (PC sampler, ODE likelihood), not the stage updates.")
+flags.DEFINE_string("sampler_states", "8,32", "With --sampler: states per call, comma-separated (x agent.num_candidates rows).")
+flags.DEFINE_string("sampler_traces", "hutchinson,exact", "With --sampler: divergence estimators to time, comma-separated.")
+flags.DEFINE_integer("sampler_steps", 0, "With --sampler: PC sampler steps (0: the config's agent.sampler_steps).")
+flags.DEFINE_integer("sampler_train", 200, "With --sampler: DSM updates of the score model before timing.")
+flags.DEFINE_integer("sampler_repeats", 1, "With --sampler: timed calls after the compiling one.")
 flags.DEFINE_bool("memory", False, "Report compiled memory for an AntMaze-sized dataset (2M x 111-d obs).")
 flags.DEFINE_bool("memory_run", False, "With --memory: also allocate that dataset and run one chunk.")
 FLAGS = flags.FLAGS
@@ -343,6 +359,63 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     return cfg, algo
 
 
+def bench_support(name: str, data, seeds: list[int]):
+    """ARQ's pre-generation: candidates/s (PC sampler) and likelihoods/s (probability-flow ODE) of the
+    functions ``arq.pregenerate`` calls, vmapped over seeds, at each ``--sampler_states`` count."""
+    from offrl.algos import arq
+
+    cfg = load_config(name)
+    if cfg.algo != "arq":
+        raise ValueError(f"--sampler times ARQ's pre-generation: configs/{name}.py is algo {cfg.algo!r}, use --config=arq")
+    ag = cfg.agent
+    ag.sampler_steps = FLAGS.sampler_steps or ag.sampler_steps
+    algo = get_algorithm(cfg.algo)
+    algo.validate(cfg)
+    init, run = make_train(algo, cfg, data).vmapped()
+    traces = [t.strip() for t in FLAGS.sampler_traces.split(",") if t.strip()]
+    for t in traces:
+        if t not in arq.TRACE_ESTIMATORS:
+            raise ValueError(f"--sampler_traces: unknown estimator {t!r}, choose from {arq.TRACE_ESTIMATORS}")
+
+    def timed(f, *args):
+        t = time.perf_counter()
+        out = jax.block_until_ready(f(*args))
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in range(FLAGS.sampler_repeats):
+            out = jax.block_until_ready(f(*args))
+        return out, first, (time.perf_counter() - t) / max(FLAGS.sampler_repeats, 1)
+
+    print(f"\n{name} pre-generation: ScoreNet {tuple(ag.score_hidden_dims)} x {ag.num_score_models}, "
+          f"{ag.num_candidates} candidates per state, {ag.sampler_steps} PC steps, ODE Dopri5 rtol={ag.ode_rtol} "
+          f"atol={ag.ode_atol}; score model after {FLAGS.sampler_train} DSM updates (batch {ag.score_batch_size})", flush=True)
+    print("| seeds | states/call | rows/call | what | first call (s, with compile) | s per call | rows/s | ODE steps |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in seeds:
+        carry, _ = run(init(seed_keys(0, n)), data, "standardize", 0, 1)
+        carry, m = run(carry, data, "score", 0, FLAGS.sampler_train)
+        states = carry.state
+        for s in [int(x) for x in FLAGS.sampler_states.split(",")]:
+            obs, rows = data.observations[:s], n * s * ag.num_candidates
+            keys = jax.random.split(jax.random.PRNGKey(1), n)
+            sampler = jax.jit(jax.vmap(lambda st, k: arq.sample_candidates(st, obs, k, cfg)))
+            cand, first, per = timed(sampler, states, keys)
+            print(f"| {n} | {s} | {rows} | candidates | {first:.1f} | {per:.2f} | {rows / per:.1f} | |", flush=True)
+            for trace in traces:
+                ag.trace = trace  # read when the next function is traced
+                lik = jax.jit(jax.vmap(lambda st, a, k: arq.candidate_log_lik(st, obs, a, k, cfg, with_steps=True)))
+                (ll, steps), first_l, per_l = timed(lik, states, cand, keys)
+                what = f"likelihoods ({trace}" + (f", {ag.num_probes} probes)" if trace == "hutchinson" else ")")
+                print(f"| {n} | {s} | {rows} | {what} | {first_l:.1f} | {per_l:.2f} | {rows / per_l:.1f} | "
+                      f"{int(np.max(steps))} |", flush=True)
+                print(f"| {n} | {s} | {rows} | candidates with likelihoods ({trace}) | | {per + per_l:.2f} | "
+                      f"{rows / (per + per_l):.1f} | |", flush=True)
+            inside = float(np.mean(np.asarray(ll) > ag.threshold))
+        print(f"score loss {float(np.mean(m['score_loss'])):.3f} over the training chunk; {100 * inside:.0f}% of the last "
+              f"call's candidates above the log-likelihood threshold {ag.threshold}; the paper: ~25 candidates with "
+              f"likelihoods per second (90k per hour, GTX 1080 Ti)", flush=True)
+
+
 def memory_report(name: str, seeds: list[int]):
     """Compiled memory of the config's last stage's chunk for an AntMaze-sized dataset (shapes only)."""
     cfg = load_config(name)
@@ -393,12 +466,16 @@ def main(_):
     data = synthetic(FLAGS.size)
     print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act); {FLAGS.chunk} updates per compiled call; "
           f"FLOPs averaged over each stage's first {FLAGS.flops_steps} updates")
-    print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
-          "| share of matmul | vs minimal TD3+BC |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    if not FLAGS.sampler:
+        print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
+              "| share of matmul | vs minimal TD3+BC |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for n in names:
-        bench_config(n, data, seeds, rows)
+        if FLAGS.sampler:
+            bench_support(n, data, seeds)
+        else:
+            bench_config(n, data, seeds, rows)
     peak1 = matmul_gflops(FLAGS.matmul)
     print(f"\ndense matmul again at the end: {peak1:.1f} GFLOP/s (start {peak0:.1f}; a large drift means a noisy machine)")
     if FLAGS.memory:

@@ -252,17 +252,19 @@ def sample_candidates(state: ARQState, obs, key, config):
     return state.std.to_actions(x).reshape(obs.shape[0], ag.num_candidates, -1)
 
 
-def candidate_log_lik(state: ARQState, obs, actions, key, config):
+def candidate_log_lik(state: ARQState, obs, actions, key, config, with_steps: bool = False):
     """log beta(a | s) in the standardised action space for actions (B, C, A) at obs (B, obs_dim): (B, C).
-    A failed ODE solve counts as out of support (-inf)."""
+    A failed ODE solve counts as out of support (-inf). ``with_steps`` also returns the solver's step count."""
     ag = config.agent
     b, n, a = actions.shape
     c = jnp.repeat(state.std.states(obs), n, axis=0)
     score = make_score_fn(state.score.apply_fn, _sde(config))
     ll = log_likelihood(lambda x, cc, t: score(state.score_ema, x, cc, t), state.std.actions(actions.reshape(b * n, a)),
                         c, key, _sde(config), ag.num_probes, ag.trace, ag.ode_t0, ag.ode_rtol, ag.ode_atol,
-                        ag.ode_step_limit)
-    return jnp.where(jnp.isnan(ll), -jnp.inf, ll).reshape(b, n)
+                        ag.ode_step_limit, with_steps=with_steps)
+    ll, steps = ll if with_steps else (ll, None)
+    ll = jnp.where(jnp.isnan(ll), -jnp.inf, ll).reshape(b, n)
+    return (ll, steps) if with_steps else ll
 
 
 def candidates(state: ARQState, obs, key, config):
