@@ -199,9 +199,25 @@ def _nonfinite(values) -> np.ndarray:
     return ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
 
 
-def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Optional[dict] = None) -> dict:
+def _stats(raw: np.ndarray, ok: np.ndarray, info: DatasetInfo) -> tuple[dict, Optional[np.ndarray]]:
+    """(mean/std of the raw and normalised per-seed scores over the members ``ok``, normalised scores or None)."""
+    has_ref = info.ref_max_score is not None
+    norm = normalized_score(raw, info.ref_min_score, info.ref_max_score) if has_ref else None
+    good = raw[ok]
+    return dict(
+        raw_mean=float(good.mean()) if ok.any() else None,
+        raw_std=float(good.std()) if ok.any() else None,
+        normalized_mean=float(np.asarray(norm)[ok].mean()) if has_ref and ok.any() else None,
+        normalized_std=float(normalized_spread(good.std(), info.ref_min_score, info.ref_max_score))
+        if has_ref and ok.any() else None,
+    ), norm
+
+
+def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Optional[dict] = None,
+             extra: Optional[dict] = None) -> dict:
     """The score row of one grid point (members ``idx`` of every evaluation); statistics are over
-    the members that did not diverge (``diverged``: {member index: record}), which are listed."""
+    the members that did not diverge (``diverged``: {member index: record}), which are listed.
+    ``extra``: the algorithm's extra scores, {name: per-member raw returns of every member}."""
     c, info = exp.config, exp.info
     last = scored_evals(evals)[-c.report_last :]
     raw = np.mean([np.asarray(e["raw"], np.float64)[idx] for e in last], axis=0)  # per seed
@@ -210,16 +226,15 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Opt
     ok = np.array([int(m) not in bad for m in members]) & np.isfinite(raw)
     seeds = [c.seed + i for i in range(c.num_seeds)]
     has_ref = info.ref_max_score is not None
-    norm = normalized_score(raw, info.ref_min_score, info.ref_max_score)
-    good = raw[ok]
-    stats = dict(
-        raw_mean=float(good.mean()) if ok.any() else None,
-        raw_std=float(good.std()) if ok.any() else None,
-        normalized_mean=float(np.asarray(norm)[ok].mean()) if has_ref and ok.any() else None,
-        normalized_std=float(normalized_spread(good.std(), info.ref_min_score, info.ref_max_score))
-        if has_ref and ok.any() else None,
-    )
-    return {
+    stats, norm = _stats(raw, ok, info)
+    extras = {}
+    for name, values in (extra or {}).items():
+        x = np.asarray(values, np.float64).reshape(-1)[idx]
+        x_ok = np.array([int(m) not in bad for m in members]) & np.isfinite(x)
+        x_stats, x_norm = _stats(x, x_ok, info)
+        extras[name] = dict(**x_stats, per_seed_raw=x.tolist(),
+                            per_seed_normalized=x_norm.tolist() if has_ref else [None] * len(x))
+    row = {
         "algo": c.algo,
         "variant": exp.algo.variant_name(c),
         "dataset": c.dataset,
@@ -238,6 +253,26 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Opt
         + [dict(seed=seeds[i], first_nonfinite_eval=None, first_nonfinite_metric=None)
            for i, m in enumerate(members) if int(m) not in bad and not np.isfinite(raw[i])],
     }
+    if extras:  # the algorithm's further named scores, next to (never instead of) the score above
+        row["extra_scores"] = extras
+    return row
+
+
+def extra_note(rows: list[dict]) -> str:
+    """One line per extra score of each row (``Algorithm.extra_scores``), beside the main score; '' if none."""
+    out = []
+    for r in rows:
+        for name, x in r.get("extra_scores", {}).items():
+            where = label(r.get("hparams", {}))
+            if x["raw_mean"] is None:
+                val = "n/a"
+            elif x["normalized_mean"] is not None:
+                val = f"normalised {x['normalized_mean']:.1f} ± {x['normalized_std']:.1f}, raw {x['raw_mean']:.1f} ± {x['raw_std']:.1f}"
+            else:
+                val = f"raw {x['raw_mean']:.1f} ± {x['raw_std']:.1f}"
+            out.append(f"- extra score `{name}`{' (' + where + ')' if where != '-' else ''}: {val} "
+                       f"(per seed raw {[round(v, 1) for v in x['per_seed_raw']]}); not the reported score")
+    return ("\n" + "\n".join(out) + "\n") if out else ""
 
 
 def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=sys.stdout,
@@ -394,7 +429,8 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
             {"global_step": progress["global_step"], "stage": "final", "raw": res.raw.tolist(), "normalized": res.normalized.tolist()}
         )
     n = len(members.seeds)
-    rows = [_summary(exp, progress["evals"], p, slice(g * n, (g + 1) * n), diverged) for g, p in enumerate(members.points)]
+    extra = {k: fetch(v) for k, v in algo.extra_scores(carry.state, config).items()}  # e.g. BPPO's best pi_k
+    rows = [_summary(exp, progress["evals"], p, slice(g * n, (g + 1) * n), diverged, extra) for g, p in enumerate(members.points)]
     scored = [r for r in rows if r["raw_mean"] is not None]
     best = max(scored, key=lambda r: r["raw_mean"]) if scored else None
     summary = rows[0] if len(rows) == 1 else {"rows": rows, "best": best}
@@ -411,7 +447,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         json.dump(summary, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + f"\n\nScores: {rows[0]['score_convention']}; last {rows[0]['evaluations_averaged']} "
-                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n" + diverged_note(rows))
+                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n" + extra_note(rows) + diverged_note(rows))
     groups = [(label(p) if p else "mean over seeds", slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
     plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
     logger.close(summary)

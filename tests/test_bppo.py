@@ -241,3 +241,36 @@ def test_launcher_flag_dataset_gets_table6_clip():
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines() if line.strip().startswith("agent.")}
     assert rows["agent.clip_eps"] == "0.1" and rows["agent.omega"] == "0.5"
+
+
+
+def test_best_pik_reaches_results_json_next_to_the_last_iterate(tiny_dataset, tmp_path):
+    """``report_best_pik`` puts the online-selected pi_k's score in results.json / results.md under
+    its own name (Algorithm.extra_scores); the score stays the last iterate's. With pi_lr = 0 the
+    iterate never beats pi_b, so pi_k = pi_b = the last iterate, and on the final evaluation's
+    episodes its per-seed returns equal the reported ones exactly. Off, no extra score."""
+    import json
+    import os
+
+    from offrl.runner import _summary, run_experiment
+
+    cfg = tiny_config("bppo", steps=3, **{"agent.report_best_pik": True, "agent.pi_lr": 0.0,
+                                          "agent.select_episodes": 1, "report_last": 1})
+    wd = str(tmp_path / "run")
+    run_experiment(cfg, wd, out=open(os.devnull, "w"))
+    res = json.load(open(os.path.join(wd, "results.json")))
+    md = open(os.path.join(wd, "results.md")).read()
+    best = res["extra_scores"]["best_pik"]
+    assert np.isfinite(best["per_seed_raw"]).all() and len(best["per_seed_raw"]) == cfg.num_seeds
+    np.testing.assert_allclose(best["per_seed_raw"], res["per_seed_raw"], rtol=1e-6)
+    np.testing.assert_allclose(best["normalized_mean"], res["normalized_mean"], rtol=1e-6)
+    assert "extra score `best_pik`" in md and "not the reported score" in md
+    # off: the algorithm reports no extra score, so the row has none (a whole second run adds nothing)
+    cfg.agent.report_best_pik = False
+    state = jax.jit(make_train(bppo.ALGORITHM, cfg, load_dataset(tiny_dataset)[0]).init)(SEEDS[0])
+    assert bppo.ALGORITHM.extra_scores(state, cfg) == {}
+    from offrl.runner import prepare
+
+    evals = [{"global_step": 3, "stage": "improve", "raw": res["per_seed_raw"], "normalized": res["per_seed_normalized"]}]
+    row = _summary(prepare(cfg), evals, {}, slice(0, 2), {}, bppo.ALGORITHM.extra_scores(state, cfg))
+    assert "extra_scores" not in row and row["per_seed_raw"] == res["per_seed_raw"]

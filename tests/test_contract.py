@@ -25,6 +25,7 @@ def test_optional_hooks_default_to_no_ops():
     assert a.after_chunk("states", None, "train", 3) == "states"
     assert a.variant_name(None) == "mine" and a.config_file == "mine" and a.sweepable == ()
     assert a.diagnostics is None
+    assert a.extra_scores("states", None) == {}
     with pytest.raises(TypeError, match="tuple of agent keys"):
         Algorithm(name="mine", init=_noop, stages=_noop, act=_noop, default_config=_noop, sweepable="alpha")
 

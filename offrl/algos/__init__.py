@@ -41,6 +41,12 @@ Optional, each with a no-op default:
 - ``diagnostics(state, batch, key, config) -> metrics``: costly diagnostics (gradient norms,
   extra critic passes) computed once per chunk on one batch, outside the scanned updates, so
   they never slow the hot path (default: none).
+- ``extra_scores(states, config) -> {name: per-member raw returns}``: further named scores a
+  run reports next to its main score, read from the final states (e.g. BPPO's online-selected
+  best pi_k, evaluated by its ``after_chunk`` and kept in the state so it survives resuming).
+  The runner turns each into the same statistics as the main score (same members, same
+  normalisation) under ``extra_scores`` in results.json and one line each in results.md; they
+  never replace the main score (default: none).
 - ``config_file``: the ``configs/<file>.py`` the shared harness uses (default: ``name``).
 
 The reported score of a run comes only from evaluations of its last evaluating stage
@@ -92,6 +98,10 @@ def _no_hook(states, ctx, stage_name: str, stage_step: int):
     return states
 
 
+def _no_extra_scores(states, config) -> dict:
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
     """One algorithm: its pure pieces and optional hooks (see the module docstring)."""
@@ -108,6 +118,7 @@ class Algorithm:
     chunk_every: Callable = _no_cuts
     after_chunk: Callable = _no_hook
     diagnostics: Optional[Callable] = None
+    extra_scores: Callable = _no_extra_scores
     config_file: str = ""
 
     def __post_init__(self):

@@ -36,7 +36,8 @@ The whole pipeline is pure and vmapped over seeds by the runtime; only online se
 the graph (it needs environment rollouts), and it keeps every seed's choice separate.
 With online selection pi_k is the best policy seen, the one the reference saves as
 ``bppo_best.pt``; ``report_best_pik=True`` evaluates it at the end of the run on the final
-evaluation's episodes and prints its score beside the last iterate's (``best_pik_raw``).
+evaluation's episodes and prints its score beside the last iterate's (``best_pik_raw``); results.json
+carries it as the extra score ``best_pik`` (``extra_scores``), next to the last iterate's score.
 ``value_relu_output`` reproduces the reference code's ReLU at the end of V and Q (default off).
 """
 from __future__ import annotations
@@ -422,6 +423,12 @@ def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOStat
     return states
 
 
+def extra_scores(states: BPPOState, config) -> dict:
+    """``best_pik``: the online-selected pi_k's return on the final evaluation's episodes, next to
+    the last iterate's score in results.json / results.md (``report_best_pik``; none otherwise)."""
+    return {"best_pik": states.best_pik_raw} if config.agent.report_best_pik else {}
+
+
 def validate(config):
     ag = config.agent
     if ag.selection not in SELECTIONS:
@@ -458,4 +465,5 @@ ALGORITHM = Algorithm(
     variant=variant,
     chunk_every=chunk_every,
     after_chunk=after_chunk,
+    extra_scores=extra_scores,
 )
