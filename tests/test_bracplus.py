@@ -340,3 +340,59 @@ def test_validate_names_the_bad_key():
     cfg.agent.gp_gate = "sigmoid"
     with pytest.raises(ValueError, match="gp_gate"):
         bp.validate(cfg)
+
+
+def test_kl_backup_switch_subtracts_alpha_of_next_state_times_kl():
+    """The reference's kl_backup (off by default, as there): y_on = y_off - gamma (1 - d) alpha(s')
+    mean_j KL(s'; u_j) / c, with alpha at s' (state-dependent here, so s in place of s' would differ),
+    the KL of the backup policy's own samples, and nothing for terminal transitions."""
+    cfg = base_config()
+    cfg.discount = 0.9
+    cfg.agent = bp.default_agent_config()
+    assert cfg.agent.kl_backup is False
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (8,)
+    cfg.agent.state_alpha, cfg.agent.kl_backup_scale = True, 2.5
+    state = bp.init(jax.random.PRNGKey(4), Spec(OBS, A), cfg)
+    state = state.replace(actor_target=jax.tree_util.tree_map(lambda x: 0.5 * x, state.actor.params))
+    batch = _batch(np.random.default_rng(8))
+    batch = batch._replace(terminals=batch.terminals.at[:5].set(1.0))
+    key = jax.random.PRNGKey(5)
+    y_off = np.asarray(bp.target_q(state, batch, key, cfg))
+    cfg.agent.kl_backup = True
+    y_on = np.asarray(bp.target_q(state, batch, key, cfg))
+    mean, log_std = state.actor.apply_fn(state.actor_target, batch.next_observations)
+    shape = (cfg.agent.num_samples,) + mean.shape
+    mean_n, log_std_n = jnp.broadcast_to(mean, shape), jnp.broadcast_to(log_std, shape)
+    u = nets.tanh_gaussian_sample(key, mean_n, log_std_n)[2]
+    s2 = jnp.broadcast_to(batch.next_observations, (shape[0],) + batch.next_observations.shape)
+    kl = np.asarray(bp.kl_upper_bound(state.behavior.apply_fn, state.behavior.params, s2, u, mean_n, log_std_n,
+                                      jax.random.fold_in(key, 1), cfg.agent.num_latents)).mean(0)
+    alpha_next = np.asarray(state.alpha.apply_fn(state.alpha.params, batch.next_observations))
+    alpha_here = np.asarray(state.alpha.apply_fn(state.alpha.params, batch.observations))
+    assert np.all(kl > 0) and not np.allclose(alpha_next, alpha_here)
+    live = 1.0 - np.asarray(batch.terminals)
+    np.testing.assert_allclose(y_on, y_off - 0.9 * live * alpha_next * kl / 2.5, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y_on[:5], y_off[:5])  # terminal: no backup, no penalty
+    assert np.all(y_on[5:] < y_off[5:])  # a penalty, not a bonus
+
+
+def test_paper_table_columns_have_their_own_configs_and_thresholds():
+    """Each column of configs/tables/bracplus_table1.py maps to its own config file (reproduce.py
+    names a cell's run folder after it), the alpha(s) column really sets state_alpha, both BRAC+
+    columns get the reference's per-task threshold, and no paper number is claimed."""
+    import importlib
+
+    from configs.tables import bracplus_table1 as table
+
+    assert len(set(table.COLUMNS.values())) == len(table.COLUMNS)
+    cells = {}
+    for col, module in table.COLUMNS.items():
+        cfg = importlib.import_module(f"configs.{module}").get_config()
+        for k, v in table.preset(col, "hopper-medium-replay-v0").items():
+            cfg.update_from_flattened_dict({k: v})
+        cells[col] = cfg
+    assert cells["BRAC+"].agent.state_alpha is False and cells["BRAC+ alpha(s)"].agent.state_alpha is True
+    assert cells["BRAC+"].agent.generalization_threshold == cells["BRAC+ alpha(s)"].agent.generalization_threshold == 3.0
+    assert cells["BRAC-vp"].algo == "brac" and cells["BRAC-vp"].agent.variant == "vp"
+    assert all(row == {} for row in table.PAPER.values()) and "hopper-medium-v0" in table.PAPER

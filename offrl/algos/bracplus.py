@@ -46,6 +46,16 @@ Critic (twin Q, 0.5 * sum over the pair of squared errors, averaged over the bat
                                                                                           target_policy=False)
     L_Q = mean_s [ 0.5 sum_i (Q_i(s, a) - y)^2 + lambda * GP(s) ]
 
+The reference's ``kl_backup`` switch (False there, and here) subtracts the KL penalty inside the
+backup, at s', with the backup policy's samples u_j and the current alpha (no eps_KL offset):
+
+    y = r + gamma (1 - d) [ max_j min_i Q'_i(s', a'_j) - alpha(s') mean_j KL(s'; u_j) / c ],
+
+c = ``kl_backup_scale``. The reference's c is its ``reward_scale_factor``: the raw reward range
+max r - min r that its min-max scaling removed (1 without scaling). The agent sees only scaled
+rewards, so c is a key (1.0 by default): set it to the dataset's raw reward range for the
+reference's exact penalty.
+
 with the gated gradient penalty at one a' ~ pi(s) (``gradient_penalty``):
 
     GP(s) = ||grad_a' min_i Q_i(s, a')||^{1 or 2} * w(s)
@@ -82,8 +92,7 @@ Thresholds, estimated in-graph (the reference computes them with host-side passe
 Acting (``act_mode``): the reference's 'q_select' draws 20 pre-tanh samples, clips each to mean
 +- std, squashes, and takes the one with the highest mean-over-ensemble Q; 'mean' is tanh(mean).
 
-Not implemented: the reference's ``kl_backup`` (off by default there), its MMD and cross-entropy
-regularisers (the paper's Adroit runs). Initialisers are Flax's defaults (the TF reference: Glorot).
+Not implemented: the reference's MMD and cross-entropy regularisers (the paper's Adroit runs). Initialisers are Flax's defaults (the TF reference: Glorot).
 """
 from __future__ import annotations
 
@@ -127,6 +136,8 @@ def default_agent_config() -> ml_collections.ConfigDict:
             num_latents=5,  # L: latent samples in the KL bound
             max_q_backup=True,  # max over num_samples target-policy actions (paper: one sample)
             target_policy=True,  # backup actions from the Polyak-averaged policy (paper: the policy)
+            kl_backup=False,  # reference's switch (off there): - alpha(s') KL(s') / kl_backup_scale in the backup
+            kl_backup_scale=1.0,  # the reference divides by its raw reward range max r - min r (see docstring)
             # multipliers
             state_alpha=False,  # paper: alpha(s) from an MLP; reference: one scalar
             alpha_hidden_dims=(256, 256, 256),
@@ -448,9 +459,15 @@ def target_q(state: BRACPlusState, batch, key, config):
     params = state.actor_target if ag.target_policy else state.actor.params
     mean, log_std = state.actor.apply_fn(params, batch.next_observations)
     shape = (num,) + mean.shape
-    a = nets.tanh_gaussian_sample(key, jnp.broadcast_to(mean, shape), jnp.broadcast_to(log_std, shape))[0]
+    mean_n, log_std_n = jnp.broadcast_to(mean, shape), jnp.broadcast_to(log_std, shape)
+    a, _, u = nets.tanh_gaussian_sample(key, mean_n, log_std_n)
     next_obs = jnp.broadcast_to(batch.next_observations, (num,) + batch.next_observations.shape)
     q = jax.vmap(lambda o, x: state.critic.apply_fn(state.critic_target, o, x).min(0))(next_obs, a).max(0)
+    if ag.kl_backup:  # the reference's switch: - alpha(s') * mean_j KL(s'; u_j) / reward range
+        kl = kl_upper_bound(state.behavior.apply_fn, state.behavior.params, next_obs, u, mean_n, log_std_n,
+                            jax.random.fold_in(key, 1), ag.num_latents).mean(0)
+        alpha = state.alpha.apply_fn(state.alpha.params, batch.next_observations)
+        q = q - alpha * kl / ag.kl_backup_scale
     return batch.rewards + config.discount * (1.0 - batch.terminals) * q
 
 
@@ -577,7 +594,7 @@ def validate(config):
         raise ValueError(f"agent.act_mode must be one of {ACT_MODES}, got '{ag.act_mode}'")
     if ag.gp_gate not in GP_GATES:
         raise ValueError(f"agent.gp_gate must be one of {GP_GATES}, got '{ag.gp_gate}'")
-    for key in ("alpha_init", "gp_weight", "std_scale"):
+    for key in ("alpha_init", "gp_weight", "std_scale", "kl_backup_scale"):
         if not ag[key] > 0:
             raise ValueError(f"agent.{key} must be > 0, got {ag[key]}")
     if ag.generalization_threshold < 0:
