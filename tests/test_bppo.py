@@ -215,7 +215,7 @@ def test_online_selection_with_real_rollouts_and_runner_chunk_plan(pipeline, onl
         ("improve", 0, 4), ("improve", 4, 1), ("improve", 5, 3), ("improve", 8, 2)]
     assert bppo.variant(cfg) == "BPPO (online selection every 5 step(s))"
     cfg.agent.selection = "none"
-    assert bppo.chunk_every(cfg) == {} and bppo.variant(cfg) == "Onestep BPPO"
+    assert bppo.chunk_every(cfg) == {"bc": 2000} and bppo.variant(cfg) == "Onestep BPPO"  # BC checkpoint choice only
 
 
 def test_validate_rejects_bad_values():
@@ -274,3 +274,43 @@ def test_best_pik_reaches_results_json_next_to_the_last_iterate(tiny_dataset, tm
     evals = [{"global_step": 3, "stage": "improve", "raw": res["per_seed_raw"], "normalized": res["per_seed_normalized"]}]
     row = _summary(prepare(cfg), evals, {}, slice(0, 2), {}, bppo.ALGORITHM.extra_scores(state, cfg))
     assert "extra_scores" not in row and row["per_seed_raw"] == res["per_seed_raw"]
+
+
+@pytest.mark.parametrize("every", [5, 0])
+def test_pi_b_is_the_best_scoring_bc_iterate_when_bc_selection_is_on(pipeline, every):
+    """bc_select_every > 0 (the reference's default, 2000): BC iterates are scored online every
+    ``every`` updates and at the end of BC, and the best one per seed becomes pi_b (and its score
+    the improvement stage's first best); 0: pi_b is the last iterate."""
+    data, carry, _ = pipeline
+    cfg, tr = _trainer(data, **{"agent.bc_select_every": every, "agent.select_episodes": 1})
+    _, run = tr.vmapped()
+    assert bppo.chunk_every(cfg) == ({"bc": 5, "improve": 1} if every else {"improve": 1})
+    scores = iter([np.array([5.0, 1.0]), np.array([3.0, 2.0])])
+    calls = []
+
+    def evaluate(states, num_episodes=None, base_seed=None):
+        calls.append((num_episodes, base_seed))
+        return types.SimpleNamespace(raw=next(scores))
+
+    ctx = types.SimpleNamespace(exp=types.SimpleNamespace(config=cfg), evaluate=evaluate)
+    carry, _ = run(carry, data, "bc", 0, 5)
+    st = bppo.after_chunk(carry.state, ctx, "bc", 5)
+    mid = st.bc.params  # seed 0's best iterate (5 > 1 ... and the later 3 < 5)
+    assert jnp.array_equal(_kernel(st.bc.params, 0), _kernel(carry.state.bc.params, 0))  # BC training itself untouched
+    carry, _ = run(carry._replace(state=st), data, "bc", 5, 5)
+    last = carry.state.bc.params
+    assert not jnp.array_equal(_kernel(last, 0), _kernel(mid, 0))
+    st = bppo.after_chunk(carry.state, ctx, "bc", CHUNK)  # the end of BC (bc_steps = CHUNK)
+    if every:
+        assert len(calls) == 2 and len(set(calls)) == 1  # paired checks on the same episodes
+        assert jnp.array_equal(_kernel(st.bc.params, 0), _kernel(mid, 0))  # seed 0: 5 at update 5 beats 3 at the end
+        assert jnp.array_equal(_kernel(st.bc.params, 1), _kernel(last, 1))  # seed 1: 2 at the end beats 1
+        np.testing.assert_allclose(np.asarray(st.best_score), [5.0, 2.0])  # pi_b's score starts online selection
+    else:
+        assert len(calls) == 1  # no BC checks; only pi_b's score for online selection
+        assert jnp.array_equal(_kernel(st.bc.params, 0), _kernel(last, 0))
+        assert jnp.array_equal(_kernel(st.bc.params, 1), _kernel(last, 1))
+        np.testing.assert_allclose(np.asarray(st.best_score), [5.0, 1.0])
+    # the improvement stage starts from the chosen pi_b
+    carry, _ = run(carry._replace(state=st), data, "improve", 0, 1)
+    assert jnp.array_equal(_kernel(carry.state.pi_k, 0), _kernel(st.bc.params, 0))

@@ -236,6 +236,7 @@ def test_bppo_defaults_equal_the_reference_main_py():
     assert (ag.lr_decay, ag.lr_decay_every, ag.decay_until, ag.grad_clip) == (0.98, 2, 200, 0.5)  # ppo.py StepLR, clip_grad_norm_
     assert ag.selection == "online" and ag.select_interval == 1 and ag.select_episodes == 10 and ag.bppo_off == 0
     assert not ag.bootstrap_timeouts and ag.clip_decay_first  # buffer.py's not_done; bppo.py's decay-then-use
+    assert ag.bc_select_every == 2000  # main.py keeps the best BC iterate scored every log_freq = 2000 steps
     from configs.bppo import get_config
 
     c = get_config()

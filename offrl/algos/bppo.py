@@ -12,7 +12,10 @@ settings of the paper's Table 6 and of the code's tips live in ``configs/bppo_pr
                Polyak tau every ``q_target_every`` updates; d = terminal OR timeout, as the
                reference's ``not_done`` (``bootstrap_timeouts=True``: d = terminal only)
     3. bc      pi_b: Gaussian, mu = tanh(out[:A]), log_std = -5 + 2.5 (tanh(out[A:]) + 1),
-               NLL of dataset actions, MLP 2x1024, orthogonal init (gain 1)
+               NLL of dataset actions, MLP 2x1024, orthogonal init (gain 1); pi_b is the BC
+               iterate with the best online score (``select_episodes`` deterministic episodes,
+               checked every ``bc_select_every`` = 2000 updates and at the end, as the reference
+               keeps ``bc_best.pt``; ``bc_select_every=0``: the last iterate)
     4. improve pi initialised from pi_b, pi_k <- pi_b, then per step i:
                a ~ pi_k(.|s) (rsample);  A = Q(s,a) - V(s), normalised over the batch,
                A *= omega where A > 0 else (1 - omega)
@@ -79,6 +82,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             pi_hidden_dims=(1024, 1024),
             bc_lr=1e-4,
             bc_steps=500_000,
+            bc_select_every=2000,  # pi_b = the best of the BC iterates scored online every N updates and at the end (reference: log_freq 2000); 0: the last iterate
             # stage 4: policy improvement
             pi_lr=1e-4,
             pi_steps=1000,
@@ -128,6 +132,8 @@ class BPPOState(struct.PyTreeNode):
     best_score: jax.Array  # online selection: best J(pi_k) seen so far (starts at pi_b's score)
     replacements: jax.Array  # int32: how many times pi_k was replaced
     best_pik_raw: jax.Array  # report_best_pik: pi_k's return on the final evaluation's episodes (-inf before)
+    bc_best: dict  # bc_select_every > 0: the best-scoring BC iterate so far (becomes pi_b at the end of BC)
+    bc_best_score: jax.Array  # its online score (-inf before the first check)
 
 
 def _pi_tx(config):
@@ -148,7 +154,7 @@ def init(key, spec: Spec, config) -> BPPOState:
     pi = TrainState.create(apply_fn=policy.apply, params=bc.params, tx=_pi_tx(config))
     return BPPOState(
         value, q, q.params, bc, pi, bc.params, jnp.asarray(False), jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
-        jnp.asarray(-jnp.inf, jnp.float32),
+        jnp.asarray(-jnp.inf, jnp.float32), bc.params, jnp.asarray(-jnp.inf, jnp.float32),
     )
 
 
@@ -367,10 +373,14 @@ def variant(config) -> str:
 
 
 def chunk_every(config) -> dict:
-    """Online selection needs the runner to stop the improvement stage every ``select_interval`` updates."""
+    """Online selection needs the runner to stop the improvement stage every ``select_interval``
+    updates, and the BC checkpoint choice the BC stage every ``bc_select_every`` updates."""
+    cuts = {}
+    if config.agent.bc_select_every:
+        cuts["bc"] = int(config.agent.bc_select_every)
     if config.agent.selection == "online":
-        return {"improve": int(config.agent.select_interval)}
-    return {}
+        cuts["improve"] = int(config.agent.select_interval)
+    return cuts
 
 
 def final_eval_seed(config) -> int:
@@ -387,22 +397,45 @@ def act_with_pik(states: BPPOState) -> BPPOState:
     return states.replace(pi=states.pi.replace(params=states.pi_k), improving=jnp.ones_like(states.improving))
 
 
-def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOState:
-    """Online selection (host side, between compiled chunks; every seed decides for itself).
+def select_bc(states: BPPOState, ctx, stage_step: int, kw: dict) -> BPPOState:
+    """The reference's BC checkpoint choice: every ``bc_select_every`` BC updates (and at the end of
+    BC) the current iterate is scored online and kept where it beats that seed's best so far; at
+    the end of BC the best one becomes pi_b (the reference saves it as ``bc_best.pt`` and loads it
+    for the improvement stage)."""
+    score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
+    better = score > states.bc_best_score
+    states = states.replace(bc_best=select(better, states.bc.params, states.bc_best),
+                            bc_best_score=jnp.where(better, score, states.bc_best_score))
+    if stage_step == ctx.exp.config.agent.bc_steps:
+        states = states.replace(bc=states.bc.replace(params=states.bc_best))
+    return states
 
-    At the end of BC, pi_b's score becomes each seed's best; in the improvement stage, every
-    ``select_interval`` steps pi is evaluated and replaces pi_k where it beats that seed's best.
-    All checks reset their environments from the same seeds, so they are paired comparisons.
-    With ``report_best_pik``, the final pi_k is then evaluated on the final evaluation's episodes.
+
+def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOState:
+    """The online choices (host side, between compiled chunks; every seed decides for itself).
+
+    BC (``bc_select_every`` > 0): pi_b is the best-scoring BC iterate (``select_bc``).
+    Online selection: at the end of BC, pi_b's score becomes each seed's best; in the improvement
+    stage, every ``select_interval`` steps pi is evaluated and replaces pi_k where it beats that
+    seed's best. All checks reset their environments from the same seeds, so they are paired
+    comparisons. With ``report_best_pik``, the final pi_k is then evaluated on the final
+    evaluation's episodes.
     """
     config = ctx.exp.config
     ag = config.agent
-    if ag.selection != "online":
-        return states
     n_bc, n_pi = ag.bc_steps, ag.pi_steps
     kw = dict(num_episodes=ag.select_episodes, base_seed=config.eval_seed + ag.select_seed)
-    if stage == "bc" and stage_step == n_bc:
-        return states.replace(best_score=jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32))
+    if stage == "bc":
+        if ag.bc_select_every and (stage_step % ag.bc_select_every == 0 or stage_step == n_bc):
+            states = select_bc(states, ctx, stage_step, kw)
+        if ag.selection == "online" and stage_step == n_bc:
+            # pi_b's score on the selection episodes: already measured when pi_b was chosen online
+            # (the reference re-evaluates the loaded bc_best.pt on the same seed, the same number)
+            score = states.bc_best_score if ag.bc_select_every else jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
+            states = states.replace(best_score=score)
+        return states
+    if ag.selection != "online":
+        return states
     if stage != "improve" or not (stage_step % ag.select_interval == 0 or stage_step == n_pi):
         return states
     score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
@@ -433,7 +466,7 @@ def validate(config):
     ag = config.agent
     if ag.selection not in SELECTIONS:
         raise ValueError(f"agent.selection={ag.selection!r} is invalid: choose one of {SELECTIONS}")
-    for k in ("v_steps", "q_steps", "bc_steps", "pi_steps", "bppo_off", "decay_until"):
+    for k in ("v_steps", "q_steps", "bc_steps", "pi_steps", "bppo_off", "decay_until", "bc_select_every"):
         if not (isinstance(ag[k], int) and ag[k] >= 0):
             raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 0")
     for k in ("select_interval", "select_episodes", "q_target_every", "lr_decay_every"):
