@@ -92,6 +92,20 @@ def critic_ensemble(num: int = 2, hidden_dims: Sequence[int] = (256, 256), **kwa
     return Ensemble(Critic, num, dict(hidden_dims=tuple(hidden_dims), **kwargs))
 
 
+def first_members(apply_fn: Callable, params, n: int = 1) -> Callable:
+    """``f(*args)``: the first ``n`` members of an :class:`Ensemble` alone, outputs (n, ...).
+
+    ``apply_fn`` is the ensemble's ``module.apply`` (as a TrainState holds it), ``params`` its
+    variables. Every parameter's leading (member) axis is sliced to ``n``, so a loss that reads
+    only Q_1 (TD3+BC's actor loss) evaluates and differentiates one network, not the whole ensemble
+    with all but one output thrown away. Values equal ``apply_fn(params, *args)[:n]``."""
+    module = getattr(apply_fn, "__self__", None)
+    if not isinstance(module, Ensemble):
+        raise TypeError(f"first_members needs an Ensemble's module.apply, got {apply_fn!r}")
+    sub, p = module.clone(num=n), jax.tree_util.tree_map(lambda x: x[:n], params)
+    return lambda *args: sub.apply(p, *args)
+
+
 class DeterministicPolicy(nn.Module):
     """a = max_action * tanh(MLP(s))."""
 

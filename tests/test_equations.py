@@ -713,6 +713,35 @@ def test_td3bc_actor_loss_lambda_uses_abs_q_and_gradient_raises_q():
         np.testing.assert_allclose(float(loss), -lmbda * q1.mean() + expect_bc, rtol=1e-4, atol=1e-6)
 
 
+def test_td3bc_actor_loss_reads_q1_alone():
+    """The reference's critic.Q1: the loss equals the hand computation with Q_1, differs from what
+    Q_2 or min(Q_1, Q_2) would give, and the second critic is not even evaluated (NaN in its
+    parameters leaves the loss and the actor's gradient finite: evaluating the ensemble and
+    keeping its first output would backpropagate 0 * NaN through it)."""
+    cfg, state, batch = td3bc_setup()
+    o, a = _f64(batch.observations), _f64(batch.actions)
+    pi = np_deterministic_policy(state.actor.params, o)
+    # Q_1 with both signs (with one sign, lambda * mean Q is -alpha * sign whichever critic is read)
+    crit = jax.tree_util.tree_map(lambda x: x, state.critic.params)
+    last = crit["params"]["VmapCritic_0"]["MLP_0"][f"Dense_{len(cfg.agent.hidden_dims)}"]
+    last["bias"] = last["bias"].at[0].add(-float(np.median(np_critics(crit, o, pi)[0])) + 0.01)
+    state = state.replace(critic=state.critic.replace(params=crit))
+    qs = np_critics(crit, o, pi)
+    bc = ((pi - a) ** 2).mean(-1).mean()
+    expect = {name: -2.5 / np.abs(q).mean() * q.mean() + bc for name, q in (("q1", qs[0]), ("q2", qs[1]), ("min", qs.min(0)))}
+    assert abs(expect["q1"] - expect["q2"]) > 1e-3 and abs(expect["q1"] - expect["min"]) > 1e-3
+    loss, _ = td3bc.actor_loss(state.actor.params, state, batch, cfg)
+    np.testing.assert_allclose(float(loss), expect["q1"], rtol=1e-5)
+    nan2 = jax.tree_util.tree_map(lambda x: x.at[1].set(jnp.nan), state.critic.params)
+    state = state.replace(critic=state.critic.replace(params=nan2))
+    (loss, _), g = jax.value_and_grad(td3bc.actor_loss, has_aux=True)(state.actor.params, state, batch, cfg)
+    np.testing.assert_allclose(float(loss), expect["q1"], rtol=1e-5)
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree_util.tree_leaves(g))
+    cfg.agent.log_grad_norm = True  # the diagnostics' ||grad_a Q_1|| read Q_1 alone too
+    info = td3bc.diagnostics(state, batch, jax.random.PRNGKey(0), cfg)
+    assert all(bool(jnp.isfinite(info[k])) for k in ("grad_norm_pi", "grad_norm_data", "actor_loss"))
+
+
 @pytest.mark.parametrize("weights_from", ["before", "after"])
 def test_td3bcpp_cr_weights_from_the_critic_before_or_after_its_step(weights_from):
     cfg, state, batch = td3bc_setup(**{"cr.enabled": True, "cr.weights_from": weights_from})

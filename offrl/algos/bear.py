@@ -45,6 +45,8 @@ loss and in the multiplier's update; the critic is the one before this step's cr
 """
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -154,11 +156,13 @@ def vae_samples(vae: TrainState, obs, key, num: int):
     return jnp.tanh(u), u
 
 
-def _q(state: BEARState, params, obs, actions):
-    """Critic values of per-state action sets: obs (B, d), actions (B, n, A) -> (2, B, n)."""
+def _q(state: BEARState, params, obs, actions, first_only: bool = False):
+    """Critic values of per-state action sets: obs (B, d), actions (B, n, A) -> (2, B, n); (1, B, n)
+    with ``first_only`` (Q_1 alone: the second critic is not evaluated)."""
     b, n, a = actions.shape
     o = jnp.repeat(obs, n, axis=0)
-    return state.critic.apply_fn(params, o, actions.reshape(b * n, a)).reshape(-1, b, n)
+    apply = nets.first_members(state.critic.apply_fn, params) if first_only else partial(state.critic.apply_fn, params)
+    return apply(o, actions.reshape(b * n, a)).reshape(-1, b, n)
 
 
 # ------------------------------------------------------------------------------- losses
@@ -278,7 +282,7 @@ def diagnostics(state: BEARState, batch, key, config) -> dict:
     when ``agent.log_grad_norm`` (the runtime calls this once per chunk, outside the scanned updates)."""
     if not config.agent.log_grad_norm:
         return {}
-    q1 = lambda o, a: state.critic.apply_fn(state.critic.params, o, a)[:1]  # noqa: E731
+    q1 = nets.first_members(state.critic.apply_fn, state.critic.params)
     pi, _ = policy_samples(state.actor, state.actor.params, batch.observations, key, 1)
     return plugins.grad_norm_metrics(q1, batch.observations, pi[:, 0], batch.actions)
 
@@ -297,7 +301,7 @@ def act(state: BEARState, obs, key, config, deterministic: bool = True):
     squeeze = obs.ndim == 1
     o = obs[None] if squeeze else obs
     a, _ = policy_samples(state.actor, state.actor.params, o, key, config.agent.num_act_samples)
-    q1 = _q(state, state.critic.params, o, a)[0]  # (B, n)
+    q1 = _q(state, state.critic.params, o, a, first_only=True)[0]  # (B, n)
     best = jnp.take_along_axis(a, q1.argmax(-1)[:, None, None], axis=1)[:, 0]
     return best[0] if squeeze else best
 
