@@ -323,6 +323,9 @@ def test_onestep_exp_weight_loss_by_hand():
     cfg, state = onestep_setup(operator="exp_weight", temperature=0.05, weight_clip=3.0, num_adv_samples=4)
     state = state.replace(behavior_params=perturb(state.actor.params), critic_target=perturb(state.critic.params, 0.5))
     batch = _batch()
+    # saturated and out-of-box actions: log pi sees them clipped to +-(1 - 1e-4) (the reference's
+    # stable_action), Q sees them as they are
+    batch = batch._replace(actions=batch.actions.at[0, 0].set(1.0).at[1, 1].set(-1.0).at[2, 0].set(1.3).at[3, 1].set(-1.2))
     key = jax.random.PRNGKey(2)
     loss, _ = onestep.exp_weight_loss(state.actor.params, state, batch, key, cfg)
     o, a = np.asarray(batch.observations, np.float64), np.asarray(batch.actions, np.float64)
@@ -333,7 +336,24 @@ def test_onestep_exp_weight_loss_by_hand():
     w = np.minimum(np.exp(adv / 0.05), 3.0)
     assert 0 < np.mean(w == 3.0) < 1  # the clip is active for some, not all
     mean, ls = onestep_policy_np(state.actor.params, o)
-    np.testing.assert_allclose(float(loss), -np.mean(w * np_logp(a, mean, ls)), rtol=1e-4)
+    a_stable = np.clip(a, -1 + 1e-4, 1 - 1e-4)
+    np.testing.assert_allclose(float(loss), -np.mean(w * np_logp(a_stable, mean, ls)), rtol=1e-4)
+    assert abs(-np.mean(w * np_logp(a, mean, ls)) - float(loss)) > 1e-2 * abs(float(loss))  # the clip matters here
+
+
+def test_onestep_acts_inside_the_box():
+    """The reference's improved pi is beta's deep-copied Normal GaussMLP (load_from_pilearner), its
+    actions clamped to [-1, 1] when acting: sampled actions here are clipped, the mean is not moved
+    (the losses' plain-Gaussian log pi is pinned by the reverse-KL and exp-weight tests above)."""
+    cfg, state = onestep_setup()
+    state = state.replace(actor=state.actor.replace(params=perturb(state.actor.params, 3.0, 0.5)))
+    obs = _batch(b=64, seed=4).observations
+    mean, ls = onestep_policy_np(state.actor.params, obs)
+    a = np.asarray(onestep.act(state, obs, jax.random.PRNGKey(3), cfg, deterministic=False))
+    raw = mean + np.exp(ls) * np.asarray(jax.random.normal(jax.random.PRNGKey(3), mean.shape), np.float64)
+    assert (np.abs(raw) > 1).any()  # some samples leave the box ...
+    np.testing.assert_allclose(a, np.clip(raw, -1, 1), rtol=1e-5, atol=1e-6)  # ... and are clipped back
+    np.testing.assert_allclose(np.asarray(onestep.act(state, obs, None, cfg)), mean, rtol=1e-5, atol=1e-6)
 
 
 def test_onestep_improvement_resets_the_optimiser_only_at_its_first_step():

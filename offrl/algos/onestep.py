@@ -19,14 +19,20 @@ Stages, each a plain supervised problem:
        a, a_j ~ pi(.|s) reparameterised, j = 1..num_kl_samples (10), alpha 1;
    'exp_weight' (``pi: exp_weight``):
        A(s, a) = Q(s, a) - mean_j Q(s, a_j),   a_j ~ pi_b(s) (unclipped, as the reference),
-       L = -mean min(exp(A / temperature), weight_clip) log pi(a | s),  weight_clip 100.
+       L = -mean min(exp(A / temperature), weight_clip) log pi(clip(a, -1 + 1e-4, 1 - 1e-4) | s),
+       weight_clip 100; the dataset action is clipped inside the box for the log-likelihood
+       only (the reference's ``stable_action``), Q(s, a) sees it as is.
 
 The paper writes the exp-weight step as pi(a|s) ~ pi_b(a|s) exp(tau A(s, a)) and the reference's
 ``temp`` is that tau (0.01); ``temperature`` here is 1/tau, so the default 100 is the reference's
 0.01. Both alpha and temperature are plain numbers in the update, so one program can sweep them
 (``--config.grid="agent.temperature=30,100,300"``).
-Known difference: the reference's improved pi is a Normal truncated to [-1, 1] (``dist_type:
-trunc``); here pi is the same untruncated Gaussian as pi_b, clipped to the box when acting.
+The improved pi is the same untruncated Gaussian as pi_b, as the reference runs it: its pi
+configs say ``dist_type: trunc`` (a Normal truncated to [-1, 1]), but ``train.py`` then calls
+``pi.load_from_pilearner(beta)``, which deep-copies beta's ``GaussMLP`` together with its
+``dist_type = 'normal'`` (``config/beta/bc.yaml``), so every loss and every action of the
+reference's improved pi uses the plain Normal. Its actions are clipped to [-1, 1] when acting
+(``PiLearner.act``: ``action.clamp(-1., 1.)``), as here (``act``).
 """
 from __future__ import annotations
 
@@ -140,8 +146,15 @@ def reverse_kl_loss(params, state: OnestepState, obs, key, config):
     return loss, {"actor_loss": loss, "q_pi": q.mean(), "kl": kl.mean()}
 
 
+STABLE_EPS = 1e-4  # the reference's stable_action: dataset actions clipped to +-(1 - 1e-4) for log pi
+
+
+def stable_action(a):
+    return jnp.clip(a, -1.0 + STABLE_EPS, 1.0 - STABLE_EPS)
+
+
 def exp_weight_loss(params, state: OnestepState, batch, key, config):
-    """-mean min(exp(A / temperature), clip) log pi(a|s), A = Q(s, a) - mean_j Q(s, a_j), a_j ~ pi_b(s)."""
+    """-mean min(exp(A / temperature), clip) log pi(stable(a)|s), A = Q(s, a) - mean_j Q(s, a_j), a_j ~ pi_b(s)."""
     ag = config.agent
     obs = batch.observations
     mean_b, log_std_b = state.actor.apply_fn(state.behavior_params, obs)
@@ -151,7 +164,7 @@ def exp_weight_loss(params, state: OnestepState, batch, key, config):
     q_d = state.critic.apply_fn(state.critic.params, obs, batch.actions)
     w, adv = advantage_weights(q_d, q_s, ag.temperature, ag.weight_clip)
     w = jax.lax.stop_gradient(w)
-    loss = nll(params, state, batch, w)
+    loss = nll(params, state, batch._replace(actions=stable_action(batch.actions)), w)
     return loss, {"actor_loss": loss, "adv": adv.mean(), "adv_weight": w.mean()}
 
 
