@@ -422,7 +422,7 @@ def memory_report(name: str, seeds: list[int]):
     algo = get_algorithm(cfg.algo)
     n, obs_dim, act_dim = 2_000_000, 111, 8
     shapes = dataset_shapes(n, obs_dim, act_dim)
-    ds_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in shapes)
+    ds_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
     tr = make_train(algo, cfg, shapes)
     init, run = tr.vmapped()
     stage = tr.stages[-1].name
@@ -442,8 +442,8 @@ def memory_report(name: str, seeds: list[int]):
         prev = (s, temp)
     if FLAGS.memory_run:
         rng = np.random.default_rng(0)
-        big = Transitions(*(jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)) if x.dtype == jnp.float32
-                            else jnp.zeros(x.shape, x.dtype) for x in shapes))
+        big = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)) if x.dtype == jnp.float32
+                                     else jnp.zeros(x.shape, x.dtype), shapes)
         s = seeds[-1]
         carry, m = run(init(seed_keys(0, s)), big, stage, 0, FLAGS.chunk)
         jax.block_until_ready(carry)

@@ -205,18 +205,17 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand():
     data = Transitions(f(n, obs_dim), f(n, act_dim), f(n), f(n, obs_dim), jnp.asarray([0, 1, 0, 0, 1, 0], jnp.float32),
                        jnp.zeros(n), f(n, act_dim), f(n), jnp.zeros(n, jnp.int32))
     ll = jnp.asarray(rng.choice([-9.0, -5.0, -1.0], size=(m, 4)), jnp.float32)
-    rows = arq.Rows(data, jnp.arange(n, dtype=jnp.int32), jnp.asarray(rng.integers(0, m, n), jnp.int32))
-    state = state.replace(support=arq.Support(rows, f(m, 4, act_dim), ll))
-    key = jax.random.PRNGKey(7)
-    new, metrics = arq.q_update(state, data, key, 0, cfg)
-    b = jax.device_get(sample(jax.random.split(key)[0], rows, n))  # the rows the update drew
-    d = b.data
-    cand = np.asarray(state.support.actions)[b.at_next]
+    at_next = rng.integers(0, m, n)
+    state = state.replace(support=arq.Support(jnp.asarray(at_next, jnp.int32), f(m, 4, act_dim), ll))
+    d = jax.device_get(sample(jax.random.PRNGKey(7), data, n))  # the batch the runtime's sampler draws
+    new, metrics = arq.q_update(state, d, jax.random.PRNGKey(8), 0, cfg)
+    rows = at_next[np.asarray(d.index)]  # the table rows of each batch row's next state
+    cand = np.asarray(state.support.actions)[rows]
     acts = np.concatenate([np.asarray(d.next_actions)[:, None], cand], 1)
     tgt = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
     qn = np.min([np_mlp(_layers(tgt, i), np.concatenate([np.repeat(np.asarray(d.next_observations)[:, None], 5, 1), acts], -1))[..., 0]
                  for i in range(2)], axis=0)
-    pen = np.concatenate([np.zeros((n, 1)), np.where(np.asarray(ll)[b.at_next] > -5.0, 0.0, np.inf)], 1)
+    pen = np.concatenate([np.zeros((n, 1)), np.where(np.asarray(ll)[rows] > -5.0, 0.0, np.inf)], 1)
     nxt = np.array([max(np.sort(qi - pi)[::-1][1], qi[0]) for qi, pi in zip(qn, pen)])
     y = np.asarray(d.rewards) + 0.99 * (1 - np.asarray(d.terminals)) * nxt
     onl = state.critic.params["params"]["VmapCritic_0"]["MLP_0"]
@@ -227,6 +226,34 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand():
     assert float(metrics["online_support"]) == 0.0
 
 
+def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand():
+    """w = min(exp(alpha (Qtarg_1(s, a) - mean of in-support Qtarg_1(s, [a, cands(s)]))), clip), with
+    the candidates of table row ``batch.index`` (the sampled row's own state, not its next state's)."""
+    cfg = small_config(num_candidates=3, alpha=0.7)
+    rng = np.random.default_rng(6)
+    n, obs_dim, act_dim = 7, 3, 2
+    state = arq.init(jax.random.PRNGKey(1), Spec(obs_dim, act_dim), cfg)
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    data = Transitions(f(n, obs_dim), f(n, act_dim), f(n), f(n, obs_dim), jnp.zeros(n), jnp.zeros(n), f(n, act_dim), f(n),
+                       jnp.zeros(n, jnp.int32))
+    m = n + 2
+    ll = jnp.asarray(rng.choice([-9.0, -1.0], size=(m, 3)), jnp.float32)
+    table = f(m, 3, act_dim)
+    state = state.replace(support=arq.Support(jnp.asarray(rng.integers(0, m, n), jnp.int32), table, ll))
+    b = jax.device_get(sample(jax.random.PRNGKey(2), data, 16))
+    _, metrics = arq.policy_update(state, b, jax.random.PRNGKey(3), 0, cfg)
+    i = np.asarray(b.index)
+    acts = np.concatenate([np.asarray(b.actions)[:, None], np.asarray(table)[i]], 1)
+    tgt = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
+    q = np_mlp(_layers(tgt, 0), np.concatenate([np.repeat(np.asarray(b.observations)[:, None], 4, 1), acts], -1))[..., 0]
+    keep = np.concatenate([np.ones((16, 1), bool), np.asarray(ll)[i] > -5.0], 1)
+    adv = q[:, 0] - np.array([qi[k].mean() for qi, k in zip(q, keep)])
+    np.testing.assert_allclose(float(metrics["adv_weight"]), np.minimum(np.exp(0.7 * adv), 100.0).mean(), rtol=1e-4)
+    assert float(metrics["online_support"]) == 0.0
+    with pytest.raises(ValueError, match="Transitions.index"):
+        arq.policy_update(state, data, jax.random.PRNGKey(3), 0, cfg)  # a batch not drawn by the sampler
+
+
 # ---------------------------------------------------------------- pre-generation
 def test_support_rows_map_states_and_episode_ends():
     obs = np.arange(10, dtype=np.float32).reshape(5, 2)
@@ -235,9 +262,9 @@ def test_support_rows_map_states_and_episode_ends():
     ep = np.array([0, 0, 0, 1, 1], np.int32)
     z = jnp.zeros(5)
     data = Transitions(jnp.asarray(obs), jnp.zeros((5, 1)), z, jnp.asarray(nxt), z, z, jnp.zeros((5, 1)), z, jnp.asarray(ep))
-    table, at_obs, at_next = arq.support_rows(data)
+    table, at_next = arq.support_rows(data)
     np.testing.assert_array_equal(at_next, [1, 2, 5, 4, 6])
-    np.testing.assert_array_equal(table[at_obs], obs)
+    np.testing.assert_array_equal(table[:5], obs)
     np.testing.assert_array_equal(table[at_next], nxt)
 
 
@@ -252,7 +279,7 @@ def test_pregenerate_caches_chunks_and_resumes(tmp_path, capsys):
     first = arq.pregenerate(states, data, cfg)
     m = 10 + 1  # every next state is a state of the following row, except the last row's
     assert first.support.actions.shape == (2, m, 3, 1) and first.support.log_lik.shape == (2, m, 3)
-    assert first.support.rows.data.observations.shape == (2, 10, 1)
+    np.testing.assert_array_equal(first.support.at_next, np.broadcast_to(np.arange(1, 11), (2, 10)))  # no copy of the data
     assert not np.allclose(first.support.actions[0], first.support.actions[1])  # each seed its own model and key
     assert "ETA" in capsys.readouterr().out
     (cache,) = os.listdir(tmp_path)

@@ -57,6 +57,19 @@ def test_sample_is_uniform_and_keyed():
     assert counts.min() > 40 and counts.max() < 130  # 80 expected per index
 
 
+def test_sample_records_the_dataset_row_of_every_batch_row():
+    arr, *_ = episodes_to_transitions([_episode(50, 0, terminated=True), _episode(20, 100)])
+    data = to_device(arr)
+    assert data.index is None  # a dataset has no index; only a sampled batch does
+    batch = sample(jax.random.PRNGKey(3), data, 500)
+    idx = np.asarray(batch.index)
+    assert batch.index.dtype == np.int32 and idx.min() >= 0 and idx.max() < data.size and len(set(idx)) > 50
+    for field in ("observations", "actions", "next_observations", "terminals", "episode_ids"):
+        np.testing.assert_array_equal(np.asarray(getattr(batch, field)), np.asarray(getattr(data, field))[idx])
+    again = sample(jax.random.PRNGKey(4), batch, 100)  # rows of what was sampled from, not of the original dataset
+    np.testing.assert_array_equal(np.asarray(again.observations), np.asarray(batch.observations)[np.asarray(again.index)])
+
+
 def _info(arr, ep_ret, low=-2.0, high=2.0):
     return DatasetInfo("x", "Hopper-v5", 2, 1, np.array([low], np.float32), np.array([high], np.float32),
                        ep_ret, np.ones_like(ep_ret), None, None)

@@ -57,7 +57,6 @@ import math
 import os
 import sys
 import time
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +69,7 @@ from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, clipped_gaussian_act, make_state
 from offrl.algos.iql import awr_weights
-from offrl.data.dataset import Transitions, sample
+from offrl.data.dataset import Transitions
 from offrl.diffusion import TRACE_ESTIMATORS, VPSDE, ScoreNet, dsm_loss, log_likelihood, make_score_fn, pc_sample
 
 POLICIES = ("implicit", "explicit")
@@ -150,20 +149,12 @@ class Standardizer(struct.PyTreeNode):
         return x * self.a_std + self.a_mean
 
 
-class Rows(NamedTuple):
-    """Dataset rows with the support-table rows of their state and next state (leading axis N)."""
-
-    data: Transitions
-    at_obs: jax.Array
-    at_next: jax.Array
-
-    @property
-    def observations(self):  # what dataset.sample sizes its draw by
-        return self.data.observations
-
-
 class Support(struct.PyTreeNode):
-    rows: Rows
+    """The pre-generated table. Row i < N holds the candidates at dataset row i's state; a batch row
+    drawn at dataset row ``index`` finds its state's candidates at ``index`` and its next state's at
+    ``at_next[index]`` (the following row's, or one of the rows after N for episode ends)."""
+
+    at_next: jax.Array  # (N,) int32
     actions: jax.Array  # (M, C, A) candidates at the M distinct dataset states, in the dataset's action box
     log_lik: jax.Array  # (M, C) their log-likelihoods in the standardised action space (-inf: failed solve)
 
@@ -187,10 +178,7 @@ def _sde(config) -> VPSDE:
 
 def _empty_support(spec: Spec, num_candidates: int) -> Support:
     z = lambda *s: jnp.zeros(s, jnp.float32)  # noqa: E731
-    o, a = spec.obs_dim, spec.act_dim
-    data = Transitions(z(0, o), z(0, a), z(0), z(0, o), z(0), z(0), z(0, a), z(0), jnp.zeros(0, jnp.int32))
-    rows = Rows(data, jnp.zeros(0, jnp.int32), jnp.zeros(0, jnp.int32))
-    return Support(rows, z(0, num_candidates, a), z(0, num_candidates))
+    return Support(jnp.zeros(0, jnp.int32), z(0, num_candidates, spec.act_dim), z(0, num_candidates))
 
 
 def init(key, spec: Spec, config) -> ARQState:
@@ -305,17 +293,18 @@ def implicit_choice(key, q, pen, alpha):
 
 
 def _support_batch(state: ARQState, batch, key, config, at: str):
-    """(transitions, candidate actions (B, C, A), log-liks (B, C), online flag) at the batch's
-    observations (``at='obs'``) or next observations (``at='next'``). From the pre-generated table
-    (drawing the batch's rows from it with the one sampler) when it is filled, else in-graph."""
-    k_rows, k_gen = jax.random.split(key)
+    """(candidate actions (B, C, A), log-liks (B, C), online flag) at the batch's observations
+    (``at='obs'``) or next observations (``at='next'``). From the pre-generated table, at the dataset
+    rows the one sampler drew the batch from (``batch.index``), when it is filled, else in-graph."""
     if state.support.actions.shape[0] == 0:  # static: no table -> candidates drawn online
         obs = batch.observations if at == "obs" else batch.next_observations
-        actions, ll = candidates(state, obs, k_gen, config)
-        return batch, actions, ll, 1.0
-    rows = sample(k_rows, state.support.rows, batch.rewards.shape[0])
-    idx = rows.at_obs if at == "obs" else rows.at_next
-    return rows.data, state.support.actions[idx], state.support.log_lik[idx], 0.0
+        actions, ll = candidates(state, obs, key, config)
+        return actions, ll, 1.0
+    if batch.index is None:
+        raise ValueError("ARQ's pre-generated support needs the batch's dataset rows (Transitions.index): draw the "
+                         "batch with offrl.data.dataset.sample from the dataset the table was built from")
+    idx = batch.index if at == "obs" else state.support.at_next[batch.index]
+    return state.support.actions[idx], state.support.log_lik[idx], 0.0
 
 
 def _q_of(critic: TrainState, params, obs, actions):
@@ -326,7 +315,8 @@ def _q_of(critic: TrainState, params, obs, actions):
 
 def q_update(state: ARQState, batch, key, step, config):
     ag = config.agent
-    b, cand, ll, online = _support_batch(state, batch, key, config, "next")
+    b = batch
+    cand, ll, online = _support_batch(state, batch, key, config, "next")
     acts = jnp.concatenate([b.next_actions[:, None, :], cand], axis=1)
     pen = jnp.concatenate([jnp.zeros_like(ll[:, :1]), penalty(ll, state.threshold)], axis=1)
     q_next = _q_of(state.critic, state.critic_target, b.next_observations, acts).min(0)
@@ -350,7 +340,8 @@ def awr_advantage(q, pen):
 
 def policy_update(state: ARQState, batch, key, step, config):
     ag = config.agent
-    b, cand, ll, online = _support_batch(state, batch, key, config, "obs")
+    b = batch
+    cand, ll, online = _support_batch(state, batch, key, config, "obs")
     acts = jnp.concatenate([b.actions[:, None, :], cand], axis=1)
     pen = jnp.concatenate([jnp.zeros_like(ll[:, :1]), penalty(ll, state.threshold)], axis=1)
     adv = awr_advantage(_q_of(state.critic, state.critic_target, b.observations, acts)[0], pen)
@@ -395,9 +386,10 @@ def act(state: ARQState, obs, key, config, deterministic: bool = True):
 
 # ---------------------------------------------------------------- pre-generation (host)
 def support_rows(data: Transitions):
-    """(distinct states (M, obs_dim), at_obs (N,), at_next (N,)) with M = N + the next states that are
-    not the following row's state (episode ends); rows i and i+1 share a state when they are in the
-    same episode and next_observations[i] == observations[i + 1]."""
+    """(distinct states (M, obs_dim), at_next (N,)): the table's first N rows are the dataset's states
+    (row i at i), then the next states that are not the following row's state (episode ends); at_next[i]
+    is where row i's next state is. Rows i and i+1 share a state when they are in the same episode
+    and next_observations[i] == observations[i + 1]."""
     obs, nxt = np.asarray(data.observations), np.asarray(data.next_observations)
     ep = np.asarray(data.episode_ids)
     n = len(obs)
@@ -406,7 +398,7 @@ def support_rows(data: Transitions):
     ends = np.flatnonzero(~follows)
     at_next = np.arange(1, n + 1)
     at_next[ends] = n + np.arange(len(ends))
-    return np.concatenate([obs, nxt[ends]]), np.arange(n, dtype=np.int32), at_next.astype(np.int32)
+    return np.concatenate([obs, nxt[ends]]), at_next.astype(np.int32)
 
 
 SUPPORT_SETTINGS = ("num_candidates", "sampler_steps", "snr", "sampler_t_end", "corrector_step", "num_probes", "trace",
@@ -431,7 +423,7 @@ def pregenerate(states: ARQState, data: Transitions, config, out=None) -> ARQSta
     each chunk cached on disk as it is done (a rerun of the same run reads them back)."""
     ag = config.agent
     out = sys.stdout if out is None else out
-    table, at_obs, at_next = support_rows(data)
+    table, at_next = support_rows(data)
     m, chunk = len(table), int(ag.support_chunk)
     num_chunks = math.ceil(m / chunk)
     num_seeds = int(states.alpha.shape[0])
@@ -473,9 +465,8 @@ def pregenerate(states: ARQState, data: Transitions, config, out=None) -> ARQSta
     in_support = float(np.mean(np.asarray(log_lik) > float(ag.threshold)))
     print(f"[arq] support ready: {100 * in_support:.1f}% of candidates above the log-likelihood threshold "
           f"{ag.threshold}", file=out, flush=True)
-    tile = lambda x: jnp.broadcast_to(jnp.asarray(x), (num_seeds,) + np.shape(x))  # noqa: E731
-    rows = Rows(jax.tree_util.tree_map(tile, data), tile(at_obs), tile(at_next))
-    return states.replace(support=Support(rows, actions, log_lik))
+    at_next = jnp.broadcast_to(jnp.asarray(at_next), (num_seeds,) + np.shape(at_next))
+    return states.replace(support=Support(at_next, actions, log_lik))
 
 
 def after_chunk(states: ARQState, ctx, stage: str, stage_step: int) -> ARQState:

@@ -18,7 +18,11 @@ import numpy as np
 
 
 class Transitions(NamedTuple):
-    """A flat batch (or a whole dataset) of transitions; every field has leading axis N."""
+    """A flat batch (or a whole dataset) of transitions; every field has leading axis N.
+
+    ``index`` is set by :func:`sample` only: the dataset row each batch row was drawn from (so an
+    algorithm can look up per-row tables it built from the dataset, e.g. ARQ's pre-generated
+    candidates). A dataset itself has ``index=None`` (no leaf: tree maps skip it)."""
 
     observations: jax.Array  # (N, obs_dim) s_t
     actions: jax.Array  # (N, act_dim) a_t
@@ -29,10 +33,14 @@ class Transitions(NamedTuple):
     next_actions: jax.Array  # (N, act_dim) a_{t+1} of the same episode (see episodes_to_transitions)
     returns: jax.Array  # (N,) discounted Monte-Carlo return-to-go inside the episode
     episode_ids: jax.Array  # (N,) int32 index of the episode the transition belongs to
+    index: Optional[jax.Array] = None  # (N,) int32 dataset row of a sampled batch row; None on a dataset
 
     @property
     def size(self) -> int:
         return int(self.observations.shape[0])
+
+
+ARRAY_FIELDS = tuple(f for f in Transitions._fields if f != "index")  # what a dataset stores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +99,7 @@ def episodes_to_transitions(
 
     Returns (numpy field dict, episode returns, episode lengths).
     """
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in Transitions._fields}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ARRAY_FIELDS}
     ep_returns, ep_lengths = [], []
     for i, ep in enumerate(episodes):
         obs = np.asarray(ep["observations"], np.float32)
@@ -135,14 +143,15 @@ def episodes_to_transitions(
 
 
 def to_device(arrays: Mapping[str, np.ndarray]) -> Transitions:
-    return Transitions(**{k: jnp.asarray(arrays[k]) for k in Transitions._fields})
+    return Transitions(**{k: jnp.asarray(arrays[k]) for k in ARRAY_FIELDS})
 
 
 def sample(key: jax.Array, data: Transitions, batch_size: int) -> Transitions:
-    """Uniformly sample ``batch_size`` transitions with replacement, inside the graph."""
+    """Uniformly sample ``batch_size`` transitions with replacement, inside the graph; the batch's
+    ``index`` holds the rows of ``data`` they were drawn at."""
     n = data.observations.shape[0]
     idx = jax.random.randint(key, (batch_size,), 0, n)
-    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), data)
+    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), data._replace(index=None))._replace(index=idx)
 
 
 def with_fields(data: Transitions, **fields) -> Transitions:
@@ -156,7 +165,7 @@ def select_episodes(data: Transitions, info: DatasetInfo, keep: np.ndarray) -> t
     mask = np.isin(ep, keep)
     remap = np.full(info.num_episodes, -1, np.int32)
     remap[keep] = np.arange(len(keep), dtype=np.int32)
-    arrays = {k: np.asarray(v)[mask] for k, v in data._asdict().items()}
+    arrays = {k: np.asarray(getattr(data, k))[mask] for k in ARRAY_FIELDS}
     arrays["episode_ids"] = remap[arrays["episode_ids"]]
     new_info = dataclasses.replace(
         info, episode_returns=info.episode_returns[keep], episode_lengths=info.episode_lengths[keep]
