@@ -24,7 +24,8 @@ Stages, by name:
   ODE, Dopri5 rtol = atol = 1e-5, 10 Rademacher probes), in ``support_chunk``-state device calls
   vmapped over seeds, with progress lines, cached on disk under ``cache_dir`` by a hash of
   (dataset, every seed's EMA weights and statistics, settings), chunk by chunk so a killed run
-  resumes; the result rides in the state (``ARQState.support``) beside a copy of the dataset rows.
+  resumes; the result rides in the state (``ARQState.support``), and the Q and policy updates look
+  their batch rows up in it by ``batch.index`` (the dataset rows the runtime's sampler drew).
   With ``support='online'`` (or when ``Train.train`` runs without the host loop, as the shared
   harness does) the Q and policy updates draw their candidates in-graph instead; the metric
   ``online_support`` says which path ran.
