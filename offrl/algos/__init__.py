@@ -16,7 +16,8 @@ fields, nothing else. Required:
 - ``stages(config) -> list[Stage]``: what the runtime scans through, in order, each with a
   unique ``name``. A stage's ``update(state, batch, key, step) -> (state, metrics)`` is pure;
   ``batch`` is a :class:`offrl.data.Transitions` of ``stage.batch_size`` transitions drawn by
-  the runtime's one sampler; ``step`` is the stage-local update index (int32 scalar, the
+  the runtime's one sampler, with ``batch.index`` the dataset row of each (so an update can look
+  up per-row tables it built from the dataset, e.g. ARQ's pre-generated candidates); ``step`` is the stage-local update index (int32 scalar, the
   same for every seed, so ``lax.cond`` on it stays a real branch under the seed vmap).
   Single-stage algorithms use :func:`single_stage`.
 - ``act(state, obs, key, config, deterministic=True) -> actions`` in [-1, 1]^A (the runtime
