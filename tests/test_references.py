@@ -168,6 +168,131 @@ def test_bppo_improvement_starts_from_pi_b_and_offline_selection_keeps_the_bette
     np.testing.assert_allclose(j1, j, rtol=1e-5)
 
 
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def _close(a, b, rtol=1e-5):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-7)
+
+
+def test_bppo_improvement_step_0_starts_pi_and_pi_k_from_pi_b_with_a_fresh_optimiser():
+    cfg, state = bppo_setup(selection="none")
+    batch = _batch(b=8)
+    s1, _ = bppo.improve_update(state.replace(pi=state.pi.replace(params=perturb(state.bc.params))), batch,
+                                jax.random.PRNGKey(1), jnp.asarray(3), cfg)  # a later step: no restart
+    moved = s1.replace(bc=s1.bc.replace(params=perturb(state.bc.params, 0.9)))
+    s, m = bppo.improve_update(moved, batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
+    assert bool(s.improving) and not bool(state.improving)
+    assert _same(s.pi_k, moved.bc.params)  # pi_k = pi_b (Onestep keeps it)
+    np.testing.assert_allclose(float(m["ratio_pi_pik"]), 1.0, rtol=1e-6)  # pi = pi_b when the loss is taken
+    np.testing.assert_allclose(float(m["ratio_pik_pib"]), 1.0, rtol=1e-6)
+    assert int(s.pi.step) == 1 and int(s.pi.opt_state[-1].count) == 1  # fresh optimiser, one step
+    assert not _same(s.pi.params, moved.bc.params)
+
+
+@pytest.mark.parametrize("actor", ["pi", "pi_k"])
+def test_bppo_iterative_update_policy_step_then_q_steps_on_later_rows(actor):
+    """improve_update = one policy step on the first B rows (key k_pi, eps_i), then N off-policy Q steps
+    on rows B..2B, 2B..3B with a' ~ pi after its step (reference) or pi_k (paper), clipped to the box."""
+    cfg, state = bppo_setup(bppo_off=2, selection="none", q_target_every=1, off_policy_actor=actor)
+    # saturated means and wide stds, so that samples leave the box
+    state = state.replace(pi=state.pi.replace(params=perturb(state.bc.params, 3.0, 0.3)), improving=jnp.asarray(True),
+                          pi_k=perturb(state.bc.params, 3.5, 0.25), q_target=perturb(state.q.params))
+    batch = _batch(b=9, seed=5)
+    key, step = jax.random.PRNGKey(3), jnp.asarray(5)
+    new, m = bppo.improve_update(state, batch, key, step, cfg)
+    k_pi, k_q = jax.random.split(key)
+    g, _ = jax.grad(bppo.policy_loss, has_aux=True)(state.pi.params, state, batch.observations[:3], k_pi,
+                                                   0.25 * 0.96**6, cfg)
+    s = state.replace(pi=state.pi.apply_gradients(grads=g))
+    clipped = 0
+    for j, k in enumerate(jax.random.split(k_q, 2)):
+        qb = jax.tree_util.tree_map(lambda x: x[3 + 3 * j : 6 + 3 * j], batch)
+        mean, ls = bppo_policy_np(s.pi.params if actor == "pi" else state.pi_k, qb.next_observations)
+        raw = mean + np.exp(ls) * np.asarray(jax.random.normal(k, mean.shape), np.float64)
+        clipped += int((np.abs(raw) > 1).sum())
+        s, _ = bppo._q_step(s, qb, jnp.asarray(np.clip(raw, -1, 1), jnp.float32), cfg)
+    assert clipped > 0  # the box clip of a' is exercised
+    _close(new.pi.params, s.pi.params)
+    _close(new.q.params, s.q.params, rtol=1e-4)
+    _close(new.q_target, s.q_target, rtol=1e-4)
+    assert int(new.q.step) == int(state.q.step) + 2 and _same(new.pi_k, state.pi_k)
+    np.testing.assert_allclose(float(m["clip_eps"]), 0.25 * 0.96**6, rtol=1e-5)
+    np.testing.assert_allclose(float(m["pi_lr"]), 1e-4 * 0.98**2, rtol=1e-5)
+    a, o = np.asarray(batch.actions[:3], np.float64), batch.observations[:3]
+    log_kb = np_logp(a, *bppo_policy_np(state.pi_k, o)) - np_logp(a, *bppo_policy_np(state.bc.params, o))
+    np.testing.assert_allclose(float(m["ratio_pik_pib"]), np.exp(log_kb).mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(m["log_ratio_pik_pib"]), log_kb.mean(), rtol=1e-4)
+    assert float(m["replacements"]) == 0.0
+    cfg.agent.off_policy_actor = "pi_b"
+    with pytest.raises(ValueError, match="off_policy_actor"):
+        bppo.validate(cfg)
+
+
+def _members(*trees):
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
+
+
+def test_bppo_after_chunk_chooses_pi_b_and_pi_k_per_seed_by_strictly_better_online_scores():
+    import types
+
+    cfg, state = bppo_setup(bc_steps=4, bc_select_every=2, pi_steps=5, select_interval=2, select_episodes=3)
+    cfg.update(dict(eval_seed=100, eval_interval=10, eval_episodes=5))
+    assert bppo.chunk_every(cfg) == {"bc": 2, "improve": 2}
+    A, B, C, D = (perturb(state.bc.params, 1.0 + 0.1 * i, 0.01 * i) for i in range(1, 5))
+    st = _members(state, state)
+    scores, calls = [], []
+
+    def evaluate(states, num_episodes=None, base_seed=None):
+        calls.append((num_episodes, base_seed))
+        return types.SimpleNamespace(raw=np.asarray(scores.pop(0)), normalized=np.asarray([np.nan, np.nan]))
+
+    ctx = types.SimpleNamespace(exp=types.SimpleNamespace(config=cfg), evaluate=evaluate)
+    with_bc = lambda s, p: s.replace(bc=s.bc.replace(params=p))  # noqa: E731
+    assert bppo.after_chunk(with_bc(st, _members(A, A)), ctx, "bc", 1) .bc_best_score[0] == -np.inf and not calls
+    scores.append([5.0, 1.0])
+    st = bppo.after_chunk(with_bc(st, _members(A, A)), ctx, "bc", 2)
+    assert _same(st.bc.params, _members(A, A)) and _same(st.bc_best, _members(A, A))
+    scores.append([5.0, 1.0])  # ties keep the earlier iterate
+    st = bppo.after_chunk(with_bc(st, _members(B, B)), ctx, "bc", 2)
+    assert _same(st.bc_best, _members(A, A)) and _same(st.bc.params, _members(B, B))  # not the end of BC yet
+    scores.append([3.0, 2.0])
+    st = bppo.after_chunk(with_bc(st, _members(B, B)), ctx, "bc", 4)  # the end of BC
+    assert _same(st.bc.params, _members(A, B))  # seed 0: 5 > 3 keeps A; seed 1: 2 > 1 takes B
+    np.testing.assert_allclose(np.asarray(st.best_score), [5.0, 2.0])  # pi_b's scores start the selection
+    np.testing.assert_allclose(np.asarray(st.bc_best_score), [5.0, 2.0])
+    with_pi = lambda s, p: s.replace(pi=s.pi.replace(params=p), improving=jnp.ones(2, bool))  # noqa: E731
+    st = st.replace(pi_k=st.bc.params)
+    assert bppo.after_chunk(with_pi(st, _members(C, C)), ctx, "improve", 1) .replacements.sum() == 0 and len(calls) == 3
+    scores.append([4.0, 9.0])
+    st = bppo.after_chunk(with_pi(st, _members(C, C)), ctx, "improve", 2)
+    assert _same(st.pi_k, _members(A, C))  # 4 < 5 keeps seed 0's pi_k; 9 > 2 replaces seed 1's
+    np.testing.assert_array_equal(np.asarray(st.replacements), [0, 1])
+    np.testing.assert_allclose(np.asarray(st.best_score), [5.0, 9.0])
+    scores.append([6.0, 9.0])
+    st = bppo.after_chunk(with_pi(st, _members(D, D)), ctx, "improve", 5)  # the stage's end, though 5 % 2 != 0
+    assert _same(st.pi_k, _members(D, C))  # 6 > 5 replaces; 9 = 9 does not (strictly better only)
+    np.testing.assert_array_equal(np.asarray(st.replacements), [1, 1])
+    np.testing.assert_allclose(np.asarray(st.best_score), [6.0, 9.0])
+    assert calls == [(3, 100 + cfg.agent.select_seed)] * 5  # paired: the same episodes for every check
+    assert np.isneginf(np.asarray(st.best_pik_raw)).all() and bppo.extra_scores(st, cfg) == {}
+    cfg.agent.report_best_pik = True
+    assert bppo.extra_scores(st, cfg).keys() == {"best_pik"}
+    # off: no BC checks (pi_b = the last iterate) and, without online selection, no evaluation at all
+    cfg.agent.update(dict(bc_select_every=0, selection="none", report_best_pik=False))
+    assert bppo.chunk_every(cfg) == {}
+    for stage, n in (("bc", 2), ("bc", 4), ("improve", 2), ("improve", 5)):
+        assert bppo.after_chunk(st, ctx, stage, n) is st
+    assert len(calls) == 5
+    cfg.agent.selection = "online"
+    scores.append([7.0, 8.0])
+    out = bppo.after_chunk(with_bc(st, _members(B, C)), ctx, "bc", 4)
+    assert _same(out.bc.params, _members(B, C)) and len(calls) == 6  # one check: pi_b's score for the selection
+    np.testing.assert_allclose(np.asarray(out.best_score), [7.0, 8.0])
+
+
 def test_bppo_final_eval_seed_is_the_runners_last_evaluation():
     cfg = ml_collections.ConfigDict(dict(eval_seed=10_000, eval_interval=4, agent=dict(bc_steps=10, pi_steps=8)))
     # bc evaluates at 4, 8, 10; improve at 4, 8: the last of 5 evaluations has index 4

@@ -32,8 +32,12 @@ settings of the paper's Table 6 and of the code's tips live in ``configs/bppo_pr
                  selection='offline' : E_{s~batch} Q(s, mean pi(s)) against the same for pi_k,
                                         in-graph, every ``select_interval`` steps;
                  selection='none'    : Onestep BPPO, pi_k = pi_b throughout.
-               ``bppo_off = N > 0``: iterative BPPO — N off-policy Q updates towards Q_{pi_k}
-               (a' ~ pi_k(s')) per policy step instead of advantage replacement.
+               ``bppo_off = N > 0``: iterative BPPO — after each policy step (and the offline
+               selection), N off-policy Q updates y = r + gamma (1-d) Q_targ(s', a'), a' clipped
+               to the box, instead of advantage replacement. a' ~ pi(s'), the policy just
+               stepped, as the reference (``Q_pi.update(replay_buffer, bppo)`` samples
+               ``bppo.select_action``, i.e. pi, not the old policy); ``off_policy_actor='pi_k'``
+               gives the paper's Q_{pi_k}.
 
 The whole pipeline is pure and vmapped over seeds by the runtime; only online selection leaves
 the graph (it needs environment rollouts), and it keeps every seed's choice separate.
@@ -100,7 +104,8 @@ def default_agent_config() -> ml_collections.ConfigDict:
             select_interval=1,  # improvement steps between J(pi) > J(pi_k) checks (reference: 1)
             select_episodes=10,  # episodes per online check (reference: 10)
             select_seed=500_000,  # online checks all reset from the same seeds: paired comparisons
-            bppo_off=0,  # N > 0: iterative BPPO, N off-policy Q steps towards Q_{pi_k} per policy step
+            bppo_off=0,  # N > 0: iterative BPPO, N off-policy Q steps per policy step, after it
+            off_policy_actor="pi",  # bppo_off: a' ~ the just-stepped pi (reference main.py/critic.py) or "pi_k" (the paper's Q_{pi_k})
             report_best_pik=False,  # online selection: also evaluate the best pi_k (reference's bppo_best.pt) at the end
         )
     )
@@ -282,18 +287,6 @@ def improve_update(state: BPPOState, batch, key, step, config):
     k_pi, k_q = jax.random.split(key)
     metrics = {}
 
-    if n_off:  # iterative BPPO: Q towards Q_{pi_k} with a' ~ pi_k(s'), N steps on N fresh batches
-        q_batches = jax.tree_util.tree_map(lambda x: x[b : b * (n_off + 1)].reshape((n_off, b) + x.shape[1:]), batch)
-
-        def q_body(s, inp):
-            qb, k = inp
-            mean, log_std = s.pi.apply_fn(s.pi_k, qb.next_observations)
-            a_next = jnp.clip(nets.gaussian_sample(k, mean, log_std), -1.0, 1.0)
-            return _q_step(s, qb, a_next, config)
-
-        state, qm = jax.lax.scan(q_body, state, (q_batches, jax.random.split(k_q, n_off)))
-        metrics.update({k: v.mean() for k, v in qm.items()})
-
     # eps_i and lr_i follow the stage-local step: the optimiser's schedule counts from the reset at step 0
     eps = clip_at(step, config)
     lr = learning_rate_of(state.pi.opt_state) * lr_factor(step, ag.lr_decay, ag.decay_until, ag.lr_decay_every)
@@ -318,6 +311,20 @@ def improve_update(state: BPPOState, batch, key, step, config):
 
         state, (j_new, j_k) = jax.lax.cond((step + 1) % ag.select_interval == 0, check, skip, state)
         metrics.update({"j_offline_pi": j_new, "j_offline_pik": j_k})
+
+    if n_off:  # iterative BPPO: after the policy step, N off-policy Q steps on N fresh batches
+        q_batches = jax.tree_util.tree_map(lambda x: x[b : b * (n_off + 1)].reshape((n_off, b) + x.shape[1:]), batch)
+
+        def q_body(s, inp):
+            qb, k = inp
+            # a' ~ pi (the reference's Q_pi.update(replay, bppo): the policy just stepped) or pi_k (the paper's Q_{pi_k})
+            params = s.pi.params if ag.off_policy_actor == "pi" else s.pi_k
+            mean, log_std = s.pi.apply_fn(params, qb.next_observations)
+            a_next = jnp.clip(nets.gaussian_sample(k, mean, log_std), -1.0, 1.0)
+            return _q_step(s, qb, a_next, config)
+
+        state, qm = jax.lax.scan(q_body, state, (q_batches, jax.random.split(k_q, n_off)))
+        metrics.update({k: v.mean() for k, v in qm.items()})
 
     # how far pi_k has moved from pi_b (paper Figures 1, 7): ratio on dataset actions
     mk, lk = state.pi.apply_fn(state.pi_k, pi_batch.observations)
@@ -464,6 +471,8 @@ def extra_scores(states: BPPOState, config) -> dict:
 
 def validate(config):
     ag = config.agent
+    if ag.off_policy_actor not in ("pi", "pi_k"):
+        raise ValueError(f"agent.off_policy_actor={ag.off_policy_actor!r} is invalid: choose 'pi' or 'pi_k'")
     if ag.selection not in SELECTIONS:
         raise ValueError(f"agent.selection={ag.selection!r} is invalid: choose one of {SELECTIONS}")
     for k in ("v_steps", "q_steps", "bc_steps", "pi_steps", "bppo_off", "decay_until", "bc_select_every"):
