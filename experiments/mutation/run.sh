@@ -1,7 +1,9 @@
 #!/bin/bash
 # Mutation testing of the equation code (docs/testing.md): mutmut 2.5.1 on copies of the committed tree.
 #
-#   bash experiments/mutation/run.sh [TARGET ...]     TARGET in: nets plugins bear cql td3bc (default: all, in parallel)
+#   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
+#        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc (default: the first five, in parallel);
+#        ':FUNC,...' mutates only those functions of the target's file (e.g. onestep:exp_weight_loss,stable_action)
 #
 # Each target gets its own copy in $OUT/<target> (git archive of HEAD), where pragma.py marks every line outside
 # the named equation functions (and their docstrings, raises, metric dictionaries) '# pragma: no mutate'.
@@ -16,14 +18,21 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 P=${PY:-$ROOT/.venv/bin/python}
 OUT=${OUT:-/tmp/offrl_mutation}
 T=$ROOT/experiments/mutation
-declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/algos/bear.py [cql]=offrl/algos/cql.py [td3bc]=offrl/algos/td3bc.py)
-declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc)
+declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/algos/bear.py [cql]=offrl/algos/cql.py [td3bc]=offrl/algos/td3bc.py
+ [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py)
+declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc
+ [bppo]=offrl.algos.bppo [bppo_hooks]=offrl.algos.bppo [onestep]=offrl.algos.onestep [iql]=offrl.algos.iql [bc]=offrl.algos.bc)
 declare -A FUNCS=(
  [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
  [bear]=policy_samples,vae_samples,_q,vae_loss,critic_loss,critic_objective,critic_grads,actor_loss,alpha_loss,update,act,init
  [cql]=cql_logsumexp,_sample_pi,_q_many,critic_loss,actor_loss,update
  [td3bc]=critic_loss,actor_loss,critic_objective,critic_grads,bc_weights,update
+ [bppo]=clip_at,lr_factor,normalize_advantage,asymmetric_weight,clipped_surrogate,value_update,_q_step,bc_update,policy_loss,offline_score,_policy_params,final_eval_seed,act_with_pik
+ [bppo_hooks]=_start_improvement,improve_update,chunk_every,select_bc,after_chunk,extra_scores
+ [onestep]=sarsa_target,advantage_weights,nll,behavior_update,q_loss,q_update,reverse_kl_loss,stable_action,exp_weight_loss,improve_update
+ [iql]=expectile_loss,awr_weights,init,value_loss,actor_loss,critic_loss,update
+ [bc]=loss_fn,top_episodes,prepare_data
 )
 declare -A TESTS=(
  [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl'
@@ -31,14 +40,22 @@ declare -A TESTS=(
  [bear]='tests/test_equations.py -k bear'
  [cql]='tests/test_equations.py -k cql'
  [td3bc]='tests/test_equations.py -k td3bc'
+ [bppo]='tests/test_references.py tests/test_bppo.py::test_clipped_surrogate_matches_hand_computation tests/test_bppo.py::test_asymmetric_weight_and_advantage_normalisation tests/test_bppo.py::test_decay_schedules -k bppo'
+ [bppo_hooks]='tests/test_references.py tests/test_bppo.py::test_validate_rejects_bad_values -k bppo_and_(improvement_or_iterative_or_after_chunk_or_best_pik_or_acts_with_or_final_eval_or_validate)'
+ [onestep]='tests/test_references.py tests/test_baselines.py -k onestep'
+ [iql]='tests/test_references.py tests/test_baselines.py -k iql'
+ [bc]='tests/test_references.py tests/test_baselines.py -k bc_losses_or_percent_bc'
 )
 run_target() {
-  local name=$1 d=$OUT/$1
+  local name=${1%%:*} funcs d=$OUT/${1%%:*}
+  funcs=${FUNCS[$name]}; [[ $1 == *:* ]] && funcs=${1#*:}
   rm -rf "$d" && mkdir -p "$d"
   (cd "$ROOT" && git archive HEAD offrl tests configs setup.py | tar -x -C "$d")
-  cd "$d" && $P "$T/pragma.py" "${FILE[$name]}" "${FUNCS[$name]}"
+  cd "$d" && $P "$T/pragma.py" "${FILE[$name]}" "$funcs"
   read -r -a args <<< "${TESTS[$name]}"
-  args=("${args[@]//_or_/ or }")
+  local i; for i in "${!args[@]}"; do  # the -k expression: _or_ / _and_ stand for spaced operators
+    if [[ $i -gt 0 && ${args[$((i - 1))]} == -k ]]; then args[$i]=${args[$i]//_or_/ or }; args[$i]=${args[$i]//_and_/ and }; fi
+  done
   export PYTHONPATH=$d PYTHONDONTWRITEBYTECODE=1 JAX_PLATFORMS=cpu
   nice -n 19 $P "$T/server.py" "$d/sock" "${MOD[$name]}" -- "${args[@]}" > "$d/server.log" 2>&1 &
   local server=$!
