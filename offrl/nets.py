@@ -7,7 +7,7 @@ every algorithm computes log-likelihoods the same way.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -74,6 +74,7 @@ class Ensemble(nn.Module):
     net_cls: type
     num: int = 2
     net_kwargs: Optional[dict] = None
+    in_axes: Any = None  # None: every member reads the same inputs; (None, 0): member i reads args[1][i] (see EnsembleFn)
 
     @nn.compact
     def __call__(self, *args):
@@ -81,7 +82,7 @@ class Ensemble(nn.Module):
             self.net_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=None,
+            in_axes=self.in_axes,
             out_axes=0,
             axis_size=self.num,
         )
@@ -92,18 +93,47 @@ def critic_ensemble(num: int = 2, hidden_dims: Sequence[int] = (256, 256), **kwa
     return Ensemble(Critic, num, dict(hidden_dims=tuple(hidden_dims), **kwargs))
 
 
-def first_members(apply_fn: Callable, params, n: int = 1) -> Callable:
-    """``f(*args)``: the first ``n`` members of an :class:`Ensemble` alone, outputs (n, ...).
+class EnsembleFn:
+    """An :class:`Ensemble`'s ``apply`` bound to its variables: ``f(*args) -> (num, ...)`` equals
+    ``apply_fn(params, *args)``, every member reading the same inputs.
+
+    ``f.per_member(*args, in_axes=(None, 0))``: the arguments whose ``in_axes`` entry is 0 carry a
+    leading member axis and member i reads entry i. A gradient w.r.t. such an argument is every
+    member's own gradient from one backward pass; w.r.t. a shared input, reverse mode sums the
+    members' contributions, and separating them took one backward pass through the whole
+    ensemble per member (``plugins.action_grads``)."""
+
+    def __init__(self, apply_fn: Callable, params, n: Optional[int] = None):
+        module = getattr(apply_fn, "__self__", None)
+        if not isinstance(module, Ensemble):
+            raise TypeError(f"EnsembleFn needs an Ensemble's module.apply, got {apply_fn!r}")
+        self.num = module.num if n is None else int(n)
+        self.module = module if n is None else module.clone(num=self.num)
+        self.params = params if n is None else jax.tree_util.tree_map(lambda x: x[: self.num], params)
+
+    def __call__(self, *args):
+        return self.module.apply(self.params, *args)
+
+    def per_member(self, *args, in_axes=(None, 0)):
+        return self.module.clone(in_axes=in_axes).apply(self.params, *args)
+
+
+def bind(apply_fn: Callable, params) -> Callable:
+    """``apply_fn(params, ...)`` as ``f(...)``: an :class:`EnsembleFn` for an Ensemble's apply (it
+    has ``per_member``), else a plain partial."""
+    if isinstance(getattr(apply_fn, "__self__", None), Ensemble):
+        return EnsembleFn(apply_fn, params)
+    return lambda *args: apply_fn(params, *args)
+
+
+def first_members(apply_fn: Callable, params, n: int = 1) -> EnsembleFn:
+    """The first ``n`` members of an :class:`Ensemble` alone: ``f(*args) -> (n, ...)``.
 
     ``apply_fn`` is the ensemble's ``module.apply`` (as a TrainState holds it), ``params`` its
     variables. Every parameter's leading (member) axis is sliced to ``n``, so a loss that reads
     only Q_1 (TD3+BC's actor loss) evaluates and differentiates one network, not the whole ensemble
     with all but one output thrown away. Values equal ``apply_fn(params, *args)[:n]``."""
-    module = getattr(apply_fn, "__self__", None)
-    if not isinstance(module, Ensemble):
-        raise TypeError(f"first_members needs an Ensemble's module.apply, got {apply_fn!r}")
-    sub, p = module.clone(num=n), jax.tree_util.tree_map(lambda x: x[:n], params)
-    return lambda *args: sub.apply(p, *args)
+    return EnsembleFn(apply_fn, params, n)
 
 
 class DeterministicPolicy(nn.Module):

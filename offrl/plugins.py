@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from offrl import nets
+
 GP_ACTIONS = ("uniform", "dataset", "policy")
 CR_CRITICS = ("mean", "min", "q1")
 
@@ -110,8 +112,16 @@ def action_grads(q_fn: Callable, obs: jax.Array, actions: jax.Array) -> jax.Arra
     """d Q_i(s_j, a_j) / d a_j for every critic i and sample j: (num_critics, N, A).
 
     ``q_fn(obs, actions) -> (num_critics, N)``; samples are independent, so the gradient of
-    sum_j Q_i(s_j, a_j) w.r.t. the actions gives every per-sample gradient at once.
+    sum_j Q_i(s_j, a_j) w.r.t. the actions gives every per-sample gradient at once. Critics share
+    the actions, so reverse mode would sum their gradients: for an ensemble bound by
+    ``nets.bind`` / ``nets.EnsembleFn`` (it has ``per_member``), each critic reads its own copy of
+    the actions and one backward pass gives every critic's gradient. Any other ``q_fn`` takes one
+    backward pass per critic (each through all of ``q_fn``).
     """
+    per_member = getattr(q_fn, "per_member", None)
+    if per_member is not None:
+        copies = jnp.broadcast_to(actions, (q_fn.num, *actions.shape))
+        return jax.grad(lambda a: per_member(obs, a, in_axes=(None, 0)).sum())(copies)
     q, vjp = jax.vjp(lambda a: q_fn(obs, a), actions)
     eye = jnp.eye(q.shape[0], dtype=q.dtype)[:, :, None] * jnp.ones_like(q)[None]
     return jax.vmap(lambda ct: vjp(ct)[0])(eye)
@@ -201,8 +211,7 @@ def gp_penalty_grads(q_apply, params, key, step, obs, dataset_actions, gp, polic
 
     def on(_):
         def value(p):
-            return _weighted_penalty(lambda o, a: q_apply(p, o, a), key, obs, dataset_actions, gp, policy_fn,
-                                     deterministic_policy)
+            return _weighted_penalty(nets.bind(q_apply, p), key, obs, dataset_actions, gp, policy_fn, deterministic_policy)
 
         (pen, gnorm), grads = jax.value_and_grad(value, has_aux=True)(params)
         return grads, pen, gnorm

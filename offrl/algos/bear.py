@@ -192,7 +192,7 @@ def critic_objective(critic_params, state: BEARState, batch, key, step, config):
     loss, info = critic_loss(critic_params, state, batch, key, config)
     ag = config.agent
     if ag.gp.enabled:
-        q_fn = lambda o, a: state.critic.apply_fn(critic_params, o, a)  # noqa: E731
+        q_fn = nets.bind(state.critic.apply_fn, critic_params)
         policy_fn = lambda k, o: policy_samples(state.actor, state.actor.params, o, k, 1)[0][:, 0]  # noqa: E731
         pen, ginfo = plugins.gp_penalty(
             q_fn, jax.random.fold_in(key, 1), step, batch.observations, batch.actions, ag.gp, policy_fn, False

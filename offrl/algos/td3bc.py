@@ -126,7 +126,7 @@ def critic_objective(critic_params, state: TD3BCState, batch, key, step, config)
     loss, info = critic_loss(critic_params, state, batch, key, config)
     ag = config.agent
     if _gp_on(ag):
-        q_fn = lambda o, a: state.critic.apply_fn(critic_params, o, a)  # noqa: E731
+        q_fn = nets.bind(state.critic.apply_fn, critic_params)
         policy_fn = lambda k, o: state.actor.apply_fn(state.actor.params, o)  # noqa: E731
         pen, ginfo = plugins.gp_penalty(
             q_fn, jax.random.fold_in(key, 1), step, batch.observations, batch.actions, ag.gp, policy_fn, True
