@@ -57,10 +57,10 @@ run_target() {
     if [[ $i -gt 0 && ${args[$((i - 1))]} == -k ]]; then args[$i]=${args[$i]//_or_/ or }; args[$i]=${args[$i]//_and_/ and }; fi
   done
   export PYTHONPATH=$d PYTHONDONTWRITEBYTECODE=1 JAX_PLATFORMS=cpu
-  nice -n 19 $P "$T/server.py" "$d/sock" "${MOD[$name]}" -- "${args[@]}" > "$d/server.log" 2>&1 &
+  nice -n "${NICE:-19}" $P "$T/server.py" "$d/sock" "${MOD[$name]}" -- "${args[@]}" > "$d/server.log" 2>&1 &
   local server=$!
   for _ in $(seq 900); do grep -q ready "$d/server.log" 2>/dev/null && break; sleep 1; done
-  nice -n 19 $P "$T/driver.py" "${FILE[$name]}" "$d/sock" "$d/mutants.jsonl" > "$d/driver.log" 2>&1
+  nice -n "${NICE:-19}" $P "$T/driver.py" "${FILE[$name]}" "$d/sock" "$d/mutants.jsonl" > "$d/driver.log" 2>&1
   kill $server
   echo "$name: $(grep -c killed "$d/mutants.jsonl") killed, $(grep -c survived "$d/mutants.jsonl") survived ($d/mutants.jsonl)"
 }
