@@ -4,6 +4,7 @@
     python experiments/bench.py --config=cql,iql          # several
     python experiments/bench.py --config=all              # every config file (not default.py)
     python experiments/bench.py --config=td3bc --seeds=1,4,16 --min_time=5
+    python experiments/bench.py --config=all --config_timeout=600   # each config in its own process, hangs reported
 
 For every stage of the config's algorithm (stages are named; ``Train.run`` takes the name), at
 the config's own network sizes and batch, on a synthetic dataset with Hopper's shapes (11-d
@@ -42,11 +43,15 @@ and runs one chunk, reporting the device's peak (``memory_stats``) or the proces
 """
 from __future__ import annotations
 
+import faulthandler
 import glob
 import importlib
 import os
 import platform
 import resource
+import shutil
+import signal
+import subprocess
 import sys
 import time
 
@@ -79,6 +84,9 @@ flags.DEFINE_string("sampler_traces", "hutchinson,exact", "With --sampler: diver
 flags.DEFINE_integer("sampler_steps", 0, "With --sampler: PC sampler steps (0: the config's agent.sampler_steps).")
 flags.DEFINE_integer("sampler_train", 200, "With --sampler: DSM updates of the score model before timing.")
 flags.DEFINE_integer("sampler_repeats", 1, "With --sampler: timed calls after the compiling one.")
+flags.DEFINE_float("config_timeout", 0.0, "If > 0: each config runs in its own process, stopped after this many seconds "
+                   "(its Python stacks dumped first), and the table goes on; 0: all configs in this process.")
+flags.DEFINE_bool("header", True, "Print the machine, matmul and table header (off in --config_timeout's per-config processes).")
 flags.DEFINE_bool("memory", False, "Report compiled memory for an AntMaze-sized dataset (2M x 111-d obs).")
 flags.DEFINE_bool("memory_run", False, "With --memory: also allocate that dataset and run one chunk.")
 FLAGS = flags.FLAGS
@@ -455,32 +463,77 @@ def memory_report(name: str, seeds: list[int]):
             print(f"ran one chunk at {s} seeds: process peak RSS {rss:.0f} MiB (the CPU device reports no memory stats)")
 
 
+def run_isolated(names: list[str]) -> list[str]:
+    """Each config in its own process (this script with ``--config=<name> --noheader``), stopped after
+    ``--config_timeout`` seconds: a hung compile or call (one iql 4-seed run once waited on a futex for
+    15 minutes) is reported with its stacks and the table goes on. Returns the configs that did not finish."""
+    keep = [a for a in sys.argv[1:] if not a.startswith(("--config=", "--config_timeout=", "--header", "--noheader"))]
+    failed = []
+    for name in names:
+        cmd = [sys.executable, os.path.abspath(__file__), f"--config={name}", "--config_timeout=0", "--noheader", *keep]
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        try:
+            rc = proc.wait(timeout=FLAGS.config_timeout)
+        except subprocess.TimeoutExpired:
+            print(f"\n{name}: no result after {FLAGS.config_timeout:.0f}s; its stacks (faulthandler, on stderr):", flush=True)
+            proc.send_signal(signal.SIGUSR1)
+            if shutil.which("py-spy"):  # native frames too (XLA threads), where ptrace is allowed
+                subprocess.run(["py-spy", "dump", "--native", "--pid", str(proc.pid)], timeout=60, check=False)
+            time.sleep(5)
+            proc.kill()
+            proc.wait()
+            print(f"| {name} | stopped after {FLAGS.config_timeout:.0f}s (--config_timeout) |", flush=True)
+            failed.append(name)
+            continue
+        if rc != 0:
+            print(f"| {name} | failed: exit {rc} after {time.perf_counter() - t:.0f}s (its error is above) |", flush=True)
+            failed.append(name)
+    return failed
+
+
 def main(_):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` prints every thread's stack
     seeds = [int(s) for s in FLAGS.seeds.split(",")]
     names = config_names(FLAGS.config)
     for n in names:
         load_config(n)  # every name checked before anything runs
-    print(f"machine: {machine()}")
-    peak0 = matmul_gflops(FLAGS.matmul)
-    print(f"dense {FLAGS.matmul}^3 float32 matmul: {peak0:.1f} GFLOP/s at the start (each row's limit is measured between its chunks)")
-    data = synthetic(FLAGS.size)
-    print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act); {FLAGS.chunk} updates per compiled call; "
-          f"FLOPs averaged over each stage's first {FLAGS.flops_steps} updates")
-    if not FLAGS.sampler:
-        print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
-              "| share of matmul | vs minimal TD3+BC |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-    rows = []
-    for n in names:
-        if FLAGS.sampler:
-            bench_support(n, data, seeds)
-        else:
-            bench_config(n, data, seeds, rows)
-    peak1 = matmul_gflops(FLAGS.matmul)
-    print(f"\ndense matmul again at the end: {peak1:.1f} GFLOP/s (start {peak0:.1f}; a large drift means a noisy machine)")
+    if FLAGS.header:
+        print(f"machine: {machine()}")
+        peak0 = matmul_gflops(FLAGS.matmul)
+        print(f"dense {FLAGS.matmul}^3 float32 matmul: {peak0:.1f} GFLOP/s at the start (each row's limit is measured between its chunks)")
+        print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act); {FLAGS.chunk} updates per compiled call; "
+              f"FLOPs averaged over each stage's first {FLAGS.flops_steps} updates")
+        if not FLAGS.sampler:
+            print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
+                  "| share of matmul | vs minimal TD3+BC |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    failed = []
+    if FLAGS.config_timeout > 0:
+        failed = run_isolated(names)
+    else:
+        data = synthetic(FLAGS.size)
+        rows = []
+        for n in names:
+            if FLAGS.sampler:
+                bench_support(n, data, seeds)
+            else:
+                bench_config(n, data, seeds, rows)
+    if FLAGS.header:
+        peak1 = matmul_gflops(FLAGS.matmul)
+        print(f"\ndense matmul again at the end: {peak1:.1f} GFLOP/s (start {peak0:.1f}; a large drift means a noisy machine)")
+    if failed:
+        print(f"not finished: {', '.join(failed)}")
+        sys.exit(1)
+    if FLAGS.config_timeout > 0:
+        return  # --memory ran in each config's process
     if FLAGS.memory:
         for n in names:
             memory_report(n, seeds)
+    if not FLAGS.header:  # a per-config process: skip jax's exit-time cache clearing (seen taking over 20 s)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
