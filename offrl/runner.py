@@ -25,7 +25,7 @@ from offrl.data.scores import normalized_score, normalized_spread
 from offrl.sweep import label, members as make_members, parse_grid
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
 from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_curve, score_table
-from offrl.train import fetch, local_members, make_train, replicate, seed_keys, shard_seeds
+from offrl.train import fetch, from_local_members, local_members, make_train, replicate, seed_keys, shard_seeds
 
 CHECKPOINT = "checkpoint.msgpack"
 POLICY_FILE = "policy.json"
@@ -144,9 +144,10 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_workdir(workdir: str, config, algo: Algorithm) -> tuple[bool, Optional[int]]:
-    """(resume, num_steps the run had) when ``workdir`` holds a checkpoint of this config, or of
-    this config with a smaller ``num_steps`` (the run continues); error on any other run."""
+def _check_workdir(workdir: str, config, algo: Algorithm, ckpt_path: Optional[str] = None) -> tuple[bool, Optional[int]]:
+    """(resume, num_steps the run had) when ``workdir`` holds a checkpoint of this config (at
+    ``ckpt_path``: under jax.distributed, this process's own), or of this config with a smaller
+    ``num_steps`` (the run continues); error on any other run."""
     cfg_path = os.path.join(workdir, "config.json")
     if not os.path.exists(cfg_path):
         if os.path.isdir(workdir) and os.listdir(workdir):
@@ -156,7 +157,7 @@ def _check_workdir(workdir: str, config, algo: Algorithm) -> tuple[bool, Optiona
         old = _flat(json.load(f))
     new = _flat(json.loads(config.to_json()))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
-    has_ckpt = os.path.exists(os.path.join(workdir, CHECKPOINT))
+    has_ckpt = os.path.exists(ckpt_path or os.path.join(workdir, CHECKPOINT))
     if not changed:
         return has_ckpt, None
     if changed == ["num_steps"] and new["num_steps"] > old["num_steps"]:
@@ -289,12 +290,11 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     t_start = time.time()
     exp = prepare(config, algo)
     t_data = time.time() - t_start  # loading / building and preprocessing the dataset
-    resume, continued_from = _check_workdir(workdir, config, exp.algo)
-
     # under jax.distributed (README: scale-out) process 0 writes the run's files and prints; every
-    # process writes its own members' checkpoint and evaluations to process_<i>/ (no resume yet)
+    # process writes its own members' checkpoint and evaluations to process_<i>/, and resumes from it
     lead, multi = jax.process_index() == 0, jax.process_count() > 1
     own_dir = os.path.join(workdir, f"process_{jax.process_index()}") if multi else workdir
+    resume, continued_from = _check_workdir(workdir, config, exp.algo, os.path.join(own_dir, CHECKPOINT))
     if multi:  # every process has checked the workdir before any of them writes to it
         from jax.experimental import multihost_utils
 
@@ -328,11 +328,22 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
 
     progress = {"chunk": 0, "global_step": 0, "evals": [], "diverged": {}}
     ckpt_path = os.path.join(own_dir, CHECKPOINT)
+    if resume and multi:  # this process's members from its own checkpoint, placed where shard_seeds put them
+        idx, local = local_members(carry)
+        restored, progress = checkpoint.restore(ckpt_path, local)
+        carry = from_local_members(carry, idx, restored)
+    elif resume:
+        carry, progress = checkpoint.restore(ckpt_path, carry)
+        carry = shard_seeds(carry)
+    if multi:  # every process resumes at the same update, or none does
+        at = np.asarray(multihost_utils.process_allgather(np.asarray([progress["global_step"] if resume else -1])))
+        if len(set(at.reshape(-1).tolist())) > 1:
+            found = ", ".join(f"process_{i}: {'none' if a < 0 else f'update {a}'}" for i, a in enumerate(at.reshape(-1)))
+            raise ValueError(f"workdir {workdir}: the processes' checkpoints disagree ({found}); a run killed while "
+                             f"they were written cannot resume: delete {workdir} and start it again")
     logger = Logger(workdir, config, resume=resume) if lead else _NoLogger()
     if resume:
-        carry, progress = checkpoint.restore(ckpt_path, carry)
         progress.setdefault("diverged", {})
-        carry = shard_seeds(carry)
         logger.truncate_after(progress["global_step"])
         if continued_from is not None:
             say(f"continuing {workdir} from update {progress['global_step']} to {total} (num_steps raised from {continued_from})")

@@ -204,3 +204,29 @@ def local_members(tree) -> tuple[np.ndarray, Any]:
     local = [np.concatenate([d for _, d in rows(x)], axis=0) if x.ndim and x.shape[0] == n else np.asarray(x.addressable_data(0))
              for x in leaves]
     return idx, jax.device_put(jax.tree_util.tree_unflatten(treedef, local), jax.local_devices()[0])
+
+
+def from_local_members(template, idx, local):
+    """The inverse of :func:`local_members`: global arrays laid out like ``template`` (as
+    :func:`shard_seeds` left them), built from this process's members ``local`` (rows: member
+    indices ``idx``) without any other process's values; each process passes its own (a resumed
+    multi-process run: every process restores only the members it checkpointed). ``local`` itself
+    when ``template`` is fully addressable (one process)."""
+    t_leaves, treedef = jax.tree_util.tree_flatten(template)
+    if all(not isinstance(t, jax.Array) or t.is_fully_addressable for t in t_leaves):
+        return local
+    n = t_leaves[0].shape[0]
+    row = {int(m): i for i, m in enumerate(np.asarray(idx))}
+
+    def put(t, x):
+        x = np.asarray(x)
+        if not (t.ndim and t.shape[0] == n):  # a leaf without the member axis: the same on every process
+            return jax.make_array_from_callback(t.shape, t.sharding, lambda index: x[index])
+
+        def rows(index):
+            s = index[0]
+            return x[[row[m] for m in range(*s.indices(n))]][(slice(None),) + tuple(index[1:])]
+
+        return jax.make_array_from_callback(t.shape, t.sharding, rows)
+
+    return jax.tree_util.tree_unflatten(treedef, [put(t, x) for t, x in zip(t_leaves, jax.tree_util.tree_leaves(local))])

@@ -1,6 +1,7 @@
 """Scale-out with jax.distributed: two local CPU processes on the loopback address train the seed
 axis sharded over their devices; results equal a single-process run of the same members, each
-process writes only its own members, and process 0 writes the table."""
+process writes only its own members, and process 0 writes the table. A two-process run stopped
+part-way resumes, each process from its own process_<i>/ checkpoint, to the same results."""
 import json
 import os
 import socket
@@ -8,6 +9,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+from flax import serialization
 
 from conftest import ROOT, tiny_config
 
@@ -24,7 +27,7 @@ from offrl.runner import run_experiment
 assert jax.process_count() == 2 and len(jax.devices()) == 2
 cfg = tiny_config("td3bc", steps=4, num_seeds=2)
 cfg.eval_interval = 2
-run_experiment(cfg, {workdir!r})
+run_experiment(cfg, {workdir!r}, stop_after={stop})
 """
 
 
@@ -34,15 +37,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tiny_dataset, tmp_path):
-    from offrl.runner import run_experiment
-
-    workdir = str(tmp_path / "two")
+def _two_processes(workdir: str, stop=None) -> list[str]:
+    """Run the tiny two-process job on ``workdir`` (``stop``: run_experiment's stop_after); their outputs."""
     port = _free_port()
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"), port=port, pid=pid, workdir=workdir)],
+            [sys.executable, "-c", WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"), port=port, pid=pid,
+                                                 workdir=workdir, stop=stop)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for pid in range(2)
@@ -50,11 +52,24 @@ def test_two_processes_equal_one(tiny_dataset, tmp_path):
     outs = [p.communicate(timeout=900)[0] for p in procs]
     for p, o in zip(procs, outs):
         assert p.returncode == 0, o[-3000:]
-    assert "seed-updates/s" in outs[0] and "seed-updates/s" not in outs[1]  # process 0 prints
+    return outs
+
+
+@pytest.fixture(scope="module")
+def alone(tiny_dataset, tmp_path_factory):
+    """The same two members trained in one process."""
+    from offrl.runner import run_experiment
 
     cfg = tiny_config("td3bc", steps=4, num_seeds=2)
     cfg.eval_interval = 2
-    alone = run_experiment(cfg, str(tmp_path / "one"), out=open(os.devnull, "w"))
+    return run_experiment(cfg, str(tmp_path_factory.mktemp("one")), out=open(os.devnull, "w"))
+
+
+def test_two_processes_equal_one(alone, tmp_path):
+    workdir = str(tmp_path / "two")
+    outs = _two_processes(workdir)
+    assert "seed-updates/s" in outs[0] and "seed-updates/s" not in outs[1]  # process 0 prints
+
     with open(os.path.join(workdir, "results.json")) as f:
         two = json.load(f)
     np.testing.assert_allclose(two["per_seed_raw"], alone["per_seed_raw"], rtol=1e-3)
@@ -69,3 +84,24 @@ def test_two_processes_equal_one(tiny_dataset, tmp_path):
             mine = json.load(f)
         assert mine["members"] == [pid] and mine["seeds"] == [pid]
         assert [e["raw"][0] for e in mine["evals"]] == [e["raw"][pid] for e in lines if e["kind"] == "eval"]
+
+
+def test_stopped_two_process_run_resumes_from_each_process_checkpoint(alone, tmp_path):
+    workdir = str(tmp_path / "two")
+    outs = _two_processes(workdir, stop=2)  # both processes checkpoint their own member at update 2 and exit
+    assert "stopped after 2 updates" in outs[0]
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    for pid in range(2):
+        with open(os.path.join(workdir, f"process_{pid}", "checkpoint.msgpack"), "rb") as f:
+            assert json.loads(serialization.msgpack_restore(f.read())["progress"])["global_step"] == 2
+    outs = _two_processes(workdir)  # the same command again: each process restores its own members
+    assert "resuming" in outs[0] and "at update 2/4" in outs[0]
+    with open(os.path.join(workdir, "results.json")) as f:
+        two = json.load(f)
+    np.testing.assert_allclose(two["per_seed_raw"], alone["per_seed_raw"], rtol=1e-3)
+    lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["global_step"] for r in lines if r["kind"] == "eval"] == [2, 4]  # no duplicate rows after the resume
+    for pid in range(2):
+        with open(os.path.join(workdir, f"process_{pid}", "members.json")) as f:
+            mine = json.load(f)
+        assert mine["members"] == [pid] and [e["global_step"] for e in mine["evals"]] == [2, 4]
