@@ -205,20 +205,28 @@ def test_tiny_sac_run_select_and_build(tmp_path, monkeypatch):
     assert rep["medium-replay"]["transitions"] == min(150, man["medium_step"])
 
 
-COMMITTED = os.path.join(build.BEHAVIOR_ROOT, "hopper", "manifest.json")
+COMMITTED = sorted(os.path.join(build.BEHAVIOR_ROOT, d, "manifest.json") for d in os.listdir(build.BEHAVIOR_ROOT)
+                   if os.path.exists(os.path.join(build.BEHAVIOR_ROOT, d, "manifest.json")))
 
 
-@pytest.mark.skipif(not os.path.exists(COMMITTED), reason="no committed Hopper behaviour policies")
-def test_committed_behavior_policies_load():
-    with open(COMMITTED) as f:
+@pytest.mark.parametrize("manifest", COMMITTED, ids=[os.path.basename(os.path.dirname(m)) for m in COMMITTED])
+def test_committed_behavior_policies_load(manifest):
+    """Every committed suite's behaviour policies load, fit its environment and rank expert > medium > random."""
+    import gymnasium as gym
+
+    with open(manifest) as f:
         man = json.load(f)
-    d = os.path.dirname(COMMITTED)
+    d = os.path.dirname(manifest)
+    env = gym.make(man["env_id"])
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
     for file in {man["expert"], man["medium"], *[r["file"] for r in man["replay"]]}:
         assert os.path.getsize(os.path.join(d, file)) < 2_000_000
         actor, meta = sac.numpy_actor_from_checkpoint(os.path.join(d, file))
-        assert meta["env_id"] == man["env_id"] and meta["obs_dim"] == 11
-        assert actor.unit_action(np.zeros(11, np.float32), None).shape == (3,)
-    assert man["ref_max_score"] > man["ref_min_score"]
+        assert meta["env_id"] == man["env_id"] and meta["obs_dim"] == obs_dim
+        assert actor.unit_action(np.zeros(obs_dim, np.float32), None).shape == (act_dim,)
+    assert man["ref_max_score"] > man["medium_return"]["mean"] > man["ref_min_score"]
+    assert man["medium_step"] < man["expert_step"]
 
 
 def test_sac_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
