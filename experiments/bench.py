@@ -75,7 +75,9 @@ flags.DEFINE_string("seeds", "1,4", "Comma-separated numbers of vmapped seeds.")
 flags.DEFINE_integer("chunk", 50, "Updates per compiled call (lax.scan length).")
 flags.DEFINE_float("min_time", 3.0, "Seconds of timed calls per (stage, seeds) after the warm-up call.")
 flags.DEFINE_integer("size", 1_000_000, "Synthetic dataset size (Hopper shapes: 11-d observations, 3-d actions).")
-flags.DEFINE_integer("flops_steps", 10, "Updates whose FLOPs are averaged (covers periods 1, 2, 5, 10).")
+flags.DEFINE_integer("flops_steps", 10, "Updates whose FLOPs are averaged (covers periods 1, 2, 5, 10); 0: no FLOP "
+                     "count (it traces each update under jax.disable_jit, which unrolls every scan inside an update, "
+                     "e.g. ARQ's 500-step sampler, in Python), so no share of the matmul either.")
 flags.DEFINE_integer("matmul", 1024, "Size n of the n x n x n float32 matmul that measures the machine's limit.")
 flags.DEFINE_bool("baseline", True, "For td3bc: also time the minimal hand-written TD3+BC, interleaved.")
 flags.DEFINE_bool("sampler", False, "ARQ configs: time pre-generation (PC sampler, ODE likelihood), not the stage updates.")
@@ -340,7 +342,7 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     for st in tr.stages:
         if not st.num_steps:
             continue
-        flops = update_flops(tr, st.name, data, FLAGS.flops_steps)
+        flops = update_flops(tr, st.name, data, FLAGS.flops_steps) if FLAGS.flops_steps > 0 else float("nan")
         for n in seeds:
             a = Chunked(run, init(seed_keys(0, n)), data, st.name, FLAGS.chunk)
             mm = Matmul(FLAGS.matmul)
