@@ -392,7 +392,7 @@ def beta_step(beta: TrainState, obs, mean_logp, target_entropy):
 
 
 def accumulate(stats: Stats, values, on) -> Stats:
-    on = on.astype(jnp.float32)
+    on = jnp.asarray(on, jnp.float32)  # a traced or a Python bool (bench.py traces with a Python int step)
     v = jax.lax.stop_gradient(values)
     return stats.replace(kl_sum=stats.kl_sum + on * v.sum(), kl_sq=stats.kl_sq + on * (v**2).sum(),
                          kl_n=stats.kl_n + on * v.size)
@@ -409,7 +409,7 @@ def end_epoch(stats: Stats, end) -> Stats:
 def behavior_update(state: BRACPlusState, batch, key, step, config):
     ag = config.agent
     state, info = behavior_step(state, batch, key)
-    on = (step >= ag.behavior_steps - ag.epoch_length).astype(jnp.float32)
+    on = jnp.asarray(step >= ag.behavior_steps - ag.epoch_length, jnp.float32)
     st = state.stats
     nll_sum, nll_n = st.nll_sum + on * info["behavior_loss"], st.nll_n + on
     if ag.target_entropy is None:
