@@ -200,7 +200,7 @@ def test_bppo_iterative_update_policy_step_then_q_steps_on_later_rows(actor):
     # saturated means and wide stds, so that samples leave the box
     state = state.replace(pi=state.pi.replace(params=perturb(state.bc.params, 3.0, 0.3)), improving=jnp.asarray(True),
                           pi_k=perturb(state.bc.params, 3.5, 0.25), q_target=perturb(state.q.params))
-    batch = _batch(b=9, seed=5)
+    batch = _batch(b=10, seed=5)  # B = 10 // 3 = 3 rows per part; row 9 is left over
     key, step = jax.random.PRNGKey(3), jnp.asarray(5)
     new, m = bppo.improve_update(state, batch, key, step, cfg)
     k_pi, k_q = jax.random.split(key)
@@ -229,6 +229,27 @@ def test_bppo_iterative_update_policy_step_then_q_steps_on_later_rows(actor):
     cfg.agent.off_policy_actor = "pi_b"
     with pytest.raises(ValueError, match="off_policy_actor"):
         bppo.validate(cfg)
+
+
+def test_bppo_offline_selection_checks_every_select_interval_steps_and_needs_a_strictly_better_pi():
+    cfg, state = bppo_setup(selection="offline", select_interval=3)
+    batch = _batch(b=8)
+    good, bad = perturb(state.bc.params, 1.5, 0.1), perturb(state.bc.params, 0.5, -0.1)
+    if bppo.offline_score(state, good, batch.observations) < bppo.offline_score(state, bad, batch.observations):
+        good, bad = bad, good
+    s = state.replace(pi=state.pi.replace(params=good), pi_k=bad, improving=jnp.asarray(True))
+    for step, checked in ((1, False), (2, True), (3, False), (5, True)):  # a check after steps 3, 6, ...: (i + 1) % 3 == 0
+        out, m = bppo.improve_update(s, batch, jax.random.PRNGKey(2), jnp.asarray(step), cfg)
+        assert int(out.replacements) == int(checked), step
+        assert _same(out.pi_k, out.pi.params if checked else bad)
+        np.testing.assert_allclose(float(m["j_offline_pi"]), float(bppo.offline_score(out, out.pi.params, batch.observations)), rtol=1e-5)
+        np.testing.assert_allclose(float(m["j_offline_pik"]), float(bppo.offline_score(out, bad, batch.observations)), rtol=1e-5)
+    # a tie (pi = pi_k, unmoved at lr 0) is no improvement: pi_k is not replaced
+    cfg.agent.pi_lr = 0.0
+    tie = state.replace(pi=bppo.init(jax.random.PRNGKey(0), Spec(OBS, ACT), cfg).pi.replace(params=good), pi_k=good,
+                        improving=jnp.asarray(True))
+    out, m = bppo.improve_update(tie, batch, jax.random.PRNGKey(2), jnp.asarray(2), cfg)
+    assert float(m["j_offline_pi"]) == float(m["j_offline_pik"]) and int(out.replacements) == 0
 
 
 def _members(*trees):
@@ -464,6 +485,11 @@ def test_onestep_exp_weight_loss_by_hand():
     a_stable = np.clip(a, -1 + 1e-4, 1 - 1e-4)
     np.testing.assert_allclose(float(loss), -np.mean(w * np_logp(a_stable, mean, ls)), rtol=1e-4)
     assert abs(-np.mean(w * np_logp(a, mean, ls)) - float(loss)) > 1e-2 * abs(float(loss))  # the clip matters here
+
+
+def test_onestep_stable_action_clips_inside_the_box():
+    got = np.asarray(onestep.stable_action(jnp.asarray([-1.2, -1.0, -0.99995, 0.3, 1.0, 1.5])))
+    np.testing.assert_allclose(got, [-0.9999, -0.9999, -0.9999, 0.3, 0.9999, 0.9999], rtol=1e-7)
 
 
 def test_onestep_acts_inside_the_box():
