@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -140,6 +141,28 @@ def test_interrupted_build_leaves_nothing(behavior, root, monkeypatch):
     import minari
 
     assert len(minari.list_local_datasets()) == 3
+
+
+def test_concurrent_build_of_the_same_dataset(behavior, root, monkeypatch):
+    """Two processes building one level: the one that lands second keeps the first copy (resume) or raises."""
+    quiet = dict(behavior_dir=behavior, options=TINY, progress=False, log=lambda *a: None)
+    real = build.write_minari
+    first = {}
+
+    def racer(did, *a, **k):  # while this process writes into its stage, "another process" lands the same id
+        stage = os.environ["MINARI_DATASETS_PATH"]
+        real(did, *a, **k)
+        if did not in first:
+            shutil.copytree(os.path.join(stage, did), os.path.join(str(root), did))
+            first[did] = sorted(os.listdir(os.path.join(str(root), did)))
+
+    monkeypatch.setattr(build, "write_minari", racer)
+    rep = build.build_suite("Hopper-v5", ["random"], size=50, resume=True, **quiet)
+    assert rep["random"]["built"] is False and local_dataset_exists("offrl/hopper/random-v0")
+    assert not os.listdir(os.path.join(str(root), ".offrl-staging"))  # our copy went with the stage
+    with pytest.raises(FileExistsError, match="another process"):
+        build.build_suite("Hopper-v5", ["expert"], size=50, **quiet)
+    assert local_dataset_exists("offrl/hopper/expert-v0")
 
 
 def test_ensure_dataset(behavior, root, monkeypatch):

@@ -309,8 +309,13 @@ def _staging(root: str):
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_atomically(did: str, episodes, env_id: str, ref_min, ref_max, description: str) -> None:
-    """Write the dataset into a staging directory, then rename it into the datasets root in one step."""
+def write_atomically(did: str, episodes, env_id: str, ref_min, ref_max, description: str,
+                     exist_ok: bool = False, log=print) -> bool:
+    """Write the dataset into a staging directory, then rename it into the datasets root in one step.
+
+    Returns False, leaving the other copy as it is, when another process renamed the same dataset into
+    place while this one was writing and ``exist_ok`` (else FileExistsError); True when this copy landed.
+    """
     from minari.namespace import create_namespace, list_local_namespaces
     from minari.dataset.minari_dataset import parse_dataset_id
 
@@ -326,7 +331,16 @@ def write_atomically(did: str, episodes, env_id: str, ref_min, ref_max, descript
         if namespace is not None and namespace not in list_local_namespaces():
             create_namespace(namespace)
         os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.rename(os.path.join(stage, did), final)
+        try:
+            os.rename(os.path.join(stage, did), final)
+        except OSError:
+            if not os.path.exists(final):
+                raise
+            if not exist_ok:  # another process finished the same dataset first: ours is dropped with the stage
+                raise FileExistsError(f"dataset '{did}' was written by another process meanwhile; it was left untouched")
+            log(f"[build] {did} was written by another process meanwhile; kept that copy")
+            return False
+    return True
 
 
 class _Suite:
@@ -483,7 +497,10 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
         else:  # random level of an environment without behaviour policies: no expert reference
             ref_min, ref_max = float(np.mean([ep["rewards"].sum() for ep in eps])), None
         tw = time.time()
-        write_atomically(did, eps, env_id, ref_min, ref_max, describe(lv, env_id, size, seed, man, options))
+        if not write_atomically(did, eps, env_id, ref_min, ref_max, describe(lv, env_id, size, seed, man, options),
+                                exist_ok=resume, log=log):
+            report[lv] = dict(dataset_id=did, built=False)
+            continue
         rets = np.array([float(np.sum(ep["rewards"])) for ep in eps])
         info = dict(dataset_id=did, built=True, seconds=time.time() - t, write_s=time.time() - tw,
                     transitions=mixtures.num_transitions(eps), episodes=len(eps), mean_return=float(rets.mean()))
