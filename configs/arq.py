@@ -8,9 +8,10 @@ Words, as ``--config=configs/arq.py:<arg>`` (comma-separated):
   antmaze           K = 3, alpha 10, rewards r - 1
   kitchen           score model 300k steps, Q lr 1e-4, original rewards
   adroit            3 score models, 300k steps, Q lr 1e-4, alpha 10, original rewards
-  cpu               the CPU budget of docs/arq.md: 100k transitions (the local suite's size), 20k score / 20k Q / 20k policy steps,
+  cpu               a CPU budget: 100k transitions (the local suite's size), 20k score / 20k Q / 20k policy steps,
                     5 candidates (K scaled to the same quantile: 9 -> 2), 50 sampler steps, exact trace,
-                    batch 256, 3 seeds, 5 episodes
+                    batch 256, 3 seeds, 5 episodes (docs/arq.md's Hopper run shrinks it further:
+                    experiments/arq_hopper_cpu.sh)
 e.g.  python experiments/launch.py --config=configs/arq.py:cpu --workdir=runs/arq_pi
 """
 from offrl.algos.arq import default_agent_config
