@@ -300,3 +300,27 @@ def test_validate_names_the_bad_key():
             arq.validate(cfg)
     arq.validate(get_config("explicit,antmaze,cpu"))
     assert arq.variant(get_config()) == "ARQ+π" and arq.variant(get_config("s")) == "ARQ+s"
+
+
+def test_bench_sampler_mode_times_pregeneration(capsys):
+    """experiments/bench.py --config=arq --sampler: one row each for the sampler, the likelihood (with its
+    ODE step count) and both together, at the asked states per call; a non-ARQ config is refused."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    bench.FLAGS.unparse_flags()
+    bench.FLAGS(["bench", "--sampler", "--sampler_states=1", "--sampler_steps=3", "--sampler_train=2",
+                 "--sampler_traces=exact", "--sampler_repeats=1"])
+    try:
+        bench.bench_support("arq", bench.synthetic(1000), [1])
+        out = capsys.readouterr().out
+        rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 1 | 1 | 30 |")]
+        assert [r[3].strip() for r in rows] == ["candidates", "likelihoods (exact)", "candidates with likelihoods (exact)"]
+        assert all(float(r[6]) > 0 for r in rows) and int(rows[1][7]) > 0
+        assert "3 PC steps" in out
+        with pytest.raises(ValueError, match="--config=arq"):
+            bench.bench_support("iql", bench.synthetic(10), [1])
+    finally:
+        bench.FLAGS.unparse_flags()
