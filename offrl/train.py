@@ -48,8 +48,18 @@ class Train(NamedTuple):
     diagnose: Optional[Callable] = None
 
     def vmapped(self):
-        """(init, run) jit-compiled over a leading seed (or grid x seed) axis; data is shared, not copied."""
-        init = jax.jit(jax.vmap(self.init))
+        """(init, run) jit-compiled over a leading seed (or grid x seed) axis; data is shared, not copied.
+
+        On the CPU the members are initialised one after another (``lax.map``; the values are the
+        vmapped ones). A vmapped orthogonal initialiser (IQL, BPPO) is a batched QR, and XLA's CPU
+        LAPACK kernel for it (``lapack_sorgqr_ffi``) spreads the batch over the intra-op thread pool
+        that runs it and then blocks a pool thread while it waits. Two such QRs at once fill a 2-thread
+        pool, and nothing is left to run the work they wait for. gdb showed this deadlock (every
+        thread in a futex, no CPU used for minutes) in bench's BPPO and IQL at 4 seeds on 2 cores."""
+        if jax.default_backend() == "cpu":
+            init = jax.jit(lambda keys, hparams=None: jax.lax.map(lambda kh: self.init(*kh), (keys, hparams)))
+        else:
+            init = jax.jit(jax.vmap(self.init))
         run = jax.jit(jax.vmap(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4))
         return init, run
 
