@@ -252,6 +252,26 @@ def test_committed_behavior_policies_load(manifest):
     assert man["medium_step"] < man["expert_step"]
 
 
+@pytest.mark.parametrize("manifest", [m for m in COMMITTED if "hopper" not in m],
+                         ids=[os.path.basename(os.path.dirname(m)) for m in COMMITTED if "hopper" not in m])
+def test_committed_suite_builds_every_level_offline(manifest, root):
+    """Walker2d/HalfCheetah: every default level (the mixtures included) builds from the committed policies, offline."""
+    with open(manifest) as f:
+        man = json.load(f)
+    levels = list(build.DEFAULT_LEVELS)  # the five levels and both mixtures
+    assert {"expert-random-30", "expert-cloned-30", "medium-replay"} <= set(levels)
+    rep = build.build_suite(man["env_id"], levels, size=120, seed=0, options=TINY, progress=False, log=lambda *a: None)
+    name = build.env_name(man["env_id"])
+    for lv in levels:
+        a, info = arrays(f"offrl/{name}/{lv}-v0")
+        assert rep[lv]["built"] and info.env_id == man["env_id"], lv
+        assert (info.ref_min_score, info.ref_max_score) == (man["ref_min_score"], man["ref_max_score"]), lv
+        assert np.all(np.abs(a["actions"]) <= 1.0), lv
+    # the expert's data earn more reward per step than the medium policy's, which earn more than random's
+    per_step = {lv: arrays(f"offrl/{name}/{lv}-v0")[0]["rewards"].mean() for lv in ("random", "medium", "expert")}
+    assert per_step["expert"] > per_step["medium"] > per_step["random"], per_step
+
+
 def test_sac_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
     """A run stopped mid-episode and mid-way between checkpoints, then resumed, ends bit-identical to one
     that never stopped: same networks, optimiser moments, replay data, checkpoints and progress log."""
