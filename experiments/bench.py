@@ -193,8 +193,13 @@ def update_flops(tr, stage_name: str, data, num_steps: int) -> float:
         with jax.disable_jit():
             closed = jax.make_jaxpr(one)(carry.state, carry.key, data)
         args = jax.tree_util.tree_leaves((carry.state, carry.key, data))
-        cost = jax.jit(jax.extend.core.jaxpr_as_fun(closed)).lower(*args).cost_analysis()
+        lowered = jax.jit(jax.extend.core.jaxpr_as_fun(closed)).lower(*args)
+        cost = lowered.cost_analysis()
+        if cost is None:  # the GPU backend analyses compiled programs only
+            cost = lowered.compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
+        if not cost:
+            return float("nan")
         total += float(cost.get("flops", 0.0))
     return total / n
 
