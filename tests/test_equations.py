@@ -393,11 +393,14 @@ def test_bearpp_gradient_penalty_on_policy_samples():
     np.testing.assert_allclose(float(loss), float(td) + float(pen), rtol=1e-4)
 
 
+@pytest.mark.parametrize("gp_actions", ["uniform", "policy"])
 @pytest.mark.parametrize("algo", ["bear", "td3bc"])
-def test_update_critic_gradient_is_the_gradient_of_the_critic_objective(algo):
-    """``update`` takes the GP gradient inside its cond (``critic_grads``): it must equal d(critic_objective)."""
+def test_update_critic_gradient_is_the_gradient_of_the_critic_objective(algo, gp_actions):
+    """``update`` takes the GP gradient inside its cond (``critic_grads``): it must equal d(critic_objective),
+    with the penalty at uniform actions and at the policy's (the mutation run's survivors were all in the latter)."""
     setup, mod = (bear_setup, bear) if algo == "bear" else (td3bc_setup, td3bc)
-    cfg, state, batch = setup(**{"gp.enabled": True, "gp.weight": 0.7, "gp.k": 0.0, "gp.repeats": 2})
+    cfg, state, batch = setup(**{"gp.enabled": True, "gp.weight": 0.7, "gp.k": 0.0, "gp.repeats": 2,
+                                 "gp.actions": gp_actions})
     key = jax.random.PRNGKey(26)
     for step in (5, 6):  # a GP step and a step without it
         got, _ = mod.critic_grads(state.critic.params, state, batch, key, jnp.int32(step), cfg)
