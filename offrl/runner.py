@@ -224,15 +224,15 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Opt
     raw = np.mean([np.asarray(e["raw"], np.float64)[idx] for e in last], axis=0)  # per seed
     members = np.arange(idx.start, idx.stop)
     bad = {int(m): (diverged or {})[str(m)] for m in members if str(m) in (diverged or {})}
-    ok = np.array([int(m) not in bad for m in members]) & np.isfinite(raw)
+    alive = np.array([int(m) not in bad for m in members])  # members that did not diverge
+    ok = alive & np.isfinite(raw)
     seeds = [c.seed + i for i in range(c.num_seeds)]
     has_ref = info.ref_max_score is not None
     stats, norm = _stats(raw, ok, info)
     extras = {}
     for name, values in (extra or {}).items():
         x = np.asarray(values, np.float64).reshape(-1)[idx]
-        x_ok = np.array([int(m) not in bad for m in members]) & np.isfinite(x)
-        x_stats, x_norm = _stats(x, x_ok, info)
+        x_stats, x_norm = _stats(x, alive & np.isfinite(x), info)
         extras[name] = dict(**x_stats, per_seed_raw=x.tolist(),
                             per_seed_normalized=x_norm.tolist() if has_ref else [None] * len(x))
     row = {
