@@ -45,8 +45,6 @@ loss and in the multiplier's update; the critic is the one before this step's cr
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -161,7 +159,7 @@ def _q(state: BEARState, params, obs, actions, first_only: bool = False):
     with ``first_only`` (Q_1 alone: the second critic is not evaluated)."""
     b, n, a = actions.shape
     o = jnp.repeat(obs, n, axis=0)
-    apply = nets.first_members(state.critic.apply_fn, params) if first_only else partial(state.critic.apply_fn, params)
+    apply = nets.first_members(state.critic.apply_fn, params) if first_only else nets.bind(state.critic.apply_fn, params)
     return apply(o, actions.reshape(b * n, a)).reshape(-1, b, n)
 
 
