@@ -5,6 +5,7 @@ form (no learning involved), so a wrong SDE coefficient, sign or step fails them
 code against a conditional two-mode mixture; the K-th target, the AWR advantage and the implicit
 policy against hand computations. Tiny sizes throughout (CPU).
 """
+import io
 import os
 
 import jax
@@ -289,6 +290,28 @@ def test_pregenerate_caches_chunks_and_resumes(tmp_path, capsys):
     again = arq.pregenerate(states, data, cfg)
     np.testing.assert_allclose(again.support.actions, first.support.actions, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(again.support.log_lik, first.support.log_lik, rtol=1e-4, atol=1e-4)
+
+
+def test_with_support_is_pregenerates_layout_for_any_values(tmp_path):
+    """bench.py's synthetic table goes through ``with_support``; ``pregenerate`` builds its table with it
+    too, so its shapes, dtypes and ``at_next`` are the ones a real run looks candidates up in."""
+    cfg = small_config(num_candidates=3, sampler_steps=4, support_chunk=4, score_hidden_dims=(8,), cache_dir=str(tmp_path))
+    data = two_mode_data(n=10)
+    data = data._replace(next_observations=jnp.concatenate([data.observations[1:], jnp.full((1, 1), 7.0)]))
+    states = jax.vmap(lambda k: arq.init(k, Spec(1, 1), cfg))(jax.random.split(jax.random.PRNGKey(0), 2))
+    real = arq.pregenerate(states, data, cfg, out=io.StringIO())
+    table, at_next = arq.support_rows(data)
+    made = arq.with_support(states, at_next, jnp.zeros((2, len(table), 3, 1)), jnp.ones((2, len(table), 3)))
+    for r, m in zip(jax.tree_util.tree_leaves(real.support), jax.tree_util.tree_leaves(made.support)):
+        assert r.shape == m.shape and r.dtype == m.dtype
+    np.testing.assert_array_equal(made.support.at_next, real.support.at_next)
+    one = arq.with_support(jax.tree_util.tree_map(lambda x: x[0], states), at_next, jnp.zeros((len(table), 3, 1)),
+                           jnp.ones((len(table), 3)))  # a single member: no seed axis
+    np.testing.assert_array_equal(one.support.at_next, at_next)
+    with pytest.raises(ValueError, match="seed axes"):
+        arq.with_support(states, at_next, jnp.zeros((len(table), 3, 1)), jnp.ones((len(table), 3)))
+    with pytest.raises(ValueError, match="max\\(at_next\\)"):
+        arq.with_support(states, at_next, jnp.zeros((2, 5, 3, 1)), jnp.ones((2, 5, 3)))
 
 
 def test_validate_names_the_bad_key():

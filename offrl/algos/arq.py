@@ -308,10 +308,12 @@ def _support_batch(state: ARQState, batch, key, config, at: str):
     return state.support.actions[idx], state.support.log_lik[idx], 0.0
 
 
-def _q_of(critic: TrainState, params, obs, actions):
-    """Q_i(s, a_j) for actions (B, J, A) at obs (B, obs_dim): (2, B, J)."""
+def _q_of(critic: TrainState, params, obs, actions, first_only: bool = False):
+    """Q_i(s, a_j) for actions (B, J, A) at obs (B, obs_dim): (2, B, J); ``first_only``: Q_1 alone,
+    (1, B, J), evaluating one network rather than both with one output thrown away."""
     rep = jnp.broadcast_to(obs[:, None, :], actions.shape[:2] + obs.shape[-1:])
-    return critic.apply_fn(params, rep, actions)
+    f = nets.first_members(critic.apply_fn, params) if first_only else nets.bind(critic.apply_fn, params)
+    return f(rep, actions)
 
 
 def q_update(state: ARQState, batch, key, step, config):
@@ -345,7 +347,7 @@ def policy_update(state: ARQState, batch, key, step, config):
     cand, ll, online = _support_batch(state, batch, key, config, "obs")
     acts = jnp.concatenate([b.actions[:, None, :], cand], axis=1)
     pen = jnp.concatenate([jnp.zeros_like(ll[:, :1]), penalty(ll, state.threshold)], axis=1)
-    adv = awr_advantage(_q_of(state.critic, state.critic_target, b.observations, acts)[0], pen)
+    adv = awr_advantage(_q_of(state.critic, state.critic_target, b.observations, acts, first_only=True)[0], pen)
     w = jax.lax.stop_gradient(awr_weights(adv, state.alpha, ag.weight_clip))
 
     def loss_fn(params):
@@ -380,7 +382,7 @@ def act(state: ARQState, obs, key, config, deterministic: bool = True):
         pen = penalty(candidate_log_lik(state, obs, cand, k_l, config), state.threshold)
     else:
         pen = jnp.zeros(cand.shape[:2])
-    q = _q_of(state.critic, state.critic_target, obs, cand)[0]
+    q = _q_of(state.critic, state.critic_target, obs, cand, first_only=True)[0]
     idx = implicit_choice(k_pick, q, pen, state.alpha)
     return jnp.take_along_axis(cand, idx[:, None, None], axis=1)[:, 0]
 
@@ -466,8 +468,22 @@ def pregenerate(states: ARQState, data: Transitions, config, out=None) -> ARQSta
     in_support = float(np.mean(np.asarray(log_lik) > float(ag.threshold)))
     print(f"[arq] support ready: {100 * in_support:.1f}% of candidates above the log-likelihood threshold "
           f"{ag.threshold}", file=out, flush=True)
-    at_next = jnp.broadcast_to(jnp.asarray(at_next), (num_seeds,) + np.shape(at_next))
-    return states.replace(support=Support(at_next, actions, log_lik))
+    return with_support(states, at_next, actions, log_lik)
+
+
+def with_support(states: ARQState, at_next, actions, log_lik) -> ARQState:
+    """``states`` holding the table in pre-generation's layout: ``at_next`` (N,) from
+    :func:`support_rows`, candidates ``actions`` (..., M, C, A) and ``log_lik`` (..., M, C) at its M
+    distinct states, with any leading (seed) axes of ``states``; ``at_next`` is shared by them
+    (broadcast, not copied per seed on the host)."""
+    lead = tuple(np.shape(log_lik)[:-2])
+    if tuple(np.shape(states.alpha)) != lead:
+        raise ValueError(f"support table's leading axes {lead} do not match the states' seed axes {np.shape(states.alpha)}")
+    if np.shape(actions)[:-1] != np.shape(log_lik) or np.shape(log_lik)[-2] <= int(np.max(at_next)):
+        raise ValueError(f"support table: actions {np.shape(actions)} and log_lik {np.shape(log_lik)} must be (..., M, C, A) "
+                         f"and (..., M, C) with M > max(at_next) = {int(np.max(at_next))}")
+    at_next = jnp.broadcast_to(jnp.asarray(at_next, jnp.int32), lead + np.shape(at_next))
+    return states.replace(support=Support(at_next, jnp.asarray(actions), jnp.asarray(log_lik)))
 
 
 def after_chunk(states: ARQState, ctx, stage: str, stage_step: int) -> ARQState:
