@@ -25,6 +25,13 @@ For td3bc, the same seeds are also timed against a minimal hand-written jitted T
 the paper's hyperparameters), the calls interleaved so the ratio is robust to a busy machine;
 the ratio column is offrl's rate over the minimal one's (goal: >= 0.9).
 
+ARQ (``agent.support='pregenerated'``, the default): a real run fills a candidate table once, at the
+end of the ``score`` stage, and the ``q`` and ``policy`` updates look candidates up by the sampled
+rows. Before those stages (and their FLOP count) every member is given such a table
+(``synthetic_support``): pre-generation's own layout (``arq.support_rows``, ``arq.with_support``)
+and real shapes and dtypes, with SYNTHETIC values, since a lookup's cost does not depend on them.
+Without it each update would run the 500-step PC sampler in-graph, which no real run does.
+
 ``--sampler`` (configs of ARQ, e.g. ``--config=arq --sampler``): instead of the stage updates, the
 pre-generation stage that ARQ spends its compute on. The score model is trained for
 ``--sampler_train`` DSM updates through the runtime's ``standardize`` and ``score`` stages (the
@@ -96,14 +103,47 @@ FLAGS = flags.FLAGS
 NOT_CONFIGS = ("default", "__init__")
 
 
-def synthetic(n, obs_dim=11, act_dim=3, seed=0):
+def synthetic(n, obs_dim=11, act_dim=3, seed=0, episode_len=1000):
+    """Random values laid out as a dataset of ``episode_len``-step episodes (Hopper's limit): within
+    an episode a row's next state is the following row's state, so tables keyed by distinct states
+    (ARQ's support) have a real dataset's row count, n + n / episode_len."""
     rng = np.random.default_rng(seed)
-    f = lambda *s: jnp.asarray(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    obs, act, ep = f(n, obs_dim), np.tanh(f(n, act_dim)), np.arange(n, dtype=np.int32) // episode_len
+    last = np.append(ep[1:] != ep[:-1], True)  # each episode's last row: its next state is new
+    nxt = np.concatenate([obs[1:], f(1, obs_dim)])
+    nxt[last] = f(int(last.sum()), obs_dim)
+    nact = np.concatenate([act[1:], act[:1]])
+    j = jnp.asarray
     return Transitions(
-        observations=f(n, obs_dim), actions=jnp.tanh(f(n, act_dim)), rewards=f(n),
-        next_observations=f(n, obs_dim), terminals=jnp.zeros(n), timeouts=jnp.zeros(n),
-        next_actions=jnp.tanh(f(n, act_dim)), returns=f(n), episode_ids=jnp.zeros(n, jnp.int32),
+        observations=j(obs), actions=j(act), rewards=j(f(n)), next_observations=j(nxt), terminals=jnp.zeros(n),
+        timeouts=j(last.astype(np.float32)), next_actions=j(nact), returns=j(f(n)), episode_ids=j(ep),
     )
+
+
+def synthetic_support(states, data, config, seed=0):
+    """ARQ's support table as ``arq.pregenerate`` lays it out for ``data`` (``arq.support_rows``,
+    ``arq.with_support``: a row per distinct state, ``agent.num_candidates`` candidates, their
+    log-likelihoods, ``at_next``), with SYNTHETIC values: candidates uniform in the action box,
+    log-likelihoods normal around ``agent.threshold`` (about half in support). The updates' work is a
+    lookup whose cost does not depend on the values; pre-generation itself is ``--sampler``'s."""
+    from offrl.algos import arq
+
+    _, at_next = arq.support_rows(data)
+    lead = tuple(np.shape(states.alpha))
+    m, c, a = int(np.max(at_next)) + 1, int(config.agent.num_candidates), int(data.actions.shape[-1])
+    ka, kl = jax.random.split(jax.random.PRNGKey(seed))
+    fill = jax.jit(lambda ka, kl: (jax.random.uniform(ka, lead + (m, c, a), minval=-1.0, maxval=1.0),
+                                   config.agent.threshold + 3.0 * jax.random.normal(kl, lead + (m, c))))
+    actions, log_lik = fill(ka, kl)
+    return arq.with_support(states, at_next, actions, log_lik)
+
+
+def needs_support(cfg, stages, stage: str) -> bool:
+    """ARQ with a pre-generated table: the stages after ``score`` (the table is filled at its end)."""
+    names = [s.name for s in stages]
+    return (cfg.algo == "arq" and cfg.agent.support == "pregenerated" and "score" in names
+            and names.index(stage) > names.index("score"))
 
 
 def dataset_shapes(n, obs_dim, act_dim) -> Transitions:
@@ -175,14 +215,16 @@ class Matmul:
         self.f(self.a, self.b).block_until_ready()
 
 
-def update_flops(tr, stage_name: str, data, num_steps: int) -> float:
+def update_flops(tr, stage_name: str, data, num_steps: int, prepare=lambda state: state) -> float:
     """FLOPs of one update of the stage (one member), averaged over its first ``num_steps`` updates.
 
     Each update is traced with its step as a known number under ``jax.disable_jit``, so every
     ``lax.cond`` on the step resolves to the branch that step takes; XLA's cost analysis of the
-    lowered update then counts what that step computes."""
+    lowered update then counts what that step computes. ``prepare`` gives the state what the stage
+    finds in a real run (ARQ's support table)."""
     stage = next(s for s in tr.stages if s.name == stage_name)
     carry = tr.init(jax.random.PRNGKey(0))
+    carry = carry._replace(state=prepare(carry.state))
     total = 0.0
     n = max(1, min(num_steps, stage.num_steps or num_steps))
     for step in range(n):
@@ -347,9 +389,15 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     for st in tr.stages:
         if not st.num_steps:
             continue
-        flops = update_flops(tr, st.name, data, FLAGS.flops_steps) if FLAGS.flops_steps > 0 else float("nan")
+        prepare = lambda state: state  # noqa: E731
+        if needs_support(cfg, tr.stages, st.name):
+            prepare = lambda state: synthetic_support(state, data, cfg)  # noqa: E731
+            print(f"{name} {st.name}: support table of pre-generation's layout with synthetic values (bench.synthetic_support)",
+                  flush=True)
+        flops = update_flops(tr, st.name, data, FLAGS.flops_steps, prepare) if FLAGS.flops_steps > 0 else float("nan")
         for n in seeds:
-            a = Chunked(run, init(seed_keys(0, n)), data, st.name, FLAGS.chunk)
+            carry = init(seed_keys(0, n))
+            a = Chunked(run, carry._replace(state=prepare(carry.state)), data, st.name, FLAGS.chunk)
             mm = Matmul(FLAGS.matmul)
             fns = [a, mm]
             if baseline:
@@ -509,7 +557,7 @@ def main(_):
         print(f"machine: {machine()}")
         peak0 = matmul_gflops(FLAGS.matmul)
         print(f"dense {FLAGS.matmul}^3 float32 matmul: {peak0:.1f} GFLOP/s at the start (each row's limit is measured between its chunks)")
-        print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act); {FLAGS.chunk} updates per compiled call; "
+        print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act), 1000-step episodes; {FLAGS.chunk} updates per compiled call; "
               f"FLOPs averaged over each stage's first {FLAGS.flops_steps} updates")
         if not FLAGS.sampler:
             print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "

@@ -325,6 +325,37 @@ def test_validate_names_the_bad_key():
     assert arq.variant(get_config()) == "ARQ+π" and arq.variant(get_config("s")) == "ARQ+s"
 
 
+def test_bench_times_q_and_policy_on_a_table_of_pregenerations_layout():
+    """experiments/bench.py gives ARQ's q and policy stages (not score) a support table: pregenerate's row
+    count for its episodic synthetic data (n states + one per episode end), and the timed update and
+    its FLOP count then look candidates up (online_support 0) instead of running the sampler."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+    from offrl.algos import get_algorithm
+    from offrl.train import make_train, seed_keys
+
+    cfg = small_config(num_candidates=4, kth=2, sampler_steps=3)
+    cfg.batch_size = 8
+    data = bench.synthetic(2500, episode_len=1000)
+    tr = make_train(get_algorithm("arq"), cfg, data)
+    assert [bench.needs_support(cfg, tr.stages, s.name) for s in tr.stages] == [False, False, True, True]
+    init, run = tr.vmapped()
+    carry = init(seed_keys(0, 2))
+    state = bench.synthetic_support(carry.state, data, cfg)
+    assert state.support.actions.shape == (2, 2500 + 3, 4, 3) and state.support.log_lik.shape == (2, 2503, 4)
+    np.testing.assert_array_equal(state.support.at_next[1], arq.support_rows(data)[1])
+    for stage in ("q", "policy"):
+        _, m = run(carry._replace(state=state), data, stage, 0, 2)
+        np.testing.assert_array_equal(m["online_support"], 0.0)
+        flops = bench.update_flops(tr, stage, data, 1, lambda st: bench.synthetic_support(st, data, cfg))
+        online = bench.update_flops(tr, stage, data, 1)  # no table: 3 sampler steps and the ODE in the update
+        assert 0 < flops < 0.1 * online  # a lookup and tiny critics (~5e4 FLOPs here), not the score model
+    cfg.agent.support = "online"
+    assert not any(bench.needs_support(cfg, tr.stages, s.name) for s in tr.stages)
+
+
 def test_bench_sampler_mode_times_pregeneration(capsys):
     """experiments/bench.py --config=arq --sampler: one row each for the sampler, the likelihood (with its
     ODE step count) and both together, at the asked states per call; a non-ARQ config is refused."""
