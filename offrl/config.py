@@ -31,11 +31,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_episodes = 10  # per seed
     c.eval_seed = 10_000  # episode e of every seed is reset with eval_seed + e (+ 1000 * evaluation index)
     c.report_last = 1  # the final score averages the last N evaluations (papers use 10)
+    c.eval_workers = 0  # processes stepping the evaluation environments (0: one per core, >= 4 envs each; 1: none); results do not depend on it
     # output
     c.checkpoint_interval = 50_000  # updates between checkpoints (0: only at the end)
     c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name=""))
     c.agent = ml_collections.ConfigDict()
     return c
+
+
+# keys that change how a run executes, not what it computes: a run resumes when only these differ
+EXECUTION_ONLY = ("eval_workers",)
 
 
 def validate(config) -> None:
@@ -48,8 +53,8 @@ def validate(config) -> None:
     for key in ("num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last"):
         v = config[key]
         need(isinstance(v, int) and v >= 1, key, v, "must be an integer >= 1")
-    for key in ("num_steps", "checkpoint_interval", "dataset_size"):
-        v = config[key]
+    for key in ("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"):
+        v = config.get(key, 0)  # eval_workers is absent from the config.json of runs made before it
         need(isinstance(v, int) and v >= 0, key, v, "must be an integer >= 0")
     need(0.0 <= config.discount <= 1.0, "discount", config.discount, "must lie in [0, 1]")
     need(config.wandb.mode in WANDB_MODES, "wandb.mode", config.wandb.mode, f"choose one of {WANDB_MODES}")

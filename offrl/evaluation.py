@@ -4,9 +4,15 @@
 one batched, jit-compiled policy call over all seeds. Environment ``(s, e)`` is
 reset with seed ``base_seed + e``, so every seed's policy meets the same start
 states. Actions are deterministic unless asked otherwise.
+
+The environments are stepped in this process or over worker processes
+(``offrl.envpool``; ``workers``, 0: one per core, at least 4 environments each);
+the results do not depend on it. An environment whose episode has ended is not
+stepped again.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple, Optional
 
 import gymnasium as gym
@@ -16,6 +22,7 @@ import numpy as np
 
 from offrl.data.preprocess import Preprocessing
 from offrl.data.scores import normalized_score
+from offrl.envpool import make_envs
 
 
 class EvalResult(NamedTuple):
@@ -34,11 +41,12 @@ def make_policy_fn(algo, config, deterministic: bool = True) -> Callable:
     return jax.jit(jax.vmap(act))
 
 
-def make_env_fn(env_id_or_spec) -> Callable[[], gym.Env]:
-    def make():
-        return gym.make(env_id_or_spec)
-
-    return make
+@functools.partial(jax.jit, static_argnums=1)
+def _next_keys(key, num_seeds: int):
+    """(the next step's key, one key per seed for this step), in one compiled call (split eagerly,
+    they were about a tenth of an evaluation's host time)."""
+    key, sub = jax.random.split(key)
+    return key, jax.random.split(sub, num_seeds)
 
 
 def evaluate(
@@ -52,13 +60,18 @@ def evaluate(
     ref_max: Optional[float] = None,
     key: Optional[jax.Array] = None,
     max_steps: Optional[int] = None,
+    workers: int = 0,
+    envs=None,
 ) -> EvalResult:
+    """``workers``: processes stepping the environments (``offrl.envpool.make_envs``); ``envs``: the
+    ``num_seeds * num_episodes`` environments to use (e.g. a pool kept across evaluations; left
+    open), instead of making them here."""
     num_seeds = jax.tree_util.tree_leaves(states)[0].shape[0]
     n = num_seeds * num_episodes
-    envs = gym.vector.SyncVectorEnv([make_env_fn(env) for _ in range(n)])
+    own = envs is None
+    envs = make_envs(env, n, workers) if own else envs
     try:
-        seeds = [base_seed + e for _ in range(num_seeds) for e in range(num_episodes)]
-        obs, _ = envs.reset(seed=seeds)
+        obs = envs.reset([base_seed + e for _ in range(num_seeds) for e in range(num_episodes)])
         returns = np.zeros(n)
         lengths = np.zeros(n, np.int64)
         done = np.zeros(n, bool)
@@ -66,18 +79,20 @@ def evaluate(
         key = jax.random.PRNGKey(base_seed) if key is None else key
         t = 0
         while not done.all() and (max_steps is None or t < max_steps):
-            key, sub = jax.random.split(key)
+            key, keys = _next_keys(key, num_seeds)
             o = jnp.asarray(pre.observations(obs).reshape(num_seeds, num_episodes, -1), jnp.float32)
-            a = np.asarray(policy_fn(states, o, jax.random.split(sub, num_seeds))).reshape(n, -1)
+            a = np.asarray(policy_fn(states, o, keys)).reshape(n, -1)
             bad = ~np.isfinite(a).all(-1)
             nonfinite |= bad & ~done
-            obs, rew, term, trunc, _ = envs.step(pre.env_actions(np.where(bad[:, None], 0.0, a)))
+            done |= bad  # a non-finite action ends that episode (scored nan) before it is stepped
+            obs, rew, term, trunc = envs.step(pre.env_actions(a), ~done)
             returns += np.where(done, 0.0, rew)
             lengths += ~done
-            done |= term | trunc | bad  # a non-finite action ends that episode (scored nan)
+            done |= term | trunc
             t += 1
     finally:
-        envs.close()
+        if own:
+            envs.close()
     returns = np.where(nonfinite, np.nan, returns).reshape(num_seeds, num_episodes)
     raw = returns.mean(1)
     return EvalResult(returns, lengths.reshape(num_seeds, num_episodes), raw, normalized_score(raw, ref_min, ref_max))

@@ -23,6 +23,7 @@ from offrl.data.dataset import DatasetInfo, Transitions
 from offrl.data.preprocess import Preprocessing
 from offrl.data.scores import normalized_score, normalized_spread
 from offrl.sweep import label, members as make_members, parse_grid
+from offrl.envpool import make_envs
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
 from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_curve, score_table
 from offrl.train import fetch, from_local_members, local_members, make_train, replicate, seed_keys, shard_seeds
@@ -67,25 +68,34 @@ def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
 
 
 class EvalContext:
-    """What an algorithm's ``after_chunk`` hook may use between compiled chunks."""
+    """What an algorithm's ``after_chunk`` hook may use between compiled chunks.
+
+    The evaluation environments (and their worker processes, ``config.eval_workers``) are made
+    once per size and kept in ``envs`` for the next evaluations; ``close`` ends them."""
 
     def __init__(self, exp: Experiment, policy_fn):
         self.exp, self.policy_fn = exp, policy_fn
         self.seconds = 0.0  # wall time spent evaluating (reported as a share of the run)
+        self.envs = {}  # number of environments -> offrl.envpool environments
 
     def evaluate(self, states, num_episodes: Optional[int] = None, base_seed: Optional[int] = None) -> EvalResult:
         c, info = self.exp.config, self.exp.info
         t = time.time()
         idx, states = local_members(states)  # under jax.distributed: this process's members only
+        episodes = num_episodes or c.eval_episodes
+        n = len(idx) * episodes
+        if n not in self.envs:
+            self.envs[n] = make_envs(self.exp.env, n, c.get("eval_workers", 0))
         res = evaluate(
             self.policy_fn,
             states,
             self.exp.env,
-            num_episodes or c.eval_episodes,
+            episodes,
             c.eval_seed if base_seed is None else base_seed,
             self.exp.pre,
             info.ref_min_score,
             info.ref_max_score,
+            envs=self.envs[n],
         )
         if jax.process_count() > 1:  # every process gets every member's result, in member order
             from jax.experimental import multihost_utils
@@ -95,6 +105,11 @@ class EvalContext:
                                .reshape((-1,) + np.shape(x)[1:])[np.argsort(order)] for x in res))
         self.seconds += time.time() - t
         return res
+
+    def close(self) -> None:
+        for envs in self.envs.values():
+            envs.close()
+        self.envs = {}
 
 
 class _NoLogger:
@@ -156,7 +171,8 @@ def _check_workdir(workdir: str, config, algo: Algorithm, ckpt_path: Optional[st
     with open(cfg_path) as f:
         old = _flat(json.load(f))
     new = _flat(json.loads(config.to_json()))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if k not in config_lib.EXECUTION_ONLY and old.get(k, "<absent>") != new.get(k, "<absent>"))
     has_ckpt = os.path.exists(ckpt_path or os.path.join(workdir, CHECKPOINT))
     if not changed:
         return has_ckpt, None
@@ -287,6 +303,17 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     metrics or evaluation returns become non-finite are reported as diverged, and the
     statistics are over the others.
     """
+    contexts = []  # the run's EvalContext, whose environments (worker processes) end with the run
+    try:
+        return _run_experiment(config, workdir, stop_after, out, algo, contexts)
+    finally:
+        for ctx in contexts:
+            ctx.close()
+
+
+def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: Optional[Algorithm],
+                    contexts: list) -> dict:
+    """``run_experiment``'s body; ``contexts`` receives its EvalContext, which the caller closes."""
     t_start = time.time()
     exp = prepare(config, algo)
     t_data = time.time() - t_start  # loading / building and preprocessing the dataset
@@ -322,6 +349,7 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     carry = shard_seeds(init(keys, members.hparams()))
     policy_fn = make_policy_fn(algo, config)
     ctx = EvalContext(exp, policy_fn)
+    contexts.append(ctx)
     chunks = _plan(trainer.stages, config.eval_interval, algo.chunk_every(config))
     stage_of = {st.name: st for st in trainer.stages}
     total = sum(n for _, _, n in chunks)
@@ -468,3 +496,4 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
         f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%)")
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary
+

@@ -1,5 +1,8 @@
-"""Vectorised, seed-batched evaluation equals plain Gymnasium rollouts of the same policies."""
+"""Vectorised, seed-batched evaluation equals plain Gymnasium rollouts of the same policies, in this
+process and over worker processes, and steps no environment after its episode ended."""
 import types
+
+import pytest
 
 import gymnasium as gym
 import jax
@@ -17,7 +20,8 @@ def _linear_algo():
     return types.SimpleNamespace(act=act)
 
 
-def test_vectorised_evaluation_matches_plain_rollouts():
+@pytest.mark.parametrize("workers", [1, 2])  # in this process; over 2 spawned worker processes
+def test_vectorised_evaluation_matches_plain_rollouts(workers):
     rng = np.random.default_rng(0)
     seeds, episodes, base = 2, 3, 123
     states = {"w": jnp.asarray(rng.normal(0, 0.3, (seeds, 11, 3)), jnp.float32),
@@ -26,7 +30,8 @@ def test_vectorised_evaluation_matches_plain_rollouts():
     pre = Preprocessing(np.full(11, 0.1, np.float32), np.full(11, 2.0, np.float32),
                         np.full(3, -0.5, np.float32), np.full(3, 0.5, np.float32))
     algo = _linear_algo()
-    res = evaluate(make_policy_fn(algo, None), states, "Hopper-v5", episodes, base, pre, ref_min=0.0, ref_max=100.0)
+    res = evaluate(make_policy_fn(algo, None), states, "Hopper-v5", episodes, base, pre, ref_min=0.0, ref_max=100.0,
+                   workers=workers)
 
     expected = np.zeros((seeds, episodes))
     lengths = np.zeros((seeds, episodes), int)
@@ -46,3 +51,33 @@ def test_vectorised_evaluation_matches_plain_rollouts():
     np.testing.assert_allclose(res.returns, expected, rtol=1e-4)
     np.testing.assert_allclose(res.raw, expected.mean(1), rtol=1e-4)
     np.testing.assert_allclose(res.normalized, expected.mean(1), rtol=1e-4)  # ref (0, 100): score == return
+
+
+def test_finished_episodes_are_not_stepped_again(monkeypatch):
+    steps = []
+
+    class Counting(gym.Wrapper):
+        def step(self, action):
+            steps.append(1)
+            return self.env.step(action)
+
+    make = gym.make
+    monkeypatch.setattr(gym, "make", lambda env: Counting(make(env)))
+    rng = np.random.default_rng(1)
+    states = {"w": jnp.asarray(rng.normal(0, 1.0, (3, 11, 3)), jnp.float32), "b": jnp.zeros((3, 3), jnp.float32)}
+    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    res = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 7, pre, workers=1)
+    assert len(set(res.lengths.ravel().tolist())) > 1  # episodes of different lengths: some envs wait for others
+    assert len(steps) == res.lengths.sum()
+
+
+def test_a_failing_worker_names_its_error():
+    from offrl.envpool import make_envs
+
+    envs = make_envs("Hopper-v5", 4, workers=2)
+    try:
+        envs.reset(range(4))
+        with pytest.raises(RuntimeError, match="evaluation worker failed"):
+            envs.step(np.zeros((4, 5)), np.ones(4, bool))  # Hopper takes 3-d actions
+    finally:
+        envs.close()
