@@ -4,6 +4,7 @@
     python experiments/bench.py --config=cql,iql          # several
     python experiments/bench.py --config=all              # every config file (not default.py)
     python experiments/bench.py --config=td3bc --seeds=1,4,16 --min_time=5
+    python experiments/bench.py --config=arq,arq_s --stages=q,policy --chunk=100   # some stages only
     python experiments/bench.py --config=all --config_timeout=600   # each config in its own process, hangs reported
 
 For every stage of the config's algorithm (stages are named; ``Train.run`` takes the name), at
@@ -31,6 +32,9 @@ rows. Before those stages (and their FLOP count) every member is given such a ta
 (``synthetic_support``): pre-generation's own layout (``arq.support_rows``, ``arq.with_support``)
 and real shapes and dtypes, with SYNTHETIC values, since a lookup's cost does not depend on them.
 Without it each update would run the 500-step PC sampler in-graph, which no real run does.
+The compiled chunk returns a new state (the runtime donates nothing), so every call also copies the
+table (about 460 MiB per seed for 1M states): a real run pays that once per ``eval_interval``
+(100k for ARQ) updates, bench once per ``--chunk``. A longer ``--chunk`` gives the real run's rate.
 
 ``--sampler`` (configs of ARQ, e.g. ``--config=arq --sampler``): instead of the stage updates, the
 pre-generation stage that ARQ spends its compute on. The score model is trained for
@@ -41,6 +45,14 @@ pre-generation is, at each ``--sampler_states`` count (states per call, each wit
 unless ``--sampler_steps``) and likelihoods/s of the probability-flow ODE (Dopri5, rtol = atol =
 1e-5) for each ``--sampler_traces`` estimator (hutchinson: 10 Rademacher probes; exact), each the
 mean of ``--sampler_repeats`` calls after the compiling one.
+
+``--eval``: instead of the updates, one evaluation as the runner makes it (``offrl.evaluation``),
+for each ``--eval_workers`` value of ``config.eval_workers``: the config's ``num_seeds`` x
+``eval_episodes`` environments of ``--eval_env`` (default Hopper-v5 with
+``terminate_when_unhealthy=False``, so every episode runs its full 1000 steps, as a trained policy's
+does), freshly initialised policies. Reports the environments' start-up, seconds per evaluation
+(the second call: the policy is compiled by then), environment steps/s, and the evaluation time of
+the config's whole run (its evaluations x that).
 
 ``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
 for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
@@ -74,11 +86,13 @@ import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from offrl.algos import get_algorithm  # noqa: E402
+from offrl.envpool import available_cores  # noqa: E402
 from offrl.data.dataset import Transitions, sample  # noqa: E402
 from offrl.train import make_train, seed_keys  # noqa: E402
 
 flags.DEFINE_string("config", "td3bc", "Config file name(s) in configs/, comma-separated, or 'all'.")
 flags.DEFINE_string("seeds", "1,4", "Comma-separated numbers of vmapped seeds.")
+flags.DEFINE_string("stages", "", "Comma-separated stage names to time (each config times those it has); empty: every stage.")
 flags.DEFINE_integer("chunk", 50, "Updates per compiled call (lax.scan length).")
 flags.DEFINE_float("min_time", 3.0, "Seconds of timed calls per (stage, seeds) after the warm-up call.")
 flags.DEFINE_integer("size", 1_000_000, "Synthetic dataset size (Hopper shapes: 11-d observations, 3-d actions).")
@@ -96,6 +110,10 @@ flags.DEFINE_integer("sampler_repeats", 1, "With --sampler: timed calls after th
 flags.DEFINE_float("config_timeout", 0.0, "If > 0: each config runs in its own process, stopped after this many seconds "
                    "(its Python stacks dumped first), and the table goes on; 0: all configs in this process.")
 flags.DEFINE_bool("header", True, "Print the machine, matmul and table header (off in --config_timeout's per-config processes).")
+flags.DEFINE_bool("eval", False, "Time one evaluation of each config (see the docstring), not its updates.")
+flags.DEFINE_string("eval_workers", "1,0", "With --eval: config.eval_workers values to time, comma-separated (0: auto).")
+flags.DEFINE_string("eval_env", "Hopper-v5:terminate_when_unhealthy=False",
+                    "With --eval: the environment id, with ':key=value,...' keyword arguments for gym.make.")
 flags.DEFINE_bool("memory", False, "Report compiled memory for an AntMaze-sized dataset (2M x 111-d obs).")
 flags.DEFINE_bool("memory_run", False, "With --memory: also allocate that dataset and run one chunk.")
 FLAGS = flags.FLAGS
@@ -386,8 +404,9 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     if baseline:
         m_init, m_run = minimal_td3bc(data.observations.shape[-1], data.actions.shape[-1],
                                       tuple(cfg.agent.hidden_dims)[0], cfg.batch_size)
+    wanted = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}  # checked in main
     for st in tr.stages:
-        if not st.num_steps:
+        if not st.num_steps or (wanted and st.name not in wanted):
             continue
         prepare = lambda state: state  # noqa: E731
         if needs_support(cfg, tr.stages, st.name):
@@ -479,6 +498,46 @@ def bench_support(name: str, data, seeds: list[int]):
               f"likelihoods per second (90k per hour, GTX 1080 Ti)", flush=True)
 
 
+def bench_eval(name: str, data) -> None:
+    """One evaluation of config ``name``'s policies at each ``--eval_workers`` value (module docstring)."""
+    import ast
+    import dataclasses
+
+    import gymnasium as gym
+
+    from offrl.envpool import auto_workers, make_envs
+    from offrl.evaluation import evaluate, make_policy_fn
+    from offrl.data.preprocess import Preprocessing
+
+    cfg = load_config(name)
+    algo = get_algorithm(cfg.algo)
+    env_id, _, kw = FLAGS.eval_env.partition(":")
+    kwargs = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in kw.split(",") if x)}
+    spec = dataclasses.replace(gym.spec(env_id), kwargs={**gym.spec(env_id).kwargs, **kwargs})
+    tr = make_train(algo, cfg, data)
+    init, _ = tr.vmapped()
+    states = init(seed_keys(0, cfg.num_seeds)).state
+    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    policy_fn = make_policy_fn(algo, cfg)
+    n = cfg.num_seeds * cfg.eval_episodes
+    evals = sum(-(-st.num_steps // cfg.eval_interval) for st in tr.stages if st.evaluate and st.num_steps)
+    for w in [int(x) for x in FLAGS.eval_workers.split(",")]:
+        t = time.perf_counter()
+        envs = make_envs(spec, n, w)
+        start = time.perf_counter() - t
+        try:
+            times = []
+            for i in range(2):  # the first call compiles the policy
+                t = time.perf_counter()
+                res = evaluate(policy_fn, states, spec, cfg.eval_episodes, cfg.eval_seed, pre, envs=envs)
+                times.append(time.perf_counter() - t)
+        finally:
+            envs.close()
+        steps = int(res.lengths.sum())
+        print(f"| {name} | {cfg.num_seeds} x {cfg.eval_episodes} | {w} ({auto_workers(n) if w == 0 else min(w, n)}) | "
+              f"{start:.1f} | {times[1]:.2f} | {steps / times[1]:.0f} | {evals} | {evals * times[1]:.0f} |", flush=True)
+
+
 def memory_report(name: str, seeds: list[int]):
     """Compiled memory of the config's last stage's chunk for an AntMaze-sized dataset (shapes only)."""
     cfg = load_config(name)
@@ -551,15 +610,28 @@ def main(_):
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` prints every thread's stack
     seeds = [int(s) for s in FLAGS.seeds.split(",")]
     names = config_names(FLAGS.config)
-    for n in names:
-        load_config(n)  # every name checked before anything runs
+    wanted, have = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}, {}
+    for n in names:  # every name checked before anything runs
+        cfg = load_config(n)
+        have[n] = [s.name for s in get_algorithm(cfg.algo).stages(cfg)]
+    unknown = wanted - {s for v in have.values() for s in v}
+    if unknown:
+        raise ValueError(f"--stages: no config here has a stage {', '.join(sorted(unknown))}; their stages: "
+                         + "; ".join(f"{n}: {', '.join(v)}" for n, v in have.items()))
+    if wanted:
+        names = [n for n in names if wanted & set(have[n])]
     if FLAGS.header:
         print(f"machine: {machine()}")
         peak0 = matmul_gflops(FLAGS.matmul)
         print(f"dense {FLAGS.matmul}^3 float32 matmul: {peak0:.1f} GFLOP/s at the start (each row's limit is measured between its chunks)")
         print(f"dataset: synthetic {FLAGS.size} x (11-d obs, 3-d act), 1000-step episodes; {FLAGS.chunk} updates per compiled call; "
               f"FLOPs averaged over each stage's first {FLAGS.flops_steps} updates")
-        if not FLAGS.sampler:
+        if FLAGS.eval:
+            print(f"evaluation: {FLAGS.eval_env}, {available_cores()} cores")
+            print("| config | seeds x episodes | eval_workers (processes) | start-up (s) | s per evaluation | env steps/s "
+                  "| evaluations per run | evaluation per run (s) |")
+            print("|---|---|---|---|---|---|---|---|", flush=True)
+        elif not FLAGS.sampler:
             print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
                   "| share of matmul | vs minimal TD3+BC |")
             print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -570,7 +642,9 @@ def main(_):
         data = synthetic(FLAGS.size)
         rows = []
         for n in names:
-            if FLAGS.sampler:
+            if FLAGS.eval:
+                bench_eval(n, data)
+            elif FLAGS.sampler:
                 bench_support(n, data, seeds)
             else:
                 bench_config(n, data, seeds, rows)

@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_episodes = 10  # per seed
     c.eval_seed = 10_000  # episode e of every seed is reset with eval_seed + e (+ 1000 * evaluation index)
     c.report_last = 1  # the final score averages the last N evaluations (papers use 10)
-    c.eval_workers = 0  # processes stepping the evaluation environments (0: one per core, >= 4 envs each; 1: none); results do not depend on it
+    c.eval_workers = 0  # processes stepping the evaluation environments (0: auto, offrl.envpool.auto_workers; 1: none); results do not depend on it
     # output
     c.checkpoint_interval = 50_000  # updates between checkpoints (0: only at the end)
     c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name=""))

@@ -34,9 +34,12 @@ def available_cores() -> int:
 
 
 def auto_workers(n: int) -> int:
-    """Worker processes for ``n`` environments: one per core, each with at least ``ENVS_PER_WORKER``
-    environments (so a small evaluation, e.g. a test's, stays in this process)."""
-    return max(1, min(available_cores(), n // ENVS_PER_WORKER))
+    """Worker processes for ``n`` environments: one per core but one (the caller's policy calls keep
+    that one busy), each with at least ``ENVS_PER_WORKER`` environments; none (1: this process) on a
+    machine of 2 cores or fewer, where the workers' wake-ups cost what they save (measured:
+    docs/performance.md), and for a small evaluation, e.g. a test's."""
+    cores = available_cores()
+    return 1 if cores <= 2 else max(1, min(cores - 1, n // ENVS_PER_WORKER))
 
 
 class Envs:

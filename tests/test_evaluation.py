@@ -81,3 +81,11 @@ def test_a_failing_worker_names_its_error():
             envs.step(np.zeros((4, 5)), np.ones(4, bool))  # Hopper takes 3-d actions
     finally:
         envs.close()
+
+
+@pytest.mark.parametrize("cores, n, workers", [(2, 50, 1), (16, 50, 12), (16, 4, 1), (4, 50, 3), (16, 9, 2)])
+def test_auto_workers_leave_a_core_and_small_evaluations_in_process(monkeypatch, cores, n, workers):
+    import offrl.envpool as envpool
+
+    monkeypatch.setattr(envpool, "available_cores", lambda: cores)
+    assert envpool.auto_workers(n) == workers
