@@ -110,6 +110,8 @@ flags.DEFINE_integer("sampler_repeats", 1, "With --sampler: timed calls after th
 flags.DEFINE_float("config_timeout", 0.0, "If > 0: each config runs in its own process, stopped after this many seconds "
                    "(its Python stacks dumped first), and the table goes on; 0: all configs in this process.")
 flags.DEFINE_bool("header", True, "Print the machine, matmul and table header (off in --config_timeout's per-config processes).")
+flags.DEFINE_string("profile_dir", "", "If set: after timing each (stage, seeds), run 2 more chunks under jax.profiler.trace "
+                    "into <profile_dir>/<config>_<stage>_<seeds> (read with xprof / TensorBoard's profile plugin).")
 flags.DEFINE_bool("eval", False, "Time one evaluation of each config (see the docstring), not its updates.")
 flags.DEFINE_string("eval_workers", "1,0", "With --eval: config.eval_workers values to time, comma-separated (0: auto).")
 flags.DEFINE_string("eval_env", "Hopper-v5:terminate_when_unhealthy=False",
@@ -423,6 +425,10 @@ def bench_config(name: str, data, seeds: list[int], out: list):
                 b = MinimalChunked(m_run, jax.vmap(m_init)(seed_keys(0, n)), data, FLAGS.chunk)
                 fns.append(b)
             times = time_calls(fns, FLAGS.min_time)
+            if FLAGS.profile_dir:  # kernels and their times, e.g. why 16 seeds cost more than one on a GPU
+                with jax.profiler.trace(os.path.join(FLAGS.profile_dir, f"{name}_{st.name}_{n}")):
+                    for i in range(2):
+                        a(10_000 + i)
             ups = FLAGS.chunk / float(np.median(times[0]))
             gflops = flops * ups * n / 1e9
             peak = mm.flops / float(np.median(times[1])) / 1e9  # the limit, measured between the chunks
