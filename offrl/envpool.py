@@ -34,12 +34,12 @@ def available_cores() -> int:
 
 
 def auto_workers(n: int) -> int:
-    """Worker processes for ``n`` environments: one per core but one (the caller's policy calls keep
-    that one busy), each with at least ``ENVS_PER_WORKER`` environments; none (1: this process) on a
-    machine of 2 cores or fewer, where the workers' wake-ups cost what they save (measured:
-    docs/performance.md), and for a small evaluation, e.g. a test's."""
-    cores = available_cores()
-    return 1 if cores <= 2 else max(1, min(cores - 1, n // ENVS_PER_WORKER))
+    """Worker processes for ``n`` environments: one per core but one, each with at least
+    ``ENVS_PER_WORKER`` environments; 1 (this process) for a small evaluation, e.g. a test's, and on
+    2 cores. The spare core is the caller's: on a 2-core machine shared with other work, 2 workers
+    were 1.12x slower than none (their wake-ups wait for a core), though 1.6-1.8x faster on the
+    same machine idle (docs/performance.md)."""
+    return max(1, min(available_cores() - 1, n // ENVS_PER_WORKER))
 
 
 class Envs:
