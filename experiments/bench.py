@@ -583,14 +583,16 @@ def memory_report(name: str, seeds: list[int]):
             print(f"ran one chunk at {s} seeds: process peak RSS {rss:.0f} MiB (the CPU device reports no memory stats)")
 
 
-def run_isolated(names: list[str]) -> list[str]:
+def run_isolated(names: list[str], stages: dict | None = None) -> list[str]:
     """Each config in its own process (this script with ``--config=<name> --noheader``), stopped after
     ``--config_timeout`` seconds: a hung compile or call (one iql 4-seed run once waited on a futex for
     15 minutes) is reported with its stacks and the table goes on. Returns the configs that did not finish."""
-    keep = [a for a in sys.argv[1:] if not a.startswith(("--config=", "--config_timeout=", "--header", "--noheader"))]
+    keep = [a for a in sys.argv[1:] if not a.startswith(("--config=", "--config_timeout=", "--header", "--noheader", "--stages="))]
     failed = []
     for name in names:
         cmd = [sys.executable, os.path.abspath(__file__), f"--config={name}", "--config_timeout=0", "--noheader", *keep]
+        if stages:  # --stages: the ones this config has
+            cmd.append(f"--stages={','.join(stages[name])}")
         t = time.perf_counter()
         proc = subprocess.Popen(cmd)
         try:
@@ -643,7 +645,7 @@ def main(_):
             print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     failed = []
     if FLAGS.config_timeout > 0:
-        failed = run_isolated(names)
+        failed = run_isolated(names, {n: [s for s in have[n] if s in wanted] for n in names} if wanted else None)
     else:
         data = synthetic(FLAGS.size)
         rows = []
