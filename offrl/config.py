@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from offrl.checks import Checks
+
 WANDB_MODES = ("disabled", "offline", "online")
 REWARD_NORMALIZATIONS = ("none", "traj_return", "minmax")
 
@@ -45,24 +47,12 @@ EXECUTION_ONLY = ("eval_workers",)
 
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
-
-    def need(cond, key, value, what):
-        if not cond:
-            raise ValueError(f"config.{key}={value!r} is invalid: {what}")
-
-    for key in ("num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last"):
-        v = config[key]
-        need(isinstance(v, int) and v >= 1, key, v, "must be an integer >= 1")
-    for key in ("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"):
-        v = config.get(key, 0)  # eval_workers is absent from the config.json of runs made before it
-        need(isinstance(v, int) and v >= 0, key, v, "must be an integer >= 0")
-    need(0.0 <= config.discount <= 1.0, "discount", config.discount, "must lie in [0, 1]")
-    need(config.wandb.mode in WANDB_MODES, "wandb.mode", config.wandb.mode, f"choose one of {WANDB_MODES}")
-    need(
-        config.reward_normalization in REWARD_NORMALIZATIONS,
-        "reward_normalization",
-        config.reward_normalization,
-        f"choose one of {REWARD_NORMALIZATIONS}",
-    )
-    need(bool(config.dataset), "dataset", config.dataset, "name a Minari dataset id")
-    need(config.obs_norm_eps > 0, "obs_norm_eps", config.obs_norm_eps, "must be > 0")
+    # keys a config.json saved before they existed may lack (eval_workers) read as 0
+    c = Checks(config, "config", defaults=dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"), 0))
+    c.integer(1, "num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last")
+    c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers")
+    c.within("[0, 1]", "discount")
+    c.one_of(WANDB_MODES, "wandb.mode")
+    c.one_of(REWARD_NORMALIZATIONS, "reward_normalization")
+    c.need(bool(config.dataset), "dataset", "name a Minari dataset id")
+    c.above(0, "obs_norm_eps")

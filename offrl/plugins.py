@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from offrl import nets
+from offrl.checks import Checks
 
 GP_ACTIONS = ("uniform", "dataset", "policy")
 CR_CRITICS = ("mean", "min", "q1")
@@ -75,20 +76,14 @@ def cr_weights_before(agent_config) -> bool:
 
 
 def validate(agent_config) -> None:
-    gp, cr = agent_config.gp, agent_config.cr
-    if gp.actions not in GP_ACTIONS:
-        raise ValueError(f"agent.gp.actions={gp.actions!r} is invalid: choose one of {GP_ACTIONS}")
-    if int(gp.every) < 1 or int(gp.repeats) < 1:
-        raise ValueError(f"agent.gp.every and agent.gp.repeats must be >= 1, got {gp.every}, {gp.repeats}")
-    if gp.k < 0:
-        raise ValueError(f"agent.gp.k must be >= 0, got {gp.k}")
-    if cr.critic not in CR_CRITICS:
-        raise ValueError(f"agent.cr.critic={cr.critic!r} is invalid: choose one of {CR_CRITICS}")
-    if cr.get("weights_from", "before") not in CR_WEIGHTS_FROM:
-        raise ValueError(f"agent.cr.weights_from={cr.weights_from!r} is invalid: choose one of {CR_WEIGHTS_FROM}")
-    lo, hi = tuple(cr.get("percentile_clip", (0.0, 100.0)))
-    if not 0.0 <= lo < hi <= 100.0:
-        raise ValueError(f"agent.cr.percentile_clip=({lo}, {hi}) is invalid: need 0 <= lo < hi <= 100, e.g. (5, 95)")
+    ag = Checks(agent_config, "agent", defaults={"cr.weights_from": "before", "cr.percentile_clip": (0.0, 100.0)})
+    ag.one_of(GP_ACTIONS, "gp.actions")
+    ag.integer(1, "gp.every", "gp.repeats")
+    ag.at_least(0, "gp.k")
+    ag.one_of(CR_CRITICS, "cr.critic")
+    ag.one_of(CR_WEIGHTS_FROM, "cr.weights_from")
+    lo, hi = tuple(ag.value("cr.percentile_clip"))
+    ag.need(0.0 <= lo < hi <= 100.0, "cr.percentile_clip", "need 0 <= lo < hi <= 100, e.g. (5, 95)", value=(lo, hi))
 
 
 def variant_name(base: str, agent_config, plus_plus: str) -> str:
