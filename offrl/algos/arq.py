@@ -70,6 +70,7 @@ from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, clipped_gaussian_act, make_state
 from offrl.algos.iql import awr_weights
+from offrl.checks import Checks
 from offrl.data.dataset import Transitions
 from offrl.diffusion import TRACE_ESTIMATORS, VPSDE, ScoreNet, dsm_loss, log_likelihood, make_score_fn, pc_sample
 
@@ -501,35 +502,26 @@ def variant(config) -> str:
 
 def validate(config):
     ag = config.agent
-    choices = {"policy": POLICIES, "support": SUPPORTS, "corrector_step": CORRECTOR_STEPS, "trace": TRACE_ESTIMATORS}
-    for k, allowed in choices.items():
-        if ag[k] not in allowed:
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: choose one of {allowed}")
-    for k in ("num_candidates", "num_score_models", "score_steps", "score_batch_size", "stats_batch_size",
-              "support_chunk", "num_probes", "ode_step_limit"):
-        if not (isinstance(ag[k], int) and ag[k] >= 1):
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 1")
-    for k in ("q_steps", "policy_steps"):
-        if not (isinstance(ag[k], int) and ag[k] >= 0):
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 0")
-    if not (isinstance(ag.sampler_steps, int) and ag.sampler_steps >= 2):
-        raise ValueError(f"agent.sampler_steps={ag.sampler_steps!r} is invalid: the PC sampler needs an integer >= 2")
-    if not (isinstance(ag.kth, int) and 1 <= ag.kth <= ag.num_candidates + 1):
-        raise ValueError(f"agent.kth={ag.kth!r} is invalid: must be an integer in [1, num_candidates + 1 = "
-                         f"{ag.num_candidates + 1}]")
+    check = Checks(ag, "agent")
+    check.one_of(POLICIES, "policy")
+    check.one_of(SUPPORTS, "support")
+    check.one_of(CORRECTOR_STEPS, "corrector_step")
+    check.one_of(TRACE_ESTIMATORS, "trace")
+    check.integer(1, "num_candidates", "num_score_models", "score_steps", "score_batch_size", "stats_batch_size",
+                  "support_chunk", "num_probes", "ode_step_limit")
+    check.integer(0, "q_steps", "policy_steps")
+    check.integer(2, "sampler_steps", why="the PC sampler's step count")
+    check.need(isinstance(ag.kth, int) and 1 <= ag.kth <= ag.num_candidates + 1, "kth",
+               f"must be an integer in [1, num_candidates + 1 = {ag.num_candidates + 1}]")
     dims = tuple(ag.score_hidden_dims)
-    if not dims or len(set(dims)) != 1:
-        raise ValueError(f"agent.score_hidden_dims={dims!r} is invalid: one equal width per residual block, e.g. (256, 256, 256)")
-    if not 0.0 <= ag.ema < 1.0:
-        raise ValueError(f"agent.ema={ag.ema!r} is invalid: must lie in [0, 1)")
-    if not 0.0 < ag.tau <= 1.0:
-        raise ValueError(f"agent.tau={ag.tau!r} is invalid: must lie in (0, 1]")
-    if ag.alpha < 0 or ag.std_floor < 0 or ag.snr < 0:
-        raise ValueError(f"agent.alpha, agent.std_floor and agent.snr must be >= 0, got {ag.alpha}, {ag.std_floor}, {ag.snr}")
-    if not 0.0 < ag.beta_min < ag.beta_max:
-        raise ValueError(f"agent.beta_min={ag.beta_min!r}, agent.beta_max={ag.beta_max!r} are invalid: need 0 < beta_min < beta_max")
-    if config.batch_size < 1:
-        raise ValueError(f"config.batch_size={config.batch_size!r} is invalid: must be >= 1")
+    check.need(dims and len(set(dims)) == 1, "score_hidden_dims",
+               "one equal width per residual block, e.g. (256, 256, 256)", value=dims)
+    check.within("[0, 1)", "ema")
+    check.within("(0, 1]", "tau")
+    check.at_least(0, "alpha", "std_floor", "snr")
+    check.above(0, "beta_min")
+    check.ordered("beta_min", "beta_max")
+    Checks(config, "config").at_least(1, "batch_size")
 
 
 ALGORITHM = Algorithm(

@@ -21,6 +21,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, make_state
+from offrl.checks import Checks
 from offrl.data.dataset import select_episodes
 
 
@@ -100,13 +101,10 @@ def prepare_data(data, info, config):
 
 
 def validate(config):
-    ag = config.agent
-    if ag.loss not in ("mse", "nll"):
-        raise ValueError(f"agent.loss must be 'mse' or 'nll', got '{ag.loss}'")
-    if ag.top_by not in ("timesteps", "episodes"):
-        raise ValueError(f"agent.top_by must be 'timesteps' or 'episodes', got '{ag.top_by}'")
-    if not 0.0 < ag.top_fraction <= 1.0:
-        raise ValueError(f"agent.top_fraction must be in (0, 1], got {ag.top_fraction}")
+    check = Checks(config.agent, "agent")
+    check.one_of(("mse", "nll"), "loss")
+    check.one_of(("timesteps", "episodes"), "top_by")
+    check.within("(0, 1]", "top_fraction")
 
 
 def variant(config) -> str:

@@ -54,6 +54,7 @@ from flax.training.train_state import TrainState
 from offrl import nets, plugins
 from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, log_scalar, make_state
+from offrl.checks import Checks
 
 KERNELS = nets.MMD_KERNELS
 
@@ -305,26 +306,16 @@ def act(state: BEARState, obs, key, config, deterministic: bool = True):
 
 
 def validate(config):
-    ag = config.agent
-    if ag.kernel not in KERNELS:
-        raise ValueError(f"agent.kernel={ag.kernel!r} is invalid: choose one of {KERNELS}")
-    for k in ("num_samples", "num_target_samples", "num_act_samples"):
-        if int(ag[k]) < 1:
-            raise ValueError(f"agent.{k} must be >= 1, got {ag[k]}")
-    if not 0.0 < ag.tau <= 1.0:
-        raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
-    for k in ("actor_noise_clip", "target_noise_clip", "log_alpha_init_std"):
-        if ag[k] < 0:
-            raise ValueError(f"agent.{k} must be >= 0 (0 switches it off), got {ag[k]}")
-    if ag.actor_log_std_min >= ag.actor_log_std_max:
-        raise ValueError(f"agent.actor_log_std_min {ag.actor_log_std_min} must be < agent.actor_log_std_max {ag.actor_log_std_max}")
-    if ag.mmd_sigma <= 0:
-        raise ValueError(f"agent.mmd_sigma must be > 0, got {ag.mmd_sigma}")
-    if ag.log_alpha_min > ag.log_alpha_max:
-        raise ValueError(f"agent.log_alpha_min {ag.log_alpha_min} > agent.log_alpha_max {ag.log_alpha_max}")
-    if not 0.0 <= ag.target_lambda <= 1.0:
-        raise ValueError(f"agent.target_lambda must be in [0, 1], got {ag.target_lambda}")
-    plugins.validate(ag)
+    check = Checks(config.agent, "agent")
+    check.one_of(KERNELS, "kernel")
+    check.integer(1, "num_samples", "num_target_samples", "num_act_samples")
+    check.within("(0, 1]", "tau")
+    check.at_least(0, "actor_noise_clip", "target_noise_clip", "log_alpha_init_std", why="0 switches it off")
+    check.ordered("actor_log_std_min", "actor_log_std_max")
+    check.above(0, "mmd_sigma")
+    check.ordered("log_alpha_min", "log_alpha_max", strict=False)
+    check.within("[0, 1]", "target_lambda")
+    plugins.validate(config.agent)
 
 
 ALGORITHM = Algorithm(

@@ -63,6 +63,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, learning_rate_of, make_state, reset_optimizer, select
+from offrl.checks import Checks
 
 SELECTIONS = ("online", "offline", "none")
 
@@ -471,28 +472,17 @@ def extra_scores(states: BPPOState, config) -> dict:
 
 def validate(config):
     ag = config.agent
-    if ag.off_policy_actor not in ("pi", "pi_k"):
-        raise ValueError(f"agent.off_policy_actor={ag.off_policy_actor!r} is invalid: choose 'pi' or 'pi_k'")
-    if ag.selection not in SELECTIONS:
-        raise ValueError(f"agent.selection={ag.selection!r} is invalid: choose one of {SELECTIONS}")
-    for k in ("v_steps", "q_steps", "bc_steps", "pi_steps", "bppo_off", "decay_until", "bc_select_every"):
-        if not (isinstance(ag[k], int) and ag[k] >= 0):
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 0")
-    for k in ("select_interval", "select_episodes", "q_target_every", "lr_decay_every"):
-        if not (isinstance(ag[k], int) and ag[k] >= 1):
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 1")
-    if not 0.0 <= ag.omega <= 1.0:
-        raise ValueError(f"agent.omega={ag.omega!r} is invalid: must lie in [0, 1]")
-    if not 0.0 < ag.clip_eps:
-        raise ValueError(f"agent.clip_eps={ag.clip_eps!r} is invalid: must be > 0")
-    for k in ("clip_decay", "lr_decay", "tau"):
-        if not 0.0 < ag[k] <= 1.0:
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must lie in (0, 1]")
-    if ag.report_best_pik and ag.selection != "online":
-        raise ValueError(f"agent.report_best_pik=True needs agent.selection='online' (got {ag.selection!r}): "
-                         f"only online selection keeps the best-scoring pi_k")
-    if ag.grad_clip <= 0:
-        raise ValueError(f"agent.grad_clip={ag.grad_clip!r} is invalid: must be > 0")
+    check = Checks(ag, "agent")
+    check.one_of(("pi", "pi_k"), "off_policy_actor")
+    check.one_of(SELECTIONS, "selection")
+    check.integer(0, "v_steps", "q_steps", "bc_steps", "pi_steps", "bppo_off", "decay_until", "bc_select_every")
+    check.integer(1, "select_interval", "select_episodes", "q_target_every", "lr_decay_every")
+    check.within("[0, 1]", "omega")
+    check.above(0, "clip_eps")
+    check.within("(0, 1]", "clip_decay", "lr_decay", "tau")
+    check.need(not ag.report_best_pik or ag.selection == "online", "report_best_pik",
+               f"needs agent.selection='online' (got {ag.selection!r}): only online selection keeps the best-scoring pi_k")
+    check.above(0, "grad_clip")
 
 
 ALGORITHM = Algorithm(

@@ -67,6 +67,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, entropy_temperature_update, log_scalar, make_state
+from offrl.checks import Checks
 
 VARIANTS = ("vp", "pr")
 DIVERGENCES = ("kl", "mmd")
@@ -342,34 +343,24 @@ def variant(config) -> str:
 
 def validate(config):
     ag = config.agent
-    if ag.variant not in VARIANTS:
-        raise ValueError(f"agent.variant must be one of {VARIANTS}, got '{ag.variant}'")
-    if ag.divergence not in DIVERGENCES:
-        raise ValueError(f"agent.divergence must be one of {DIVERGENCES}, got '{ag.divergence}'")
-    for key in ("num_div_samples", "num_target_samples", "num_critics"):
-        if ag[key] < 1:
-            raise ValueError(f"agent.{key} must be >= 1, got {ag[key]}")
-    if ag.shared_target_samples and (ag.divergence != "kl" or ag.num_div_samples != ag.num_target_samples):
-        raise ValueError("agent.shared_target_samples needs agent.divergence='kl' and "
-                         f"agent.num_div_samples == agent.num_target_samples (got {ag.divergence}, "
-                         f"{ag.num_div_samples}, {ag.num_target_samples})")
-    if not ag.mmd_sigma > 0:
-        raise ValueError(f"agent.mmd_sigma must be > 0, got {ag.mmd_sigma}")
-    if ag.mmd_kernel not in nets.MMD_KERNELS:
-        raise ValueError(f"agent.mmd_kernel must be one of {nets.MMD_KERNELS}, got '{ag.mmd_kernel}'")
-    if ag.log_std_mode not in LOG_STD_MODES:
-        raise ValueError(f"agent.log_std_mode must be one of {LOG_STD_MODES}, got '{ag.log_std_mode}'")
-    if not ag.log_std_min < ag.log_std_max:
-        raise ValueError(f"agent.log_std_min must be < agent.log_std_max, got {ag.log_std_min}, {ag.log_std_max}")
-    for key in ("alpha", "alpha_entropy", "grad_penalty", "warm_start"):
-        if ag[key] < 0:
-            raise ValueError(f"agent.{key} must be >= 0, got {ag[key]}")
-    if ag.train_alpha_entropy and not ag.alpha_entropy > 0:
-        raise ValueError(f"agent.train_alpha_entropy learns log(alpha_entropy): set agent.alpha_entropy > 0, got {ag.alpha_entropy}")
-    if not 0.0 < ag.behavior_clip_eps < 1.0:
-        raise ValueError(f"agent.behavior_clip_eps must lie in (0, 1), got {ag.behavior_clip_eps}")
-    if any(not 0.0 < f < 1.0 for f in ag.behavior_lr_milestones):
-        raise ValueError(f"agent.behavior_lr_milestones are fractions of behavior_steps in (0, 1), got {ag.behavior_lr_milestones}")
+    check = Checks(ag, "agent")
+    check.one_of(VARIANTS, "variant")
+    check.one_of(DIVERGENCES, "divergence")
+    check.integer(1, "num_div_samples", "num_target_samples", "num_critics")
+    check.need(not ag.shared_target_samples or (ag.divergence == "kl" and ag.num_div_samples == ag.num_target_samples),
+               "shared_target_samples", "needs agent.divergence='kl' and agent.num_div_samples == "
+               f"agent.num_target_samples (got {ag.divergence!r}, {ag.num_div_samples}, {ag.num_target_samples})")
+    check.above(0, "mmd_sigma")
+    check.one_of(nets.MMD_KERNELS, "mmd_kernel")
+    check.one_of(LOG_STD_MODES, "log_std_mode")
+    check.ordered("log_std_min", "log_std_max")
+    check.at_least(0, "alpha", "alpha_entropy", "grad_penalty", "warm_start")
+    check.need(not ag.train_alpha_entropy or ag.alpha_entropy > 0, "alpha_entropy",
+               "must be > 0 with agent.train_alpha_entropy=True, which learns log(alpha_entropy)")
+    check.within("(0, 1)", "behavior_clip_eps")
+    milestones = tuple(ag.behavior_lr_milestones)
+    check.need(all(0.0 < f < 1.0 for f in milestones), "behavior_lr_milestones",
+               "each must be a fraction of behavior_steps in (0, 1)", value=milestones)
 
 
 ALGORITHM = Algorithm(

@@ -107,6 +107,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, make_state
+from offrl.checks import Checks
 
 ACT_MODES = ("q_select", "mean")
 GP_GATES = ("softplus", "hard")
@@ -585,22 +586,14 @@ def variant(config) -> str:
 
 
 def validate(config):
-    ag = config.agent
-    for key in ("num_ensembles", "num_samples", "num_latents", "epoch_length", "act_samples", "behavior_steps",
-                "pretrain_steps"):
-        if not (isinstance(ag[key], int) and ag[key] >= 1):
-            raise ValueError(f"agent.{key} must be an integer >= 1, got {ag[key]!r}")
-    if ag.act_mode not in ACT_MODES:
-        raise ValueError(f"agent.act_mode must be one of {ACT_MODES}, got '{ag.act_mode}'")
-    if ag.gp_gate not in GP_GATES:
-        raise ValueError(f"agent.gp_gate must be one of {GP_GATES}, got '{ag.gp_gate}'")
-    for key in ("alpha_init", "gp_weight", "std_scale", "kl_backup_scale"):
-        if not ag[key] > 0:
-            raise ValueError(f"agent.{key} must be > 0, got {ag[key]}")
-    if ag.generalization_threshold < 0:
-        raise ValueError(f"agent.generalization_threshold must be >= 0, got {ag.generalization_threshold}")
-    if not 0 < ag.tau <= 1:
-        raise ValueError(f"agent.tau must lie in (0, 1], got {ag.tau}")
+    check = Checks(config.agent, "agent")
+    check.integer(1, "num_ensembles", "num_samples", "num_latents", "epoch_length", "act_samples", "behavior_steps",
+                  "pretrain_steps")
+    check.one_of(ACT_MODES, "act_mode")
+    check.one_of(GP_GATES, "gp_gate")
+    check.above(0, "alpha_init", "gp_weight", "std_scale", "kl_backup_scale")
+    check.at_least(0, "generalization_threshold")
+    check.within("(0, 1]", "tau")
 
 
 ALGORITHM = Algorithm(

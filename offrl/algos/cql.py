@@ -41,6 +41,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, entropy_temperature_update, log_scalar, make_state
+from offrl.checks import Checks
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -207,15 +208,11 @@ def act(state: CQLState, obs, key, config, deterministic: bool = True):
 
 
 def validate(config):
-    ag = config.agent
-    if ag.num_actions < 1:
-        raise ValueError(f"agent.num_actions must be >= 1, got {ag.num_actions}")
-    if ag.min_q_weight < 0:
-        raise ValueError(f"agent.min_q_weight must be >= 0, got {ag.min_q_weight}")
-    if ag.temperature <= 0:
-        raise ValueError(f"agent.temperature must be > 0, got {ag.temperature}")
-    if ag.bc_warmup_steps < 0:
-        raise ValueError(f"agent.bc_warmup_steps must be >= 0 (0: no BC warm start), got {ag.bc_warmup_steps}")
+    check = Checks(config.agent, "agent")
+    check.integer(1, "num_actions")
+    check.at_least(0, "min_q_weight")
+    check.above(0, "temperature")
+    check.integer(0, "bc_warmup_steps", why="0: no BC warm start")
 
 
 ALGORITHM = Algorithm(

@@ -31,6 +31,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, clipped_gaussian_act, make_state
+from offrl.checks import Checks
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -133,13 +134,10 @@ def act(state: IQLState, obs, key, config, deterministic: bool = True):
 
 
 def validate(config):
-    ag = config.agent
-    if not 0.0 < ag.expectile < 1.0:
-        raise ValueError(f"agent.expectile must be in (0, 1), got {ag.expectile}")
-    if ag.temperature < 0:
-        raise ValueError(f"agent.temperature must be >= 0, got {ag.temperature}")
-    if not 0.0 < ag.tau <= 1.0:
-        raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
+    check = Checks(config.agent, "agent")
+    check.within("(0, 1)", "expectile")
+    check.at_least(0, "temperature")
+    check.within("(0, 1]", "tau")
 
 
 ALGORITHM = Algorithm(

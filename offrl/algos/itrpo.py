@@ -45,6 +45,7 @@ import ml_collections
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage, brac
 from offrl.algos.common import every, select
+from offrl.checks import Checks
 
 KL_FACTORS = ("alpha", "tau")
 PI_K_CHOICES = ("current", "lagged")
@@ -148,20 +149,14 @@ def variant(config) -> str:
 
 
 def validate(config):
-    ag = config.agent
-    if ag.variant != "vp":
-        raise ValueError(f"agent.variant must be 'vp' for iTRPO (it shapes BRAC's value-penalty target), got '{ag.variant}'")
+    check = Checks(config.agent, "agent")
+    check.one_of(("vp",), "variant", why="iTRPO shapes BRAC's value-penalty target")
     brac.validate(config)
-    if ag.kl_factor not in KL_FACTORS:
-        raise ValueError(f"agent.kl_factor must be one of {KL_FACTORS} (paper: alpha, reference code: tau), got '{ag.kl_factor}'")
-    if ag.pi_k not in PI_K_CHOICES:
-        raise ValueError(f"agent.pi_k must be one of {PI_K_CHOICES}, got '{ag.pi_k}'")
-    if ag.pi_k_interval < 1:
-        raise ValueError(f"agent.pi_k_interval must be >= 1, got {ag.pi_k_interval}")
-    if not 0.0 <= ag.shaping_tau <= 1.0:
-        raise ValueError(f"agent.shaping_tau (the paper's tau) must lie in [0, 1], got {ag.shaping_tau}")
-    if not 0.0 < ag.shaping_eps < 1.0:
-        raise ValueError(f"agent.shaping_eps must lie in (0, 1), got {ag.shaping_eps}")
+    check.one_of(KL_FACTORS, "kl_factor", why="paper: alpha, reference code: tau")
+    check.one_of(PI_K_CHOICES, "pi_k")
+    check.integer(1, "pi_k_interval")
+    check.within("[0, 1]", "shaping_tau", why="the paper's tau")
+    check.within("(0, 1)", "shaping_eps")
 
 
 ALGORITHM = Algorithm(

@@ -45,6 +45,7 @@ from flax.training.train_state import TrainState
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, clipped_gaussian_act, make_state, reset_optimizer, select
+from offrl.checks import Checks
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -202,18 +203,11 @@ def variant(config) -> str:
 
 
 def validate(config):
-    ag = config.agent
-    if ag.operator not in OPERATORS:
-        raise ValueError(f"agent.operator={ag.operator!r} is invalid: choose one of {OPERATORS}")
-    for k in ("num_kl_samples", "q_target_every"):
-        if not (isinstance(ag[k], int) and ag[k] >= 1):
-            raise ValueError(f"agent.{k}={ag[k]!r} is invalid: must be an integer >= 1")
-    if ag.alpha < 0:
-        raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")
-    if ag.temperature <= 0:
-        raise ValueError(f"agent.temperature must be > 0, got {ag.temperature}")
-    if ag.num_adv_samples < 1:
-        raise ValueError(f"agent.num_adv_samples must be >= 1, got {ag.num_adv_samples}")
+    check = Checks(config.agent, "agent")
+    check.one_of(OPERATORS, "operator")
+    check.integer(1, "num_kl_samples", "q_target_every", "num_adv_samples")
+    check.at_least(0, "alpha")
+    check.above(0, "temperature")
 
 
 ALGORITHM = Algorithm(

@@ -43,6 +43,7 @@ from flax.training.train_state import TrainState
 from offrl import nets, plugins
 from offrl.algos import Algorithm, Spec, Stage, single_stage
 from offrl.algos.common import adam, make_state
+from offrl.checks import Checks
 
 
 def default_agent_config() -> ml_collections.ConfigDict:
@@ -213,12 +214,10 @@ def act(state: TD3BCState, obs, key, config, deterministic: bool = True):
 
 def validate(config):
     ag = config.agent
-    if ag.policy_freq < 1:
-        raise ValueError(f"agent.policy_freq must be >= 1, got {ag.policy_freq}")
-    if not 0.0 < ag.tau <= 1.0:
-        raise ValueError(f"agent.tau must be in (0, 1], got {ag.tau}")
-    if ag.alpha < 0:
-        raise ValueError(f"agent.alpha must be >= 0, got {ag.alpha}")
+    check = Checks(ag, "agent")
+    check.integer(1, "policy_freq")
+    check.within("(0, 1]", "tau")
+    check.at_least(0, "alpha")
     if "gp" in ag and "cr" in ag:
         plugins.validate(ag)
 
