@@ -32,7 +32,8 @@ Optional, each with a no-op default:
   are sweepable when their optimiser is built by ``common.adam`` (``optax.inject_hyperparams``
   keeps them in the optimiser state). Anything not listed is refused by a grid before
   anything is written: step counts, sizes and switches shape the program.
-- ``validate(config)``: raise ``ValueError`` naming a bad hyperparameter (default: accept).
+- ``validate(config)``: raise ``ValueError`` naming a bad hyperparameter (default: accept); state
+  the rules with ``offrl.checks.Checks`` so every message has the one form.
 - ``prepare_data(data, info, config) -> (data, info)``: e.g. %BC's filtering (default: as is).
 - ``variant(config) -> str``: the name tables and progress lines show (default: ``name``).
 - ``chunk_every(config) -> {stage name: period}``: extra chunk cuts for ``after_chunk``
