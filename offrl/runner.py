@@ -26,7 +26,7 @@ from offrl.sweep import label, members as make_members, parse_grid
 from offrl.envpool import make_envs
 from offrl.evaluation import EvalResult, evaluate, make_policy_fn
 from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_curve, score_table
-from offrl.train import fetch, from_local_members, local_members, make_train, replicate, seed_keys, shard_seeds
+from offrl.train import fetch, from_local_members, local_members, make_train, replicate, seed_keys, shard_seeds, unaliased
 
 CHECKPOINT = "checkpoint.msgpack"
 POLICY_FILE = "policy.json"
@@ -341,7 +341,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     algo = exp.algo
     name = algo.variant_name(config)
     trainer = make_train(algo, config, exp.data)
-    init, run = trainer.vmapped()
+    init, run = trainer.vmapped(donate=True)  # each chunk's carry is the last one's output
     diagnose = trainer.vmapped_diagnose()  # the algorithm's costly diagnostics, once per chunk
     data = replicate(exp.data)
     members = make_members(config, algo.sweepable)
@@ -396,7 +396,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     for ci, (stage_name, start, length) in enumerate(todo):
         stage = stage_of[stage_name]
         tc = time.time()
-        carry, metrics = run(carry, data, stage_name, start, length)
+        carry, metrics = run(unaliased(carry), data, stage_name, start, length)
         metrics = fetch(metrics)
         t_train += time.time() - tc
         gstep = progress["global_step"] + length

@@ -50,6 +50,25 @@ def test_chunked_run_equals_one_scan(td3bc_setup):
     _close(whole.key, part.key, tol=0)
 
 
+def test_donating_run_gives_the_same_numbers_and_frees_its_input(td3bc_setup):
+    from offrl.train import unaliased
+
+    cfg, tr = td3bc_setup
+    init, run = tr.vmapped()
+    _, run_d = tr.vmapped(donate=True)
+    c = init(seed_keys(0, 2))
+    kept, _ = run(c, tr.data, "train", 0, 5)
+    first = jax.tree_util.tree_leaves(c)[0]
+    given, _ = run_d(c, tr.data, "train", 0, 5)
+    _close(kept.state, given.state, tol=0)
+    assert first.is_deleted()  # the chunk wrote its state over the one it was given
+    # an after_chunk hook may put one array in two places; the runner copies the second before donating
+    a = jax.numpy.arange(3.0)
+    tree = unaliased({"pi": a, "pik": a, "other": jax.numpy.ones(2)})
+    assert tree["pi"] is a and tree["pik"] is not a and tree["other"] is not a
+    np.testing.assert_array_equal(tree["pik"], a)
+
+
 
 def _grid_member_matches_alone(grid: str, point: dict, member: int, seed: int):
     """Train ``grid`` x 2 seeds vmapped; member ``member`` must equal a run of ``point`` with ``seed`` alone."""
