@@ -72,6 +72,15 @@ def test_resume_gives_the_same_final_numbers(full_run, tmp_path):
             assert ra["train/critic_loss"] == pytest.approx(rb["train/critic_loss"], rel=1e-5)
 
 
+def test_evaluation_over_worker_processes_gives_the_same_scores(full_run, tmp_path):
+    workdir, _ = full_run
+    other = str(tmp_path / "workers")
+    launch(*TINY, f"--workdir={other}", "--config.eval_workers=2")  # 4 environments over 2 processes
+    a = json.load(open(os.path.join(workdir, "results.json")))
+    b = json.load(open(os.path.join(other, "results.json")))
+    assert a["per_seed_raw"] == b["per_seed_raw"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
