@@ -89,3 +89,16 @@ def test_auto_workers_leave_a_core_and_small_evaluations_in_process(monkeypatch,
 
     monkeypatch.setattr(envpool, "available_cores", lambda: cores)
     assert envpool.auto_workers(n) == workers
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_member_with_non_finite_actions_scores_nan_and_leaves_the_others_alone(workers):
+    rng = np.random.default_rng(2)
+    w = rng.normal(0, 0.3, (2, 11, 3))
+    states = {"w": jnp.asarray(w, jnp.float32), "b": jnp.asarray([[0.0] * 3, [np.nan] * 3], jnp.float32)}
+    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    res = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 5, pre, workers=workers)
+    alone = evaluate(make_policy_fn(_linear_algo(), None), jax.tree_util.tree_map(lambda x: x[:1], states),
+                     "Hopper-v5", 2, 5, pre, workers=1)
+    np.testing.assert_array_equal(res.returns[0], alone.returns[0])  # the finite member is unaffected
+    assert np.isnan(res.returns[1]).all() and np.isnan(res.raw[1]) and (res.lengths[1] == 0).all()  # never stepped
