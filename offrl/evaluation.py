@@ -6,10 +6,8 @@ reset with seed ``base_seed + e``, so every seed's policy meets the same start
 states. Actions are deterministic unless asked otherwise.
 
 The environments are stepped in this process or over worker processes
-(``offrl.envpool``; ``workers``, 0: ``auto_workers``, one per core on machines of
-more than 2 cores);
-the results do not depend on it. An environment whose episode has ended is not
-stepped again.
+(``offrl.envpool``; ``workers=0`` lets ``auto_workers`` choose); the results do not
+depend on it. An environment whose episode has ended is not stepped again.
 """
 from __future__ import annotations
 
