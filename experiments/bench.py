@@ -510,7 +510,7 @@ def bench_eval(name: str, data) -> None:
 
     import gymnasium as gym
 
-    from offrl.envpool import auto_workers, make_envs
+    from offrl.envpool import make_envs
     from offrl.evaluation import evaluate, make_policy_fn
     from offrl.data.preprocess import Preprocessing
 
@@ -539,7 +539,7 @@ def bench_eval(name: str, data) -> None:
         finally:
             envs.close()
         steps = int(res.lengths.sum())
-        print(f"| {name} | {cfg.num_seeds} x {cfg.eval_episodes} | {w} ({auto_workers(n) if w == 0 else min(w, n)}) | "
+        print(f"| {name} | {cfg.num_seeds} x {cfg.eval_episodes} | {w} ({envs.workers}) | "
               f"{start:.1f} | {times[1]:.2f} | {steps / times[1]:.0f} | {evals} | {evals * times[1]:.0f} |", flush=True)
 
 

@@ -45,6 +45,8 @@ def auto_workers(n: int) -> int:
 class Envs:
     """``n`` environments stepped one after another in this process."""
 
+    workers = 1  # processes stepping them, for reports
+
     def __init__(self, make: Callable[[], gym.Env], n: int):
         self.envs = [make() for _ in range(n)]
         self.obs = None
@@ -106,6 +108,7 @@ class ProcessEnvs:
         root = os.path.dirname(os.path.dirname(os.path.abspath(offrl.__file__)))  # where offrl is importable from
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         self.slices = [s for s in np.array_split(np.arange(n), workers) if len(s)]
+        self.workers = len(self.slices)
         self.procs = []
         try:
             for s in self.slices:
