@@ -12,7 +12,11 @@
 # e2e:
 #   3. the end-to-end time of a 5-seed, 1M-update TD3+BC run with its 200 evaluations (the launcher's
 #      own wall-time split), cut at E2E_LIMIT seconds; its progress lines are kept in $OUT/e2e.txt.
-#      Needs the local Hopper medium 100k dataset under MINARI_DATASETS_PATH.
+#      Needs the local Hopper medium 100k dataset under MINARI_DATASETS_PATH (or builds it, on the host).
+# The lent device's image has jax, flax, optax, chex but not ml_collections, gymnasium, mujoco or minari:
+# carry their wheels (e.g. in an ignored .whl/) and the dataset (an ignored .dsets/), and start the call with
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+#   export PYTHONPATH=/tmp/site:$PWD MINARI_DATASETS_PATH=$PWD/.dsets
 set -o pipefail
 cd "$(dirname "$0")/.."
 PART=${1:-bench}
