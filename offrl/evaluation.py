@@ -6,8 +6,7 @@ reset with seed ``base_seed + e``, so every seed's policy meets the same start
 states. Actions are deterministic unless asked otherwise.
 
 The environments are stepped in this process or over worker processes
-(``offrl.envpool``; ``workers=0`` lets ``auto_workers`` choose); the results do not
-depend on it. An environment whose episode has ended is not stepped again.
+(``offrl.envpool``); the results do not depend on it. An environment whose episode has ended is not stepped again.
 """
 from __future__ import annotations
 
@@ -59,12 +58,13 @@ def evaluate(
     ref_max: Optional[float] = None,
     key: Optional[jax.Array] = None,
     max_steps: Optional[int] = None,
-    workers: int = 0,
+    workers: int = 1,
     envs=None,
 ) -> EvalResult:
-    """``workers``: processes stepping the environments (``offrl.envpool.make_envs``); ``envs``: the
-    ``num_seeds * num_episodes`` environments to use (e.g. a pool kept across evaluations; left
-    open), instead of making them here."""
+    """``workers``: processes stepping the environments made here (``offrl.envpool.make_envs``; 1: in
+    this process, 0: ``auto_workers``). Worker processes take a moment to start, so they pay off when
+    kept: ``envs`` gives the ``num_seeds * num_episodes`` environments to use instead (left open), as
+    the runner does with one pool for the whole run (``config.eval_workers``)."""
     num_seeds = jax.tree_util.tree_leaves(states)[0].shape[0]
     n = num_seeds * num_episodes
     own = envs is None
