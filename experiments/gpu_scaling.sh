@@ -2,6 +2,7 @@
 # Issue 17's open GPU questions, in two device calls (each under the device's 600 s per-call limit):
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh bench   # about 4-5 minutes
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh e2e     # up to E2E_LIMIT seconds (default 540)
+#   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh overlap # about 3-4 minutes
 # bench:
 #   1. why 16 vmapped seeds give 7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
 #      seeds, profiled (bench.py --profile_dir), the ops that grow summarised side by side
@@ -13,6 +14,10 @@
 #   3. the end-to-end time of a 5-seed, 1M-update TD3+BC run with its 200 evaluations (the launcher's
 #      own wall-time split), cut at E2E_LIMIT seconds; its progress lines are kept in $OUT/e2e.txt.
 #      Needs the local Hopper medium 100k dataset under MINARI_DATASETS_PATH (or builds it, on the host).
+# overlap:
+#   4. what evaluating on the host CPU while the GPU trains the next chunk saves (config.eval_overlap):
+#      the same 5-seed, 200k-update TD3+BC run (40 evaluations) with eval_overlap=off, then on, each
+#      cut at 250 s, their wall-time splits side by side; auto's timing line comes from the e2e run.
 # The lent device's image has jax, flax, optax, chex but not ml_collections, gymnasium, mujoco or minari:
 # carry their wheels (e.g. in an ignored .whl/) and the dataset (an ignored .dsets/), and start the call with
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
@@ -42,6 +47,16 @@ e2e)
         --config.dataset_size=100000 --workdir="$OUT/e2e_run" 2>&1 | quiet > "$OUT/e2e.txt"
     echo "e2e exit $? (124: cut at ${E2E_LIMIT}s)" | tee -a "$OUT/e2e.txt"; tail -4 "$OUT/e2e.txt"
     ;;
+overlap)
+    for mode in off on; do
+        rm -rf "$OUT/overlap_$mode"
+        timeout 250 $PY experiments/launch.py --config=configs/td3bc.py --config.dataset=offrl/hopper/medium-v0 \
+            --config.dataset_size=100000 --config.num_steps=200000 --config.eval_overlap=$mode \
+            --workdir="$OUT/overlap_$mode" 2>&1 | quiet > "$OUT/overlap_$mode.txt"
+        echo "eval_overlap=$mode exit $? (124: cut at 250s)" | tee -a "$OUT/overlap_$mode.txt"
+        grep -E "wall time|eval_overlap" "$OUT/overlap_$mode.txt"
+    done
+    ;;
 *)
-    echo "usage: gpu_scaling.sh bench|e2e" >&2; exit 2 ;;
+    echo "usage: gpu_scaling.sh bench|e2e|overlap" >&2; exit 2 ;;
 esac

@@ -34,6 +34,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_seed = 10_000  # episode e of every seed is reset with eval_seed + e (+ 1000 * evaluation index)
     c.report_last = 1  # the final score averages the last N evaluations (papers use 10)
     c.eval_workers = 0  # processes stepping the evaluation environments (0: auto, offrl.envpool.auto_workers; 1: none); results do not depend on it
+    # evaluate a copy of the policies on the host CPU while the accelerator trains the next chunk: auto (on an
+    # accelerator, when a policy call on the host is no slower), on, off. The host's float32 matmuls may round
+    # differently from an accelerator's (TF32), so scores can differ in their last digits; on a CPU-only machine they do not.
+    c.eval_overlap = "auto"
     # output
     c.checkpoint_interval = 50_000  # updates between checkpoints (0: only at the end)
     c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name=""))
@@ -42,17 +46,20 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 # keys that change how a run executes, not what it computes: a run resumes when only these differ
-EXECUTION_ONLY = ("eval_workers",)
+EXECUTION_ONLY = ("eval_workers", "eval_overlap")
+EVAL_OVERLAP = ("auto", "on", "off")
 
 
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
-    # keys a config.json saved before they existed may lack (eval_workers) read as 0
-    c = Checks(config, "config", defaults=dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"), 0))
+    # keys a config.json saved before they existed may lack (eval_workers, eval_overlap) read as their defaults
+    c = Checks(config, "config", defaults=dict(dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"), 0),
+                                                eval_overlap="auto"))
     c.integer(1, "num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last")
     c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers")
     c.within("[0, 1]", "discount")
     c.one_of(WANDB_MODES, "wandb.mode")
+    c.one_of(EVAL_OVERLAP, "eval_overlap")
     c.one_of(REWARD_NORMALIZATIONS, "reward_normalization")
     c.need(bool(config.dataset), "dataset", "name a Minari dataset id")
     c.above(0, "obs_norm_eps")

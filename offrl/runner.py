@@ -6,12 +6,13 @@ is written, so a bad invocation leaves no half-made run directory behind.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -24,7 +25,7 @@ from offrl.data.preprocess import Preprocessing
 from offrl.data.scores import normalized_score, normalized_spread
 from offrl.sweep import label, members as make_members, parse_grid
 from offrl.envpool import make_envs
-from offrl.evaluation import EvalResult, evaluate, make_policy_fn
+from offrl.evaluation import EvalResult, PolicyCopy, StateCopy, evaluate, host_device, make_policy_fn
 from offrl.logger import Logger, check_wandb, diverged_note, finite_mean, plot_curve, score_table
 from offrl.train import fetch, from_local_members, local_members, make_train, replicate, seed_keys, shard_seeds, unaliased
 
@@ -67,36 +68,91 @@ def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
     return Experiment(config, algo, data, info, pre, env)
 
 
+class Snapshot(NamedTuple):
+    """A copy of this process's members' policies (``EvalContext.snapshot``), evaluated while training goes on."""
+
+    idx: np.ndarray  # the members it holds
+    copy: StateCopy
+
+
 class EvalContext:
     """What an algorithm's ``after_chunk`` hook may use between compiled chunks.
 
     The evaluation environments (and their worker processes, ``config.eval_workers``) are made
-    once per size and kept in ``envs`` for the next evaluations; ``close`` ends them."""
+    once per size and kept in ``envs`` for the next evaluations; ``close`` ends them.
+    ``overlaps``/``snapshot`` are the runner's: under ``config.eval_overlap`` it evaluates a copy of the
+    policies on the host CPU while the accelerator trains the next chunk."""
 
     def __init__(self, exp: Experiment, policy_fn):
         self.exp, self.policy_fn = exp, policy_fn
         self.seconds = 0.0  # wall time spent evaluating (reported as a share of the run)
         self.envs = {}  # number of environments -> offrl.envpool environments
+        self.host = PolicyCopy(exp.algo, exp.config, exp.data.observations.shape[-1])
+        self.overlap = None  # whether evaluations overlap training, decided at the first (config.eval_overlap)
+        self.platform = jax.devices()[0].platform  # where training runs
+        self.timing = None  # under "auto" on an accelerator: (host, accelerator) seconds per policy call
+
+    def overlaps(self, states) -> bool:
+        """Whether to evaluate ``states`` from a host copy while training goes on: ``config.eval_overlap``
+        on/off, or auto: on an accelerator, when one policy call on the host CPU is no slower than on the
+        accelerator (the first evaluation times both)."""
+        if self.overlap is None:
+            mode = self.exp.config.get("eval_overlap", "auto")
+            if mode != "auto" or self.platform == "cpu" or host_device() is None:
+                self.overlap = mode == "on"
+            else:
+                self.timing = self._time_policy(local_members(states)[1])
+                self.overlap = self.timing[0] <= self.timing[1]
+        return self.overlap
+
+    def _time_policy(self, states) -> tuple[float, float]:
+        num = jax.tree_util.tree_leaves(states)[0].shape[0]
+        obs = np.zeros((num, self.exp.config.eval_episodes, self.exp.data.observations.shape[-1]), np.float32)
+        keys = jax.random.split(jax.random.PRNGKey(0), num)
+        copy = self.host.copy(states)
+
+        def best(fn, *args):
+            np.asarray(fn(*args))  # compiled (the first evaluation would compile it anyway)
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                np.asarray(fn(*args))
+                times.append(time.perf_counter() - t)
+            return min(times)
+
+        with jax.default_device(copy.device):
+            host = best(self.host, copy, jax.device_put(obs, copy.device), jax.device_put(keys, copy.device))
+        return host, best(self.policy_fn, states, obs, keys)
+
+    def snapshot(self, states) -> Snapshot:
+        """A copy of what this process's members' policies read, on the host CPU (``evaluate`` takes it)."""
+        idx, states = local_members(states)
+        return Snapshot(idx, self.host.copy(states))
 
     def evaluate(self, states, num_episodes: Optional[int] = None, base_seed: Optional[int] = None) -> EvalResult:
+        """Evaluate ``states`` (the run's seed-stacked states, or a :class:`Snapshot` of them)."""
         c, info = self.exp.config, self.exp.info
         t = time.time()
-        idx, states = local_members(states)  # under jax.distributed: this process's members only
+        if isinstance(states, Snapshot):  # evaluated on the host CPU, by the policy compiled for the copy
+            idx, states, policy_fn, device = states.idx, states.copy, self.host, states.copy.device
+        else:  # under jax.distributed: this process's members only
+            (idx, states), policy_fn, device = local_members(states), self.policy_fn, None
         episodes = num_episodes or c.eval_episodes
         n = len(idx) * episodes
         if n not in self.envs:
             self.envs[n] = make_envs(self.exp.env, n, c.get("eval_workers", 0))
-        res = evaluate(
-            self.policy_fn,
-            states,
-            self.exp.env,
-            episodes,
-            c.eval_seed if base_seed is None else base_seed,
-            self.exp.pre,
-            info.ref_min_score,
-            info.ref_max_score,
-            envs=self.envs[n],
-        )
+        with contextlib.nullcontext() if device is None else jax.default_device(device):
+            res = evaluate(
+                policy_fn,
+                states,
+                self.exp.env,
+                episodes,
+                c.eval_seed if base_seed is None else base_seed,
+                self.exp.pre,
+                info.ref_min_score,
+                info.ref_max_score,
+                envs=self.envs[n],
+            )
         if jax.process_count() > 1:  # every process gets every member's result, in member order
             from jax.experimental import multihost_utils
 
@@ -393,12 +449,18 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         return (label(point) + " " if point else "") + f"seed {members.seeds[m % n_seeds]}"
 
     diverged = progress["diverged"]  # {member index (str): first non-finite metric / evaluation}
+    pending, t_overlap, announced = None, 0.0, False  # the next chunk, dispatched before an evaluation it overlaps
     for ci, (stage_name, start, length) in enumerate(todo):
         stage = stage_of[stage_name]
-        tc = time.time()
-        carry, metrics = run(unaliased(carry), data, stage_name, start, length)
+        if pending is None:
+            tc, hidden = time.time(), 0.0
+            carry, metrics = run(unaliased(carry), data, stage_name, start, length)
+        else:  # trained while the last chunk's policies were evaluated (hidden: seconds of that)
+            (carry, metrics), tc, hidden = pending
+            pending = None
         metrics = fetch(metrics)
-        t_train += time.time() - tc
+        waited = max(time.time() - tc - hidden, 1e-9)  # wall time this chunk was waited for
+        t_train += waited
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
         record.update({f"train/{k}": finite_mean(v) for k, v in metrics.items()})
@@ -407,16 +469,40 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
                 d = diverged.setdefault(str(m), {"first_nonfinite_metric": None, "first_nonfinite_eval": None})
                 if d["first_nonfinite_metric"] is None:
                     d["first_nonfinite_metric"] = {"metric": f"train/{k}", "global_step": gstep}
-        record["seed_updates_per_s"] = members.size * length / max(time.time() - tc, 1e-9)
+        if not hidden:  # a chunk that trained under an evaluation has no rate of its own
+            record["seed_updates_per_s"] = members.size * length / waited
         if diagnose is not None:
             record.update({f"diag/{k}": finite_mean(v) for k, v in fetch(diagnose(carry, data, stage_name)).items()})
         logger.log(record)
         carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_name, start + length))
         line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"
         stage_end = start + length == stage.num_steps
+        final = ci + 1 == len(todo)
+        stopping = stop_after is not None and gstep >= stop_after
+        save = final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval)
+        host_carry = None  # the checkpoint's copy of the carry, when the next chunk is dispatched before it is saved
         if stage.evaluate and (stage_end or (start + length) % config.eval_interval == 0):
             n_eval = len(progress["evals"])
-            res = ctx.evaluate(carry.state, base_seed=config.eval_seed + 1000 * n_eval)
+            base_seed = config.eval_seed + 1000 * n_eval
+            overlap = not (final or stopping) and ctx.overlaps(carry.state)
+            if ctx.timing is not None and not announced:
+                announced = True
+                say(f"eval_overlap=auto: a policy call takes {1e3 * ctx.timing[0]:.2f} ms on the host CPU, "
+                    f"{1e3 * ctx.timing[1]:.2f} ms on {ctx.platform}: " + ("evaluating on the host while training goes on"
+                                                                       if ctx.overlap else f"evaluating on {ctx.platform}"))
+            if overlap:
+                # copy the policies to the host, dispatch the next chunk (it consumes the carry), then
+                # evaluate the copy on the host CPU while the accelerator trains
+                snap = ctx.snapshot(carry.state)
+                if save:
+                    host_carry = jax.tree_util.tree_map(np.array, jax.device_get(local_members(carry)[1] if multi else carry))
+                nxt = run(unaliased(carry), data, *todo[ci + 1])
+                te = time.time()
+                res = ctx.evaluate(snap, base_seed=base_seed)
+                pending = (nxt, te, time.time() - te)
+                t_overlap += pending[2]
+            else:
+                res = ctx.evaluate(carry.state, base_seed=base_seed)
             for m in np.flatnonzero(_nonfinite(res.raw)):
                 d = diverged.setdefault(str(m), {"first_nonfinite_metric": None, "first_nonfinite_eval": None})
                 if d["first_nonfinite_eval"] is None:
@@ -452,10 +538,10 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         eta = (total - gstep) / max(rate, 1e-9)
         say(f"{line} | total {gstep}/{total} ({100 * gstep / max(total, 1):.0f}%) | "
             f"{rate * members.size:.0f} seed-updates/s | elapsed {time.time() - t0:.0f}s | ETA {eta:.0f}s")
-        final = ci + 1 == len(todo)
-        stopping = stop_after is not None and gstep >= stop_after
-        if final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval):
-            checkpoint.save(ckpt_path, local_members(carry)[1] if multi else carry, progress)
+        if save:
+            if host_carry is None:
+                host_carry = local_members(carry)[1] if multi else carry
+            checkpoint.save(ckpt_path, host_carry, progress)
             last_ckpt = gstep
         if stopping and not final:
             logger.close()
@@ -492,8 +578,9 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     logger.close(summary)
     say(table + ("\n" + diverged_note(rows).strip() if diverged_note(rows) else ""))
     wall = time.time() - t_start
-    say(f"wall time {wall:.0f}s: data {t_data:.0f}s ({100 * t_data / wall:.0f}%), training {t_train:.0f}s "
-        f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%)")
+    hidden = f", {t_overlap:.0f}s of it while training ran (config.eval_overlap)" if t_overlap else ""
+    say(f"wall time {wall:.0f}s: data {t_data:.0f}s ({100 * t_data / wall:.0f}%), training {t_train:.0f}s waited for "
+        f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%{hidden})")
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary
 
