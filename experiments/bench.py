@@ -53,6 +53,15 @@ does), freshly initialised policies. Reports the environments' start-up, seconds
 (the second call: the policy is compiled by then), environment steps/s, and the evaluation time of
 the config's whole run (its evaluations x that).
 
+``--traffic``: instead of timing, XLA's cost analysis of each stage's compiled chunk at each seed count
+(on the device it runs on, with that backend's fusion): GFLOP and MB of memory accessed per update (a
+``while`` body is counted once, i.e. one update, and a ``cond`` at its costlier branch), the MB each
+added seed brings (the difference to the smallest seed count; the analysis counts a gather's whole
+operand, the dataset, once per update whatever the seed count, and the difference removes it), and,
+with ``--bandwidth`` (GB/s of the device's memory), the time the seeds' traffic (seeds x MB per added
+seed) takes at that bandwidth: for the question of why many seeds cost more than one on a GPU. The
+counts follow the compiled program's fusions, so the same flag on a GPU gives the GPU's own.
+
 ``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
 for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
 so nothing is allocated, at each seed count: the dataset is an argument shared by all members,
@@ -115,6 +124,10 @@ flags.DEFINE_bool("eval", False, "Time one evaluation of each config (see the do
 flags.DEFINE_string("eval_workers", "1,0", "With --eval: config.eval_workers values to time, comma-separated (0: auto).")
 flags.DEFINE_string("eval_env", "Hopper-v5:terminate_when_unhealthy=False",
                     "With --eval: the environment id, with ':key=value,...' keyword arguments for gym.make.")
+flags.DEFINE_bool("traffic", False, "Report XLA's FLOPs and bytes accessed per update of each compiled chunk, per seed count "
+                  "(see the docstring), not timings.")
+flags.DEFINE_float("bandwidth", 0.0, "With --traffic: the device's memory bandwidth in GB/s (e.g. 4800 for an H200), for "
+                   "the time the bytes take at it; 0: not shown.")
 flags.DEFINE_bool("memory", False, "Report compiled memory for an AntMaze-sized dataset (2M x 111-d obs).")
 flags.DEFINE_bool("memory_run", False, "With --memory: also allocate that dataset and run one chunk.")
 FLAGS = flags.FLAGS
@@ -446,6 +459,31 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     return cfg, algo
 
 
+def bench_traffic(name: str, data, seeds: list[int]) -> None:
+    """--traffic: XLA's cost analysis of each stage's compiled chunk at each seed count (module docstring)."""
+    cfg = load_config(name)
+    algo = get_algorithm(cfg.algo)
+    algo.validate(cfg)
+    tr = make_train(algo, cfg, data)
+    init, run = tr.vmapped(donate=True)
+    wanted = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}
+    for st in tr.stages:
+        if not st.num_steps or (wanted and st.name not in wanted):
+            continue
+        first = None
+        for n in seeds:
+            carry = init(seed_keys(0, n))
+            if needs_support(cfg, tr.stages, st.name):
+                carry = carry._replace(state=synthetic_support(carry.state, data, cfg))
+            cost = run.lower(carry, data, st.name, 0, FLAGS.chunk).compile().cost_analysis()
+            cost = (cost[0] if isinstance(cost, list) else cost) or {}
+            flop, mb = cost.get("flops", float("nan")) / 1e9, cost.get("bytes accessed", float("nan")) / 1e6
+            first = first or (n, mb)
+            per_seed = (mb - first[1]) / (n - first[0]) if n != first[0] else float("nan")
+            floor = f"{1e3 * per_seed * n / FLAGS.bandwidth:.1f}" if FLAGS.bandwidth and n != first[0] else ""
+            print(f"| {name} | {st.name} | {n} | {flop:.3f} | {mb:.1f} | {per_seed:.1f} | {floor} |", flush=True)
+
+
 def bench_support(name: str, data, seeds: list[int]):
     """ARQ's pre-generation: candidates/s (PC sampler) and likelihoods/s (probability-flow ODE) of the
     functions ``arq.pregenerate`` calls, vmapped over seeds, at each ``--sampler_states`` count."""
@@ -638,6 +676,9 @@ def main(_):
             print("| config | seeds x episodes | eval_workers (processes) | start-up (s) | s per evaluation | env steps/s "
                   "| evaluations per run | evaluation per run (s) |")
             print("|---|---|---|---|---|---|---|---|", flush=True)
+        elif FLAGS.traffic:
+            print("| config | stage | seeds | GFLOP/update | MB accessed/update | MB per added seed | seeds x that, µs at --bandwidth |")
+            print("|---|---|---|---|---|---|---|", flush=True)
         elif not FLAGS.sampler:
             print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
                   "| share of matmul | vs minimal TD3+BC |")
@@ -653,6 +694,8 @@ def main(_):
                 bench_eval(n, data)
             elif FLAGS.sampler:
                 bench_support(n, data, seeds)
+            elif FLAGS.traffic:
+                bench_traffic(n, data, seeds)
             else:
                 bench_config(n, data, seeds, rows)
     if FLAGS.header:
