@@ -68,7 +68,7 @@ def host_device(states=None):
     several (a CPU-only process run with ``--xla_force_host_platform_device_count``), else the first;
     None when this process has no CPU backend (``JAX_PLATFORMS`` without cpu)."""
     try:
-        cpus = jax.devices("cpu")
+        cpus = jax.local_devices(backend="cpu")  # this process's (under jax.distributed, devices() are every process's)
     except RuntimeError:
         return None
     busy = set()

@@ -27,6 +27,7 @@ from offrl.runner import run_experiment
 assert jax.process_count() == 2 and len(jax.devices()) == 2
 cfg = tiny_config("td3bc", steps=4, num_seeds=2)
 cfg.eval_interval = 2
+cfg.eval_overlap = {overlap!r}
 run_experiment(cfg, {workdir!r}, stop_after={stop})
 """
 
@@ -37,14 +38,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_processes(workdir: str, stop=None) -> list[str]:
-    """Run the tiny two-process job on ``workdir`` (``stop``: run_experiment's stop_after); their outputs."""
+def _two_processes(workdir: str, stop=None, overlap="auto") -> list[str]:
+    """Run the tiny two-process job on ``workdir`` (``stop``: run_experiment's stop_after; ``overlap``:
+    config.eval_overlap); their outputs."""
     port = _free_port()
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"), port=port, pid=pid,
-                                                 workdir=workdir, stop=stop)],
+                                                 workdir=workdir, stop=stop, overlap=overlap)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for pid in range(2)
@@ -65,10 +67,13 @@ def alone(tiny_dataset, tmp_path_factory):
     return run_experiment(cfg, str(tmp_path_factory.mktemp("one")), out=open(os.devnull, "w"))
 
 
-def test_two_processes_equal_one(alone, tmp_path):
+@pytest.mark.parametrize("overlap", ["auto", "on"])
+def test_two_processes_equal_one(alone, tmp_path, overlap):
+    """Also with each process evaluating a host copy of its member while the next chunk trains."""
     workdir = str(tmp_path / "two")
-    outs = _two_processes(workdir)
+    outs = _two_processes(workdir, overlap=overlap)
     assert "seed-updates/s" in outs[0] and "seed-updates/s" not in outs[1]  # process 0 prints
+    assert ("while training ran" in outs[0]) == (overlap == "on")
 
     with open(os.path.join(workdir, "results.json")) as f:
         two = json.load(f)
