@@ -113,8 +113,7 @@ class PolicyCopy:
         shapes = tuple((tuple(x.shape), x.dtype) for x in leaves)
         if (treedef, shapes) not in self.masks:
             mask = policy_reads(self.act, states, self.obs_dim)
-            if not any(mask):
-                raise ValueError("the policy reads none of its state, so it cannot be copied for evaluation")
+            mask[0] = mask[0] or not any(mask)  # a policy that reads no state: one leaf still says how many seeds
             self.masks[treedef, shapes] = tuple(mask)
         mask = self.masks[treedef, shapes]
         # through a NumPy copy: between two CPU devices device_put may alias the buffer a donating chunk then frees

@@ -132,3 +132,15 @@ def test_overlap_copies_to_another_cpu_device_and_matches(tiny_dataset, tmp_path
         assert "2 cpu device(s)" in proc.stdout
         scores[mode] = [json.loads(x)["raw"] for x in open(os.path.join(workdir, "metrics.jsonl")) if '"eval"' in x]
     assert len(scores["on"]) == 4 and scores["on"] == scores["off"]
+
+
+def test_a_policy_that_reads_no_state_is_copied_by_one_leaf(tiny_dataset):
+    """e.g. a notebook's random-action algorithm: the copy keeps one leaf, so evaluation knows the seed count."""
+    import dataclasses
+
+    cfg, exp, st = _states("td3bc")
+    algo = dataclasses.replace(exp.algo, act=lambda state, obs, key, config, deterministic: jnp.zeros(obs.shape[:-1] + (3,)))
+    pc = PolicyCopy(algo, cfg, exp.data.observations.shape[-1])
+    c = pc.copy(st)
+    assert len(c.read) == 1 and c.read[0].shape[0] == 2
+    assert pc(c, jnp.ones((2, 4, exp.data.observations.shape[-1])), jax.random.split(jax.random.PRNGKey(0), 2)).shape == (2, 4, 3)
