@@ -90,6 +90,7 @@ def test_evaluation_over_worker_processes_gives_the_same_scores(full_run, tmp_pa
         (["--config.wandb.mode=sometimes"], "wandb.mode"),
         (["--config.num_seeds=three"], "num_seeds"),
         (["--config.eval_workers=-1"], "config.eval_workers=-1 is invalid"),
+        (["--config.eval_overlap=sometimes"], "config.eval_overlap='sometimes' is invalid: choose one of"),
         # a grid over a key that drives Python control flow is refused before anything is written
         (["--config.grid=agent.policy_freq=1,2"], "cannot sweep 'agent.policy_freq'"),
         # a config file that does not exist, a misspelt key (with the closest valid ones), a missing D4RL file
