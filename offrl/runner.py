@@ -103,6 +103,10 @@ class EvalContext:
             else:
                 self.timing = self._time_policy(local_members(states)[1])
                 self.overlap = self.timing[0] <= self.timing[1]
+                if jax.process_count() > 1:  # every process as process 0 decided (same numerics, same order of work)
+                    from jax.experimental import multihost_utils
+
+                    self.overlap = bool(multihost_utils.broadcast_one_to_all(np.asarray(self.overlap)))
         return self.overlap
 
     def _time_policy(self, states) -> tuple[float, float]:
