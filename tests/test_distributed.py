@@ -28,6 +28,7 @@ assert jax.process_count() == 2 and len(jax.devices()) == 2
 cfg = tiny_config("td3bc", steps=4, num_seeds=2)
 cfg.eval_interval = 2
 cfg.eval_overlap = {overlap!r}
+{prelude}
 run_experiment(cfg, {workdir!r}, stop_after={stop})
 """
 
@@ -38,15 +39,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_processes(workdir: str, stop=None, overlap="auto") -> list[str]:
+def _two_processes(workdir: str, stop=None, overlap="auto", prelude="") -> list[str]:
     """Run the tiny two-process job on ``workdir`` (``stop``: run_experiment's stop_after; ``overlap``:
-    config.eval_overlap); their outputs."""
+    config.eval_overlap; ``prelude``: code each process runs first); their outputs."""
     port = _free_port()
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"), port=port, pid=pid,
-                                                 workdir=workdir, stop=stop, overlap=overlap)],
+                                                 workdir=workdir, stop=stop, overlap=overlap, prelude=prelude)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for pid in range(2)
@@ -110,3 +111,26 @@ def test_stopped_two_process_run_resumes_from_each_process_checkpoint(alone, tmp
         with open(os.path.join(workdir, f"process_{pid}", "members.json")) as f:
             mine = json.load(f)
         assert mine["members"] == [pid] and [e["global_step"] for e in mine["evals"]] == [2, 4]
+
+
+# as if on an accelerator, with timings that make process 0 choose the host copy and process 1 not
+AUTO_ON_A_GPU = """
+from offrl.runner import EvalContext
+_init, _overlaps = EvalContext.__init__, EvalContext.overlaps
+def _gpu_init(self, *args):
+    _init(self, *args)
+    self.platform = "gpu"
+    self._time_policy = lambda states: (1.0, 2.0) if jax.process_index() == 0 else (2.0, 1.0)
+def _said(self, states):
+    print("process", jax.process_index(), "overlaps:", _overlaps(self, states), flush=True)
+    return self.overlap
+EvalContext.__init__, EvalContext.overlaps = _gpu_init, _said
+"""
+
+
+def test_every_process_follows_process_0s_auto_overlap_decision(alone, tmp_path):
+    outs = _two_processes(str(tmp_path / "two"), prelude=AUTO_ON_A_GPU)
+    assert "process 0 overlaps: True" in outs[0] and "process 1 overlaps: True" in outs[1]
+    assert "process 1 overlaps: False" not in outs[1]
+    with open(tmp_path / "two" / "results.json") as f:
+        np.testing.assert_allclose(json.load(f)["per_seed_raw"], alone["per_seed_raw"], rtol=1e-3)
