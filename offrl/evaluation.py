@@ -107,8 +107,7 @@ class PolicyCopy:
         """``device``: where the copy goes (default :func:`host_device`)."""
         device = host_device(states) if device is None else device
         if device is None:
-            raise ValueError("this process has no CPU backend for the evaluation copy: add cpu to JAX_PLATFORMS "
-                             "or set config.eval_overlap=off")
+            raise ValueError("this process has no CPU backend for the evaluation copy: add cpu to JAX_PLATFORMS")
         leaves, treedef = jax.tree_util.tree_flatten(states)
         shapes = tuple((tuple(x.shape), x.dtype) for x in leaves)
         if (treedef, shapes) not in self.masks:

@@ -50,6 +50,9 @@ def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
     (e.g. one written in a notebook); its ``name`` must equal ``config.algo``."""
     config_lib.validate(config)
     check_wandb(config)
+    if config.get("eval_overlap") == "on" and host_device() is None:
+        raise ValueError("config.eval_overlap=on evaluates on the host CPU, but this process has no CPU backend: "
+                         "add cpu to JAX_PLATFORMS (e.g. JAX_PLATFORMS=cuda,cpu) or set config.eval_overlap=auto")
     if algo is None:
         algo = get_algorithm(config.algo)
     elif not isinstance(algo, Algorithm) or algo.name != config.algo:

@@ -144,3 +144,13 @@ def test_a_policy_that_reads_no_state_is_copied_by_one_leaf(tiny_dataset):
     c = pc.copy(st)
     assert len(c.read) == 1 and c.read[0].shape[0] == 2
     assert pc(c, jnp.ones((2, 4, exp.data.observations.shape[-1])), jax.random.split(jax.random.PRNGKey(0), 2)).shape == (2, 4, 3)
+
+
+def test_on_without_a_cpu_backend_is_refused_before_anything_is_written(tiny_dataset, tmp_path, monkeypatch):
+    from offrl import runner
+
+    monkeypatch.setattr(runner, "host_device", lambda states=None: None)  # as under JAX_PLATFORMS=cuda
+    with pytest.raises(ValueError, match="no CPU backend: add cpu to JAX_PLATFORMS"):
+        runner.run_experiment(tiny_config("td3bc", eval_overlap="on"), str(tmp_path / "run"), out=io.StringIO())
+    assert not (tmp_path / "run").exists()
+    assert runner.prepare(tiny_config("td3bc", eval_overlap="auto")).config.eval_overlap == "auto"  # auto then stays off
