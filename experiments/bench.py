@@ -405,12 +405,29 @@ class MinimalChunked(Chunked):
         jax.block_until_ready(self.carry)
 
 
-def bench_config(name: str, data, seeds: list[int], out: list):
+def config_stages(name: str, data):
+    """(cfg, algo, tr, init, run, [(stage, prepare)]): config ``name``'s runtime (its chunks donate their
+    carry, as the runner's) and the stages with updates that ``--stages`` selects, each with what its
+    state needs first (``prepare``: ARQ's later stages get a support table, ``synthetic_support``)."""
     cfg = load_config(name)
     algo = get_algorithm(cfg.algo)
     algo.validate(cfg)
     tr = make_train(algo, cfg, data)
-    init, run = tr.vmapped(donate=True)  # as the runner: each chunk writes over the carry it is given
+    init, run = tr.vmapped(donate=True)
+    wanted = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}  # checked in main
+    stages = []
+    for st in tr.stages:
+        if not st.num_steps or (wanted and st.name not in wanted):
+            continue
+        prepare = lambda state: state  # noqa: E731
+        if needs_support(cfg, tr.stages, st.name):
+            prepare = lambda state: synthetic_support(state, data, cfg)  # noqa: E731
+        stages.append((st, prepare))
+    return cfg, algo, tr, init, run, stages
+
+
+def bench_config(name: str, data, seeds: list[int], out: list):
+    cfg, algo, tr, init, run, stages = config_stages(name, data)
     hidden = {k: tuple(v) for k, v in cfg.agent.items() if k.endswith("hidden_dims")}
     print(f"\n{name} ({algo.variant_name(cfg)}): stages {', '.join(f'{s.name} ({s.num_steps} updates, batch {s.batch_size})' for s in tr.stages)}; "
           f"networks {hidden}", flush=True)
@@ -418,13 +435,8 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     if baseline:
         m_init, m_run = minimal_td3bc(data.observations.shape[-1], data.actions.shape[-1],
                                       tuple(cfg.agent.hidden_dims)[0], cfg.batch_size)
-    wanted = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}  # checked in main
-    for st in tr.stages:
-        if not st.num_steps or (wanted and st.name not in wanted):
-            continue
-        prepare = lambda state: state  # noqa: E731
+    for st, prepare in stages:
         if needs_support(cfg, tr.stages, st.name):
-            prepare = lambda state: synthetic_support(state, data, cfg)  # noqa: E731
             print(f"{name} {st.name}: support table of pre-generation's layout with synthetic values (bench.synthetic_support)",
                   flush=True)
         flops = update_flops(tr, st.name, data, FLAGS.flops_steps, prepare) if FLAGS.flops_steps > 0 else float("nan")
@@ -461,20 +473,12 @@ def bench_config(name: str, data, seeds: list[int], out: list):
 
 def bench_traffic(name: str, data, seeds: list[int]) -> None:
     """--traffic: XLA's cost analysis of each stage's compiled chunk at each seed count (module docstring)."""
-    cfg = load_config(name)
-    algo = get_algorithm(cfg.algo)
-    algo.validate(cfg)
-    tr = make_train(algo, cfg, data)
-    init, run = tr.vmapped(donate=True)
-    wanted = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}
-    for st in tr.stages:
-        if not st.num_steps or (wanted and st.name not in wanted):
-            continue
+    _, _, _, init, run, stages = config_stages(name, data)
+    for st, prepare in stages:
         first = None
         for n in seeds:
             carry = init(seed_keys(0, n))
-            if needs_support(cfg, tr.stages, st.name):
-                carry = carry._replace(state=synthetic_support(carry.state, data, cfg))
+            carry = carry._replace(state=prepare(carry.state))
             cost = run.lower(carry, data, st.name, 0, FLAGS.chunk).compile().cost_analysis()
             cost = (cost[0] if isinstance(cost, list) else cost) or {}
             flop, mb = cost.get("flops", float("nan")) / 1e9, cost.get("bytes accessed", float("nan")) / 1e6

@@ -103,9 +103,9 @@ class PolicyCopy:
         self.masks = {}  # (treedef, shapes) -> which leaves the policy reads (a stage may change the state's shapes)
         self.fn = jax.jit(lambda copy, obs, keys: self.act(copy.state(), obs, keys))
 
-    def copy(self, states, device=None) -> StateCopy:
-        """``device``: where the copy goes (default :func:`host_device`)."""
-        device = host_device(states) if device is None else device
+    def copy(self, states) -> StateCopy:
+        """The copy, on :func:`host_device`."""
+        device = host_device(states)
         if device is None:
             raise ValueError("this process has no CPU backend for the evaluation copy: add cpu to JAX_PLATFORMS")
         leaves, treedef = jax.tree_util.tree_flatten(states)
