@@ -456,7 +456,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         return (label(point) + " " if point else "") + f"seed {members.seeds[m % n_seeds]}"
 
     diverged = progress["diverged"]  # {member index (str): first non-finite metric / evaluation}
-    pending, t_overlap, announced = None, 0.0, False  # the next chunk, dispatched before an evaluation it overlaps
+    pending, t_overlap = None, 0.0  # the next chunk, dispatched before an evaluation it overlaps
     for ci, (stage_name, start, length) in enumerate(todo):
         stage = stage_of[stage_name]
         if pending is None:
@@ -491,9 +491,9 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         if stage.evaluate and (stage_end or (start + length) % config.eval_interval == 0):
             n_eval = len(progress["evals"])
             base_seed = config.eval_seed + 1000 * n_eval
+            undecided = ctx.overlap is None
             overlap = not (final or stopping) and ctx.overlaps(carry.state)
-            if ctx.timing is not None and not announced:
-                announced = True
+            if undecided and ctx.timing is not None:  # auto has just timed the policy calls
                 say(f"eval_overlap=auto: a policy call takes {1e3 * ctx.timing[0]:.2f} ms on the host CPU, "
                     f"{1e3 * ctx.timing[1]:.2f} ms on {ctx.platform}: " + ("evaluating on the host while training goes on"
                                                                        if ctx.overlap else f"evaluating on {ctx.platform}"))
@@ -502,7 +502,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
                 # evaluate the copy on the host CPU while the accelerator trains
                 snap = ctx.snapshot(carry.state)
                 if save:
-                    host_carry = jax.tree_util.tree_map(np.array, jax.device_get(local_members(carry)[1] if multi else carry))
+                    host_carry = jax.tree_util.tree_map(np.array, jax.device_get(local_members(carry)[1]))
                 nxt = run(unaliased(carry), data, *todo[ci + 1])
                 te = time.time()
                 res = ctx.evaluate(snap, base_seed=base_seed)
@@ -545,10 +545,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         eta = (total - gstep) / max(rate, 1e-9)
         say(f"{line} | total {gstep}/{total} ({100 * gstep / max(total, 1):.0f}%) | "
             f"{rate * members.size:.0f} seed-updates/s | elapsed {time.time() - t0:.0f}s | ETA {eta:.0f}s")
-        if save:
-            if host_carry is None:
-                host_carry = local_members(carry)[1] if multi else carry
-            checkpoint.save(ckpt_path, host_carry, progress)
+        if save:  # this process's members (all of them in one process)
+            checkpoint.save(ckpt_path, local_members(carry)[1] if host_carry is None else host_carry, progress)
             last_ckpt = gstep
         if stopping and not final:
             logger.close()
