@@ -39,7 +39,7 @@ def apply_word(c, word: str) -> None:
         ag.score_steps, ag.q_steps, ag.policy_steps = 20_000, 20_000, 20_000
         ag.kth = max(1, round(ag.kth * 6 / (ag.num_candidates + 1)))  # the same quantile of 5 + 1 candidates
         ag.num_candidates, ag.sampler_steps, ag.trace, ag.support_chunk = 5, 50, "exact", 4096
-        ag.score_batch_size, ag.stats_batch_size = 256, 50_000
+        ag.score_batch_size = 256
         c.batch_size, c.dataset_size, c.num_seeds = 256, 100_000, 3
         c.eval_interval, c.eval_episodes = 20_000, 5
     else:

@@ -429,7 +429,8 @@ def config_stages(name: str, data):
 def bench_config(name: str, data, seeds: list[int], out: list):
     cfg, algo, tr, init, run, stages = config_stages(name, data)
     hidden = {k: tuple(v) for k, v in cfg.agent.items() if k.endswith("hidden_dims")}
-    print(f"\n{name} ({algo.variant_name(cfg)}): stages {', '.join(f'{s.name} ({s.num_steps} updates, batch {s.batch_size})' for s in tr.stages)}; "
+    listed = ', '.join(f"{s.name} ({s.num_steps} updates, batch {s.batch_size or 'all'})" for s in tr.stages)
+    print(f"\n{name} ({algo.variant_name(cfg)}): stages {listed}; "
           f"networks {hidden}", flush=True)
     baseline = FLAGS.baseline and name == "td3bc"
     if baseline:

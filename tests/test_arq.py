@@ -256,6 +256,38 @@ def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand():
 
 
 # ---------------------------------------------------------------- pre-generation
+def test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference():
+    """The runtime's ``standardize`` stage (batch WHOLE_DATASET) against NumPy in float64 over every row,
+    ddof 0, with the reference's floor: a constant column keeps std 0, a narrow one gets the floor."""
+    from offrl.algos import get_algorithm
+    from offrl.train import make_train
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    obs = np.stack([rng.normal(2.0, 3.0, n), np.full(n, 4.0), rng.normal(0, 0.01, n)], 1).astype(np.float32)
+    act = np.stack([rng.uniform(-1, 1, n), rng.normal(0.3, 0.02, n)], 1).astype(np.float32)
+    z = jnp.zeros(n)
+    data = Transitions(jnp.asarray(obs), jnp.asarray(act), z, jnp.asarray(obs), z, z, jnp.asarray(act), z,
+                       jnp.zeros(n, jnp.int32))
+    cfg = small_config(stats_batch_size=0)
+    tr = make_train(get_algorithm("arq"), cfg, data)
+    carry, _ = tr.run(tr.init(jax.random.PRNGKey(0)), data, "standardize", 0, 1)
+
+    def ref(x):
+        std = x.astype(np.float64).std(0)
+        return x.astype(np.float64).mean(0), np.where((std > 0) & (std < 0.05), 0.05, std)
+
+    for got_mean, got_std, x in [(carry.state.std.s_mean, carry.state.std.s_std, obs),
+                                 (carry.state.std.a_mean, carry.state.std.a_std, act)]:
+        mean, std = ref(x)
+        np.testing.assert_allclose(got_mean, mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_std, std, rtol=1e-5, atol=1e-7)
+    assert carry.state.std.s_std[1] == 0 and carry.state.std.s_std[2] == np.float32(0.05)
+    batch = sample(jax.random.PRNGKey(0), data, 0)
+    np.testing.assert_array_equal(batch.index, np.arange(n))
+    np.testing.assert_array_equal(batch.observations, obs)
+
+
 def test_support_rows_map_states_and_episode_ends():
     obs = np.arange(10, dtype=np.float32).reshape(5, 2)
     nxt = np.concatenate([obs[1:], [[100.0, 100.0]]])

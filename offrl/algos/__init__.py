@@ -80,7 +80,7 @@ class Stage(NamedTuple):
     name: str
     update: Callable  # (state, batch, key, step) -> (state, metrics: dict[str, scalar])
     num_steps: int
-    batch_size: int
+    batch_size: int  # offrl.data.dataset.WHOLE_DATASET (0): every transition once, in order
     evaluate: bool = True  # evaluate the policy in the environment during this stage
 
 

@@ -10,10 +10,10 @@ Reference code: hiwonjoon/ARQ-public (TensorFlow; the authors'), followed file b
 
 Stages, by name:
 
-- ``standardize`` (1 update, no evaluation): mean and std of states and actions from one batch
-  of ``stats_batch_size`` (100k) transitions drawn with replacement; stds in (0, ``std_floor``)
-  become ``std_floor`` (0.05), zero stds map to 0. The reference computes them over the whole
-  dataset; a stage update sees only a batch (see docs/arq.md, "contract").
+- ``standardize`` (1 update, no evaluation): mean and std (ddof 0) of states and actions over the
+  whole dataset, as the reference's ``Preprocessor.prepare`` (the stage's batch is
+  ``WHOLE_DATASET``); stds in (0, ``std_floor``) become ``std_floor`` (0.05), zero stds map to 0.
+  ``stats_batch_size`` > 0 takes them from that many transitions drawn with replacement instead.
 - ``score`` (``score_steps``, no evaluation): ``num_score_models`` (1; Adroit 3) ScoreNets,
   vmapped, each on its own ``score_batch_size`` (512) slice, trained by denoising score matching
   (offrl.diffusion.dsm_loss) in the standardised space, Adam ``score_lr`` 1e-4, EMA ``ema``
@@ -71,7 +71,7 @@ from offrl.algos import Algorithm, Spec, Stage
 from offrl.algos.common import adam, clipped_gaussian_act, make_state
 from offrl.algos.iql import awr_weights
 from offrl.checks import Checks
-from offrl.data.dataset import Transitions
+from offrl.data.dataset import WHOLE_DATASET, Transitions
 from offrl.diffusion import TRACE_ESTIMATORS, VPSDE, ScoreNet, dsm_loss, log_likelihood, make_score_fn, pc_sample
 
 POLICIES = ("implicit", "explicit")
@@ -94,7 +94,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             beta_min=0.1,
             beta_max=20.0,
             dsm_t_min=1e-5,
-            stats_batch_size=100_000,
+            stats_batch_size=WHOLE_DATASET,  # 0: the whole dataset (the reference); > 0: a batch of that many
             std_floor=0.05,
             # support (experiments/sde_sampling.gin, arq/scripts/sampling.py)
             num_candidates=30,
@@ -507,9 +507,10 @@ def validate(config):
     check.one_of(SUPPORTS, "support")
     check.one_of(CORRECTOR_STEPS, "corrector_step")
     check.one_of(TRACE_ESTIMATORS, "trace")
-    check.integer(1, "num_candidates", "num_score_models", "score_steps", "score_batch_size", "stats_batch_size",
-                  "support_chunk", "num_probes", "ode_step_limit")
+    check.integer(1, "num_candidates", "num_score_models", "score_steps", "score_batch_size", "support_chunk",
+                  "num_probes", "ode_step_limit")
     check.integer(0, "q_steps", "policy_steps")
+    check.integer(0, "stats_batch_size", why="0: the whole dataset")
     check.integer(2, "sampler_steps", why="the PC sampler's step count")
     check.need(isinstance(ag.kth, int) and 1 <= ag.kth <= ag.num_candidates + 1, "kth",
                f"must be an integer in [1, num_candidates + 1 = {ag.num_candidates + 1}]")

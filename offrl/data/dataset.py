@@ -146,10 +146,16 @@ def to_device(arrays: Mapping[str, np.ndarray]) -> Transitions:
     return Transitions(**{k: jnp.asarray(arrays[k]) for k in ARRAY_FIELDS})
 
 
+WHOLE_DATASET = 0  # a stage's batch size asking for every transition once, in order (e.g. statistics of the data)
+
+
 def sample(key: jax.Array, data: Transitions, batch_size: int) -> Transitions:
     """Uniformly sample ``batch_size`` transitions with replacement, inside the graph; the batch's
-    ``index`` holds the rows of ``data`` they were drawn at."""
+    ``index`` holds the rows of ``data`` they were drawn at. ``batch_size=WHOLE_DATASET`` gives the
+    whole dataset in order (the key is not used)."""
     n = data.observations.shape[0]
+    if batch_size == WHOLE_DATASET:
+        return data._replace(index=jnp.arange(n, dtype=jnp.int32))
     idx = jax.random.randint(key, (batch_size,), 0, n)
     return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), data._replace(index=None))._replace(index=idx)
 
