@@ -2,7 +2,8 @@
 # Mutation testing of the equation code (docs/testing.md): mutmut 2.5.1 on copies of the committed tree.
 #
 #   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
-#        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc (default: the first five, in parallel);
+#        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc brac itrpo bracplus arq diffusion
+#        (default: the first five, in parallel);
 #        ':FUNC,...' mutates only those functions of the target's file (e.g. onestep:exp_weight_loss,stable_action)
 #
 # Each target gets its own copy in $OUT/<target> (git archive of HEAD), where pragma.py marks every line outside
@@ -19,9 +20,12 @@ P=${PY:-$ROOT/.venv/bin/python}
 OUT=${OUT:-/tmp/offrl_mutation}
 T=$ROOT/experiments/mutation
 declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/algos/bear.py [cql]=offrl/algos/cql.py [td3bc]=offrl/algos/td3bc.py
- [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py)
+ [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py
+ [brac]=offrl/algos/brac.py [itrpo]=offrl/algos/itrpo.py [bracplus]=offrl/algos/bracplus.py [arq]=offrl/algos/arq.py [diffusion]=offrl/diffusion.py)
 declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc
- [bppo]=offrl.algos.bppo [bppo_hooks]=offrl.algos.bppo [onestep]=offrl.algos.onestep [iql]=offrl.algos.iql [bc]=offrl.algos.bc)
+ [bppo]=offrl.algos.bppo [bppo_hooks]=offrl.algos.bppo [onestep]=offrl.algos.onestep [iql]=offrl.algos.iql [bc]=offrl.algos.bc
+ [brac]=offrl.algos.brac,offrl.algos.itrpo [itrpo]=offrl.algos.itrpo [bracplus]=offrl.algos.bracplus [arq]=offrl.algos.arq
+ [diffusion]=offrl.diffusion,offrl.algos.arq)  # after the first: modules reloaded after it (server.py)
 declare -A FUNCS=(
  [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
@@ -33,6 +37,11 @@ declare -A FUNCS=(
  [onestep]=sarsa_target,advantage_weights,nll,behavior_update,q_loss,q_update,reverse_kl_loss,stable_action,exp_weight_loss,improve_update
  [iql]=expectile_loss,awr_weights,init,value_loss,actor_loss,critic_loss,update
  [bc]=loss_fn,top_episodes,prepare_data
+ [brac]=behavior_schedule,sample_actions,sampled_kl,sampled_mmd,_divergence,behavior_loss,behavior_update,entropy_weight,policy_estimates,critic_target,action_grad_penalty,critic_loss,actor_loss,update,act
+ [itrpo]=init,kl_weight,shaping_log_ratio,shaped_rewards,update
+ [bracplus]=softplus_std,encode,decode,__call__,inverse_softplus,clip_keep_grad,step_decay,clip_atanh,elbo_loss,behavior_loss,behavior_step,kl_upper_bound,_policy_kl,pretrain_loss,beta_step,accumulate,end_epoch,behavior_update,pretrain_update,gradient_penalty,target_q,critic_loss,actor_loss,alpha_step,start_main,update,act
+ [arq]=floored_stats,standardize_update,score_update,sample_candidates,candidate_log_lik,candidates,penalty,kth_next_value,support_mean,implicit_choice,_support_batch,_q_of,q_update,awr_advantage,policy_update,act,support_rows,with_support
+ [diffusion]=marginal,sde,__call__,make_score_fn,dsm_loss,pc_sample,log_likelihood
 )
 declare -A TESTS=(
  [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl'
@@ -45,6 +54,11 @@ declare -A TESTS=(
  [onestep]='tests/test_references.py tests/test_baselines.py -k onestep'
  [iql]='tests/test_references.py tests/test_baselines.py -k iql'
  [bc]='tests/test_references.py tests/test_baselines.py -k bc_losses_or_percent_bc'
+ [brac]='tests/test_baselines.py tests/test_itrpo.py -k (brac_or_itrpo)_and_not_paper_tables'
+ [itrpo]='tests/test_itrpo.py -k not_paper_tables'
+ [bracplus]='tests/test_bracplus.py -k not_paper_table'
+ [arq]='tests/test_arq.py -k not_bench'
+ [diffusion]='tests/test_arq.py -k not_bench'
 )
 run_target() {
   local name=${1%%:*} funcs d=$OUT/${1%%:*}
@@ -53,8 +67,9 @@ run_target() {
   (cd "$ROOT" && git archive HEAD offrl tests configs setup.py | tar -x -C "$d")
   cd "$d" && $P "$T/pragma.py" "${FILE[$name]}" "$funcs"
   read -r -a args <<< "${TESTS[$name]}"
-  local i; for i in "${!args[@]}"; do  # the -k expression: _or_ / _and_ stand for spaced operators
-    if [[ $i -gt 0 && ${args[$((i - 1))]} == -k ]]; then args[$i]=${args[$i]//_or_/ or }; args[$i]=${args[$i]//_and_/ and }; fi
+  local i; for i in "${!args[@]}"; do  # the -k expression: _or_ / _and_ / not_ stand for spaced operators
+    if [[ $i -gt 0 && ${args[$((i - 1))]} == -k ]]; then args[$i]=${args[$i]//_or_/ or }; args[$i]=${args[$i]//_and_/ and }
+    args[$i]=${args[$i]//not_/not }; fi
   done
   export PYTHONPATH=$d PYTHONDONTWRITEBYTECODE=1 JAX_PLATFORMS=cpu
   nice -n "${NICE:-19}" $P "$T/server.py" "$d/sock" "${MOD[$name]}" -- "${args[@]}" > "$d/server.log" 2>&1 &

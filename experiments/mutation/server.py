@@ -1,18 +1,24 @@
 """A warm test process for mutation testing: on each request, reload the mutated module from disk and call the
 selected test functions directly (collected once by pytest), stopping at the first failure.
 
-usage: python server.py SOCKET MODULE -- PYTEST_ARGS...   (cwd = the mutation copy)
-No bytecode is written or read, so a same-size edit within the same second is still seen. The tests must
-not use fixtures (parametrize is fine): tests/test_equations.py and the NumPy tests of test_plugins.py don't."""
+usage: python server.py SOCKET MODULE[,DEPENDENT,...] -- PYTEST_ARGS...   (cwd = the mutation copy)
+DEPENDENTs are modules reloaded after MODULE, in order, because they bound its names at import
+(``from offrl.diffusion import pc_sample``); the selected test modules are reloaded after them for the
+same reason. No bytecode is written or read, so a same-size edit within the same second is still seen.
+Tests without fixtures (parametrize is fine) are called directly; when any selected test uses a fixture
+(module-scoped models, tmp_path, capsys), each request runs ``pytest.main`` in this process instead, so
+every fixture is rebuilt from the mutated code (slower by a collection per mutant)."""
 import importlib, os, socket, sys, time, traceback
 
 sys.dont_write_bytecode = True
-sock_path, module = sys.argv[1], sys.argv[2]
+sock_path, modules = sys.argv[1], sys.argv[2].split(",")
+module = modules[0]
 pytest_args = sys.argv[sys.argv.index("--") + 1:]
 sys.path.insert(0, os.getcwd())
 import pytest  # noqa: E402
 
-importlib.import_module(module)
+for m in modules:
+    importlib.import_module(m)
 
 
 class Collect:
@@ -26,10 +32,15 @@ col = Collect()
 pytest.main(pytest_args + ["--collect-only", "-q", "-p", "no:cacheprovider"], plugins=[col])
 tests = [(it.nodeid, it.module.__name__, it.originalname, dict(getattr(it, "callspec", None).params) if hasattr(it, "callspec") else {})
          for it in col.items]
-print(f"collected {len(tests)} tests", flush=True)
+fixtures = sorted({f for it in col.items for f in getattr(it, "fixturenames", ())
+                   if f not in (dict(it.callspec.params) if hasattr(it, "callspec") else {}) and f != "request"})
+test_modules = sorted({modname for _, modname, _, _ in tests})
+print(f"collected {len(tests)} tests" + (f"; fixtures {fixtures}: pytest.main per request" if fixtures else ""), flush=True)
 
 
 def run_all():
+    if fixtures:
+        return int(pytest.main(pytest_args + ["-x", "-q", "-p", "no:cacheprovider"]))
     for nodeid, modname, name, params in tests:
         fn = getattr(sys.modules[modname], name)
         try:
@@ -51,7 +62,8 @@ while True:
     conn.recv(16)
     t = time.time()
     try:
-        importlib.reload(sys.modules[module])
+        for m in modules + test_modules:
+            importlib.reload(sys.modules[m])
         rc = run_all()
     except BaseException as e:  # a mutant that fails to load is killed
         print("mutant failed to load:", repr(e)[:200], flush=True)
