@@ -10,7 +10,8 @@
 #   1. why 16 vmapped seeds give 7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
 #      seeds, profiled (bench.py --profile_dir), the ops that grow summarised side by side
 #      (profile_summary.py), then 16 seeds again under XLA flag variants (CUDA graphs off, Triton
-#      GEMMs off, no autotuning), each a hypothesis about where the time goes; and bench.py --traffic:
+#      GEMMs off, no autotuning) and matmul precisions (full float32, bfloat16), each a hypothesis
+#      about where the time goes; and bench.py --traffic:
 #      the compiled program's bytes per update and per added seed against the HBM bandwidth (on the
 #      CPU, 46 MB per added TD3+BC seed: if the GPU's fusions move as much, 16 seeds cannot reach 12x);
 #   2. evaluation on the device host's cores: one evaluation of the td3bc config (5 seeds x 10
@@ -43,9 +44,13 @@ bench)
     case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null)" in *H200*) BW=4800 ;; *H100*) BW=3350 ;; *) BW=0 ;; esac
     $PY experiments/bench.py --traffic --config=td3bc,iql --seeds=1,4,16,64 --chunk=1000 --bandwidth=$BW 2>&1 | quiet \
         | tee "$OUT/traffic.txt"
-    for flags in "--xla_gpu_enable_command_buffer=" "--xla_gpu_enable_triton_gemm=false" "--xla_gpu_autotune_level=0"; do
-        echo "== XLA_FLAGS=$flags" | tee -a "$OUT/variants.txt"
-        XLA_FLAGS="$flags" $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 --flops_steps=0 \
+    # matmul precision: float32 inputs run as TF32 on tensor cores by default; if 16 seeds take as long in full
+    # float32 (no tensor cores), the matmuls are not where the added seeds' time goes; bfloat16 bounds the other side
+    for var in "XLA_FLAGS=--xla_gpu_enable_command_buffer=" "XLA_FLAGS=--xla_gpu_enable_triton_gemm=false" \
+               "XLA_FLAGS=--xla_gpu_autotune_level=0" "JAX_DEFAULT_MATMUL_PRECISION=float32" \
+               "JAX_DEFAULT_MATMUL_PRECISION=bfloat16"; do
+        echo "== $var" | tee -a "$OUT/variants.txt"
+        env "$var" $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 --flops_steps=0 \
             --baseline=false --noheader 2>&1 | quiet | grep "^|" | tee -a "$OUT/variants.txt"
     done
     $PY experiments/bench.py --eval --config=td3bc --size=10000 --eval_workers=1,0,8 2>&1 | quiet \

@@ -290,6 +290,103 @@ def test_brac_warm_start_and_log_std_squash():
     assert np.all(ls <= 0.0) and np.all(ls > -0.01)
 
 
+def test_brac_sample_actions_log_density_is_the_tanh_change_of_variables():
+    rng = np.random.default_rng(7)
+    mean = jnp.asarray(rng.normal(size=(4, 2)) * 0.5, jnp.float32)
+    log_std = jnp.asarray(rng.uniform(-1.0, -0.3, size=(4, 2)), jnp.float32)
+    a, logp = brac.sample_actions(jax.random.PRNGKey(9), mean, log_std, 3)
+    assert a.shape == (3, 4, 2) and logp.shape == (3, 4)
+    u = np.arctanh(np.asarray(a, np.float64))
+    m, s = np.asarray(mean, np.float64), np.exp(np.asarray(log_std, np.float64))
+    gauss = (-0.5 * ((u - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)).sum(-1)
+    np.testing.assert_allclose(np.asarray(logp), gauss - np.log(1 - np.tanh(u) ** 2).sum(-1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_brac_target_is_the_soft_value_less_the_entropy_weight_times_log_density(trained):
+    """y = r + bonus + gamma (1 - d) (Q(s', a') - w_ent log pi(a'|s') - alpha D(s')); w_ent is the config's
+    alpha_entropy, or exp of the learned log-temperature with train_alpha_entropy."""
+    cfg = tiny_config("brac_vp", **{"agent.alpha_entropy": 0.2, "agent.train_alpha_entropy": trained,
+                                    "agent.reward_bonus": 0.5})
+    state = brac.init(jax.random.PRNGKey(13), Spec(3, 2), cfg)
+    state = state.replace(log_ent=state.log_ent.replace(
+        params=jax.tree_util.tree_map(lambda x: jnp.full_like(x, math.log(0.3)), state.log_ent.params)))
+    w_ent = 0.3 if trained else 0.2
+    batch, key = _batch(b=8), jax.random.PRNGKey(14)
+    q, logp, div = (np.asarray(x, np.float64) for x in brac.policy_estimates(
+        key, state.actor.params, state, batch.next_observations, state.critic_target, cfg))
+    assert np.abs(logp).min() > 0.1
+    r, d = np.asarray(batch.rewards, np.float64), np.asarray(batch.terminals, np.float64)
+    want = r + 0.5 + cfg.discount * (1 - d) * (q - w_ent * logp - cfg.agent.alpha * div)
+    np.testing.assert_allclose(np.asarray(brac.critic_target(state, batch, key, cfg)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_brac_behaviour_temperature_steps_towards_minus_action_dim_entropy():
+    """bc_agent's entropy bonus: log alpha_b descends log alpha_b (H + |A|); one Adam step (at the BC
+    lr: the reference's behaviour optimizer steps both) moves it by -lr sign(H + |A|)."""
+    cfg = tiny_config("brac_vp", **{"agent.log_std_min": -9.0})  # log-std about -4.5 at init: H well below -|A|
+    assert cfg.agent.behavior_entropy
+    state = brac.init(jax.random.PRNGKey(11), Spec(3, 2), cfg)
+    new, info = brac.behavior_update(state, _batch(b=64), jax.random.PRNGKey(12), jnp.int32(0), cfg)
+    h = float(info["behavior_entropy"])
+    assert -64 < h < -2  # H + |A| and H + batch size differ in sign
+    before = float(state.behavior_ent.params["value"])
+    np.testing.assert_allclose(float(new.behavior_ent.params["value"]), before + cfg.agent.behavior_lr, rtol=1e-4)
+    np.testing.assert_allclose(float(info["behavior_alpha"]), math.exp(before + cfg.agent.behavior_lr), rtol=1e-4)
+
+
+def test_brac_critic_loss_adds_the_weighted_action_gradient_penalty():
+    cfg = tiny_config("brac_vp", **{"agent.grad_penalty": 0.3})
+    state = brac.init(jax.random.PRNGKey(15), Spec(3, 2), cfg)
+    batch, key = _batch(b=8), jax.random.PRNGKey(16)
+    loss, info = brac.critic_loss(state.critic.params, state, batch, key, cfg)
+    mean, log_std = state.actor.apply_fn(state.actor.params, batch.observations)  # pi's actions on the penalty's key
+    a = jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(jax.random.split(key)[1], mean.shape))
+    gp = float(brac.action_grad_penalty(state.critic.params, state, batch.observations, a))
+    assert gp > 0
+    np.testing.assert_allclose(float(info["grad_penalty"]), gp, rtol=1e-4)
+    np.testing.assert_allclose(float(loss), float(info["critic_loss"]) + 0.3 * gp, rtol=1e-5)
+
+
+def test_brac_actor_loss_and_learned_entropy_temperature():
+    """After the warm start: L = mean(w_ent log pi(a|s) + alpha D(s) - Q(s, a)); with train_alpha_entropy the
+    log-temperature then takes one Adam step on log w (H + |A|), H = -mean log pi."""
+    cfg = tiny_config("brac_vp", **{"agent.alpha_entropy": 0.2, "agent.train_alpha_entropy": True, "agent.warm_start": 1,
+                                    "agent.log_std_min": -9.0})  # log-std about -4.5: -16 < H < -2
+    state = brac.init(jax.random.PRNGKey(17), Spec(3, 2), cfg)
+    batch, key = _batch(b=16), jax.random.PRNGKey(18)
+    q, logp, div = brac.policy_estimates(key, state.actor.params, state, batch.observations, state.critic.params, cfg)
+    loss, info = brac.actor_loss(state.actor.params, state, batch, key, jnp.int32(5), cfg)
+    np.testing.assert_allclose(float(loss), float((0.2 * logp + cfg.agent.alpha * div - q).mean()), rtol=1e-5)
+    np.testing.assert_allclose(float(info["entropy"]), -float(logp.mean()), rtol=1e-5)
+    new, info = brac.update(state, batch, jax.random.PRNGKey(19), jnp.int32(5), cfg)
+    h = float(info["entropy"])
+    assert -16 < h < -2  # so H + |A| and H + batch size differ in sign
+    want = math.log(0.2) + cfg.agent.ent_lr  # H + |A| < 0: log w rises by lr (Adam's first step)
+    np.testing.assert_allclose(float(new.log_ent.params["value"]), want, rtol=1e-4)
+    np.testing.assert_allclose(float(info["alpha_ent"]), math.exp(want), rtol=1e-4)
+
+
+def test_brac_acts_with_the_squashed_mean_or_a_squashed_sample():
+    cfg = tiny_config("brac_vp")
+    state = brac.init(jax.random.PRNGKey(20), Spec(3, 2), cfg)
+    obs, key = _batch(b=5).observations, jax.random.PRNGKey(21)
+    mean, log_std = state.actor.apply_fn(state.actor.params, obs)
+    np.testing.assert_allclose(np.asarray(brac.act(state, obs, key, cfg)), np.tanh(np.asarray(mean)), rtol=1e-6)
+    sample = np.tanh(np.asarray(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)))
+    np.testing.assert_allclose(np.asarray(brac.act(state, obs, key, cfg, deterministic=False)), sample, rtol=1e-5, atol=1e-6)
+
+
+def test_brac_behaviour_lr_milestones_are_fractions_of_the_behaviour_steps():
+    ag = tiny_config("brac_vp", **{"agent.behavior_steps": 10, "agent.behavior_lr_milestones": (0.5, 0.8)}).agent
+    sched = brac.behavior_schedule(ag)
+    np.testing.assert_allclose([float(sched(t)) for t in (4, 5, 7, 8)], [1.0, 0.1, 0.1, 0.01], rtol=1e-6)
+    ag.behavior_steps, ag.behavior_lr_milestones = 3, (0.1,)  # rounds to step 0: the drop comes after one update
+    np.testing.assert_allclose([float(brac.behavior_schedule(ag)(t)) for t in (0, 1)], [1.0, 0.1], rtol=1e-6)
+    ag.behavior_lr_milestones = ()
+    assert brac.behavior_schedule(ag) is None
+
+
 # ------------------------------------------------------------------------------- Onestep
 def test_onestep_sarsa_target_by_hand():
     got = onestep.sarsa_target(jnp.asarray([1.0, -0.5, 2.0]), jnp.asarray([0.0, 1.0, 0.0]),

@@ -158,6 +158,29 @@ def test_bound_is_the_gaussian_kl_when_decoder_ignores_z_and_encoder_is_the_prio
     np.testing.assert_allclose(bound, np_kl(mean_pi, std_pi, mean_b, std_b), rtol=1e-4, atol=1e-5)
 
 
+def test_bound_by_hand_with_the_documented_latent_draws(vae):
+    """kl_upper_bound on the fixture's two members: member m's latents z = mu + std eps, eps from
+    split(key, 2)[m], KL to each decoded Gaussian averaged over the latents, plus KL(q || N(0, I))."""
+    module, params = vae
+    rng = np.random.default_rng(4)
+    S, L = 4, 3
+    obs = rng.normal(size=(S, OBS))
+    mean_pi, log_std_pi = 0.5 * rng.normal(size=(S, A)), 0.3 * rng.normal(size=(S, A)) - 0.5
+    u = mean_pi + np.exp(log_std_pi) * rng.normal(size=(S, A))
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    key = jax.random.PRNGKey(5)
+    got = np.asarray(bp.kl_upper_bound(module.apply, params, f(obs), f(u), f(mean_pi), f(log_std_pi), key, L))
+    want = 0.0
+    for m, k in enumerate(jax.random.split(key, 2)):
+        encode, decode = np_vae(member(params, m))
+        mu, std = encode(obs, u)
+        z = mu + std * np.asarray(jax.random.normal(k, (L, S, Z)), np.float64)
+        mean_b, std_b = decode(np.broadcast_to(obs, (L, S, OBS)), z)
+        prior_kl = np.sum(0.5 * (mu**2 + std**2) - np.log(std) - 0.5, -1)
+        want = want + np_kl(mean_pi, np.exp(log_std_pi), mean_b, std_b).mean(0) + prior_kl
+    np.testing.assert_allclose(got, want / 2, rtol=1e-4, atol=1e-5)
+
+
 def _dual_setup(state_dependent):
     mod = bp.Multiplier(state_dependent, hidden_dims=(), initial=10.0)
     obs = jnp.eye(4, dtype=jnp.float32)  # one-hot states: alpha(s_i) has its own weight
@@ -187,6 +210,41 @@ def test_multiplier_starts_at_its_value_and_is_capped():
     obs = jnp.eye(2, dtype=jnp.float32)
     params = jax.tree_util.tree_map(lambda x: x + 1e5, mod.init(jax.random.PRNGKey(0), obs))
     np.testing.assert_allclose(np.asarray(mod.apply(params, obs)), bp.LAGRANGE_MAX, rtol=1e-6)
+
+
+def test_multiplier_lower_bound_holds_in_the_forward_pass():
+    """The gradient-penalty weight's multiplier is floored at its start value (lo): clipped in the value only."""
+    mod = bp.Multiplier(False, initial=2.0, lo=2.0)
+    obs = jnp.zeros((3, OBS), jnp.float32)
+    params = jax.tree_util.tree_map(lambda x: x - 50.0, mod.init(jax.random.PRNGKey(0), obs))
+    np.testing.assert_allclose(np.asarray(mod.apply(params, obs)), 2.0, rtol=1e-5)
+    free = bp.Multiplier(False, initial=2.0)
+    assert float(free.apply(params, obs)[0]) < 1e-10
+
+
+def test_actor_std_is_softplus_of_the_output_clipped_to_minus_20_and_5():
+    actor = bp.SquashedGaussianActor(A, (4,))
+    obs = jnp.ones((2, OBS), jnp.float32)
+    params = jax.tree_util.tree_map(jnp.zeros_like, actor.init(jax.random.PRNGKey(0), obs))
+    for raw, want in ((-30.0, np_softplus(-20.0)), (-19.0, np_softplus(-19.0)), (4.0, np_softplus(4.0)), (30.0, np_softplus(5.0))):
+        p = jax.tree_util.tree_map(lambda x: x, params)
+        p["params"]["MLP_0"]["Dense_1"]["bias"] = jnp.full((2 * A,), raw, jnp.float32)
+        mean, log_std = actor.apply(p, obs)
+        np.testing.assert_allclose(np.asarray(mean), raw, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(log_std), math.log(want), rtol=1e-5)
+
+
+def test_clip_atanh_is_finite_at_the_box_edges():
+    edge = math.atanh(1 - bp.ATANH_EPS)
+    got = np.asarray(bp.clip_atanh(jnp.asarray([-1.0, -0.5, 1.0])), np.float64)
+    np.testing.assert_allclose(got, [-edge, math.atanh(-0.5), edge], rtol=1e-3)
+
+
+def test_step_decay_is_the_references_piecewise_constant_at_fifths():
+    sched = bp.step_decay(2.0, 10)  # boundaries 2, 4, 6, 8; factors .5, .2, .5, .2 (cumulative 1, .5, .1, .05, .01)
+    got = [float(sched(t)) for t in range(10)]
+    np.testing.assert_allclose(got, 2.0 * np.array([1, 1, .5, .5, .1, .1, .05, .05, .01, .01]), rtol=1e-6)
+    np.testing.assert_allclose(float(bp.step_decay(1.0, 3)(1)), 0.5, rtol=1e-6)  # fewer than 5 steps: every step
 
 
 def test_scalar_switch_gives_one_shared_alpha():

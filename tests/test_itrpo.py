@@ -109,6 +109,7 @@ def test_shaped_target_and_critic_loss_by_hand(kl_factor, pi_k):
     _, info = jax.jit(lambda s, b, k: itrpo.update(s, b, k, jnp.int32(1), cfg))(state, batch, key)  # step 1: no refresh
     np.testing.assert_allclose(float(info["target"]), y.mean(), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(float(info["critic_loss"]), ((q - y) ** 2).mean(-1).sum(), rtol=1e-4)
+    np.testing.assert_allclose(float(info["shaping_log_ratio"]), np.maximum(raw, clip).mean(), rtol=1e-4, atol=1e-4)
 
 
 def test_grad_penalty_is_the_action_gradient_norm():
