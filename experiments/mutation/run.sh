@@ -12,7 +12,8 @@
 # library API: list_mutations / mutate) and checks each one against a warm test process (server.py: reloads
 # the mutated module, runs the target's fast tests in-process with -x), instead of starting Python + JAX per
 # mutant as `mutmut run` does (and `mutmut run`'s result cache broke on these files: "assert line").
-# Tests must not use fixtures (server.py calls them directly; parametrize is fine).
+# Tests are run in the order given (fast, pointed tests first: a killed mutant stops at its first failure);
+# with fixtures, server.py runs pytest.main per mutant.
 # Results: $OUT/<target>/mutants.jsonl (one line per mutant: line, mutant, killed|survived) and driver.log.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,7 +41,7 @@ declare -A FUNCS=(
  [brac]=behavior_schedule,sample_actions,sampled_kl,sampled_mmd,_divergence,behavior_loss,behavior_update,entropy_weight,policy_estimates,critic_target,action_grad_penalty,critic_loss,actor_loss,update,act
  [itrpo]=init,kl_weight,shaping_log_ratio,shaped_rewards,update
  [bracplus]=softplus_std,encode,decode,__call__,inverse_softplus,clip_keep_grad,step_decay,clip_atanh,elbo_loss,behavior_loss,behavior_step,kl_upper_bound,_policy_kl,pretrain_loss,beta_step,accumulate,end_epoch,behavior_update,pretrain_update,gradient_penalty,target_q,critic_loss,actor_loss,alpha_step,start_main,update,act
- [arq]=floored_stats,standardize_update,score_update,sample_candidates,candidate_log_lik,candidates,penalty,kth_next_value,support_mean,implicit_choice,_support_batch,_q_of,q_update,awr_advantage,policy_update,act,support_rows,with_support
+ [arq]=floored_stats,standardize_update,score_update,penalty,kth_next_value,support_mean,implicit_choice,_support_batch,_q_of,q_update,awr_advantage,policy_update,act,support_rows,with_support
  [diffusion]=marginal,sde,__call__,make_score_fn,dsm_loss,pc_sample,log_likelihood
 )
 declare -A TESTS=(
@@ -57,8 +58,8 @@ declare -A TESTS=(
  [brac]='tests/test_baselines.py tests/test_itrpo.py -k (brac_or_itrpo)_and_not_paper_tables'
  [itrpo]='tests/test_itrpo.py -k not_paper_tables'
  [bracplus]='tests/test_bracplus.py -k not_paper_table'
- [arq]='tests/test_arq.py -k not_bench'
- [diffusion]='tests/test_arq.py -k not_bench'
+ [arq]='tests/test_arq.py::test_kth_next_value_by_hand tests/test_arq.py::test_awr_advantage_and_implicit_choice_by_hand tests/test_arq.py::test_q_update_target_and_loss_from_pregenerated_support_by_hand tests/test_arq.py::test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand tests/test_arq.py::test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference tests/test_arq.py::test_support_rows_map_states_and_episode_ends tests/test_arq.py::test_with_support_is_pregenerates_layout_for_any_values tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes'
+ [diffusion]='tests/test_arq.py::test_ode_log_likelihood_matches_closed_form tests/test_arq.py::test_pc_sampler_with_exact_score_matches_gaussian tests/test_arq.py::test_per_row_corrector_widens_low_dimensional_samples tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates'
 )
 run_target() {
   local name=${1%%:*} funcs d=$OUT/${1%%:*}
