@@ -456,3 +456,162 @@ def test_paper_table_columns_have_their_own_configs_and_thresholds():
     assert cells["BRAC+"].agent.generalization_threshold == cells["BRAC+ alpha(s)"].agent.generalization_threshold == 3.0
     assert cells["BRAC-vp"].algo == "brac" and cells["BRAC-vp"].agent.variant == "vp"
     assert all(row == {} for row in table.PAPER.values()) and "hopper-medium-v0" in table.PAPER
+
+
+# ---------------------------------------------------------------- the losses and steps composed from their parts
+def _small(**agent):
+    cfg = base_config()
+    cfg.discount = 0.9
+    cfg.agent = bp.default_agent_config()
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (8,)
+    cfg.agent.update(dict(num_ensembles=2, **agent))
+    return cfg
+
+
+def _with_multiplier(ts, value, sgd=False):
+    """The TrainState of a scalar Multiplier set to ``value`` (optionally with plain SGD at lr 1, so one step
+    moves the raw parameter by exactly minus its gradient)."""
+    import optax
+
+    params = jax.tree_util.tree_map(lambda x: jnp.full_like(x, bp.inverse_softplus(value)), ts.params)
+    return ts.replace(params=params, **({"tx": optax.sgd(1.0), "opt_state": optax.sgd(1.0).init(params)} if sgd else {}))
+
+
+def _raw(ts):
+    return float(jax.tree_util.tree_leaves(ts.params)[0])
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@pytest.mark.parametrize("entropy_reg", [True, False])
+def test_pretrain_loss_is_the_kl_bound_less_beta_log_density(entropy_reg):
+    cfg = _small(entropy_reg=entropy_reg)
+    state = bp.init(jax.random.PRNGKey(30), Spec(OBS, A), cfg)
+    state = state.replace(pretrain_beta=_with_multiplier(state.pretrain_beta, 3.0))
+    batch, key = _batch(np.random.default_rng(31), n=6), jax.random.PRNGKey(32)
+    params = state.pretrain_actor.params
+    loss, (kl, logp) = bp.pretrain_loss(params, state, batch, key, cfg)
+    _, logp1, kl1 = bp._policy_kl(state, state.pretrain_actor.apply_fn, params, batch.observations, key, 1, cfg)
+    np.testing.assert_allclose(np.asarray(kl), np.asarray(kl1[0]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(logp), np.asarray(logp1[0]), rtol=1e-6)
+    want = np.mean(np.asarray(kl1[0]) - (3.0 * np.asarray(logp1[0]) if entropy_reg else 0.0))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4, atol=1e-5)
+
+
+def test_beta_step_descends_beta_times_log_density_plus_target_entropy():
+    """beta (softplus(raw)) takes a step on beta (mean log pi + H_0): d/d raw = sigmoid(raw) (mean log pi + H_0);
+    beta rises when the entropy -mean log pi exceeds H_0 (the constraint H(pi) <= H_0)."""
+    state = bp.init(jax.random.PRNGKey(33), Spec(OBS, A), _small())
+    beta = _with_multiplier(state.pretrain_beta, 3.0, sgd=True)
+    obs = jnp.zeros((5, OBS), jnp.float32)
+    raw = _raw(beta)
+    for mean_logp, h0 in ((-1.0, 3.0), (-2.5, 0.5)):
+        new = bp.beta_step(beta, obs, jnp.asarray(mean_logp), jnp.asarray(h0))
+        np.testing.assert_allclose(_raw(new), raw - _sigmoid(raw) * (mean_logp + h0), rtol=1e-5)
+
+
+def test_end_epoch_of_one_value_and_of_an_empty_epoch():
+    one = bp.end_epoch(bp.accumulate(bp.Stats.zeros(), jnp.asarray([5.0]), True), jnp.asarray(True))
+    np.testing.assert_allclose(float(one.eps_gp), 5.0, rtol=1e-6)  # mean 5, std 0 over a count of one
+    three = bp.end_epoch(bp.accumulate(bp.Stats.zeros(), jnp.asarray([1.0, 2.0, 3.0]), True), jnp.asarray(True))
+    np.testing.assert_allclose(float(three.eps_gp), 2.0 + math.sqrt(2.0 / 3.0), rtol=1e-5)
+    assert float(three.kl_sq) == float(three.kl_sum) == float(three.kl_n) == 0.0
+    empty = bp.end_epoch(bp.Stats.zeros(), jnp.asarray(True))  # nothing accumulated: eps_GP 0, nothing nan
+    assert all(float(x) == 0.0 for x in jax.tree_util.tree_leaves(empty))
+    kept = bp.end_epoch(bp.accumulate(bp.Stats.zeros(), jnp.asarray([1.0, 2.0]), True), jnp.asarray(False))
+    assert float(kept.kl_n) == 2.0 and float(kept.kl_sum) == 3.0 and float(kept.eps_gp) == 0.0
+
+
+def test_target_entropy_from_the_last_epochs_behaviour_loss_or_given():
+    cfg = _small(behavior_steps=10, epoch_length=3, std_scale=4.0)
+    state = bp.init(jax.random.PRNGKey(34), Spec(OBS, A), cfg)
+    batch = _batch(np.random.default_rng(35), n=6)
+    s6, m6 = bp.behavior_update(state, batch, jax.random.PRNGKey(1), jnp.int32(6), cfg)  # before the last epoch
+    np.testing.assert_allclose(float(m6["target_entropy"]), -A * math.log(4.0), rtol=1e-6)
+    s7, m7 = bp.behavior_update(s6, batch, jax.random.PRNGKey(2), jnp.int32(7), cfg)  # its first update
+    np.testing.assert_allclose(float(m7["target_entropy"]), float(m7["behavior_loss"]) - A * math.log(4.0), rtol=1e-5)
+    np.testing.assert_allclose(float(s7.stats.target_entropy), float(m7["target_entropy"]), rtol=1e-6)
+    cfg.agent.target_entropy = -1.5
+    _, m = bp.behavior_update(state, batch, jax.random.PRNGKey(1), jnp.int32(7), cfg)
+    assert float(m["target_entropy"]) == -1.5
+
+
+def test_pretrain_update_sets_eps_kl_from_one_state_batches():
+    cfg = _small(pretrain_steps=4, epoch_length=2, generalization_threshold=0.5)
+    state = bp.init(jax.random.PRNGKey(36), Spec(OBS, A), cfg)
+    state = state.replace(pretrain_beta=_with_multiplier(state.pretrain_beta, 3.0))
+    batch = _batch(np.random.default_rng(37), n=1)  # one state: a count of 1 per update
+    kls = []
+    for t in range(4):
+        _, (kl, logp) = bp.pretrain_loss(state.pretrain_actor.params, state, batch, jax.random.PRNGKey(40 + t), cfg)
+        state, m = bp.pretrain_update(state, batch, jax.random.PRNGKey(40 + t), jnp.int32(t), cfg)
+        np.testing.assert_allclose(float(m["pretrain_kl"]), float(kl.mean()), rtol=1e-5)
+        np.testing.assert_allclose(float(m["pretrain_entropy"]), -float(logp.mean()), rtol=1e-5)
+        kls.append(float(m["pretrain_kl"]))
+    np.testing.assert_allclose(float(m["eps_kl"]), np.mean(kls[2:]) + 0.5, rtol=1e-5)
+    np.testing.assert_allclose(float(state.stats.eps_gp), np.mean(kls[2:]) + 1.0, rtol=1e-5)
+    beta = state.pretrain_beta
+    np.testing.assert_allclose(float(m["beta"]), float(beta.apply_fn(beta.params, batch.observations)[0]), rtol=1e-6)
+    cfg.agent.max_kl = 0.25
+    _, m = bp.pretrain_update(state, batch, jax.random.PRNGKey(50), jnp.int32(3), cfg)
+    assert float(m["eps_kl"]) == 0.25
+
+
+@pytest.mark.parametrize("use_gp", [False, True])
+def test_critic_loss_is_half_the_summed_squared_errors_plus_the_weighted_penalty(use_gp):
+    cfg = _small(use_gp=use_gp, gp_gate="softplus")
+    state = bp.init(jax.random.PRNGKey(38), Spec(OBS, A), cfg)
+    state = state.replace(gp_weight=_with_multiplier(state.gp_weight, 0.4),
+                          stats=state.stats.replace(eps_gp=jnp.asarray(-100.0)))  # every state gated in
+    batch, key = _batch(np.random.default_rng(39), n=6), jax.random.PRNGKey(40)
+    loss, info = bp.critic_loss(state.critic.params, state, batch, key, cfg)
+    k_t, k_gp = jax.random.split(key)
+    y = np.asarray(bp.target_q(state, batch, k_t, cfg), np.float64)
+    q = np.asarray(state.critic.apply_fn(state.critic.params, batch.observations, batch.actions), np.float64)
+    td = 0.5 * ((q - y) ** 2).sum(0)
+    gp = np.zeros_like(td)
+    if use_gp:
+        a, _, kl = bp._policy_kl(state, state.actor.apply_fn, state.actor.params, batch.observations, k_gp, 1, cfg)
+        gp = np.asarray(bp.gradient_penalty(state.critic.apply_fn, state.critic.params, batch.observations, a[0], kl[0],
+                                            state.stats.eps_gp, cfg), np.float64)
+        assert gp.min() > 0
+    np.testing.assert_allclose(float(loss), np.mean(td + (0.4 if use_gp else 0.0) * gp), rtol=1e-4)
+    np.testing.assert_allclose(float(info["critic_loss"]), td.mean(), rtol=1e-4)
+
+
+def test_actor_loss_composes_q_alpha_times_kl_excess_and_beta_log_density():
+    cfg = _small(num_samples=3)
+    state = bp.init(jax.random.PRNGKey(41), Spec(OBS, A), cfg)
+    state = state.replace(alpha=_with_multiplier(state.alpha, 2.0), beta=_with_multiplier(state.beta, 0.7),
+                          stats=state.stats.replace(eps_kl=jnp.asarray(0.3)))
+    batch, key = _batch(np.random.default_rng(42), n=6), jax.random.PRNGKey(43)
+    loss, (kl, logp, q) = bp.actor_loss(state.actor.params, state, batch, key, cfg)
+    a, logp3, kl3 = bp._policy_kl(state, state.actor.apply_fn, state.actor.params, batch.observations, key, 3, cfg)
+    q3 = np.stack([np.asarray(state.critic.apply_fn(state.critic.params, batch.observations, x)).min(0) for x in a])
+    want = -q3.mean(0) + 2.0 * (np.asarray(kl3).mean(0) - 0.3) - 0.7 * np.asarray(logp3).mean(0)
+    np.testing.assert_allclose(float(loss), want.mean(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(q), q3.mean(0), rtol=1e-5)
+
+
+def test_main_update_starts_from_pi0_at_its_first_step_only_and_steps_the_gp_weight():
+    cfg = _small(use_gp=True, gp_weight_learned=True, tau=0.1)
+    state = bp.init(jax.random.PRNGKey(44), Spec(OBS, A), cfg)
+    pi0 = jax.tree_util.tree_map(lambda x: x + 0.25, state.pretrain_actor.params)
+    state = state.replace(pretrain_actor=state.pretrain_actor.replace(params=pi0),
+                          gp_weight=_with_multiplier(state.gp_weight, 0.5, sgd=True))
+    batch = _batch(np.random.default_rng(45), n=6)
+    raw = _raw(state.gp_weight)
+    for step, start in ((0, pi0), (1, state.actor_target)):
+        new, m = bp.update(state, batch, jax.random.PRNGKey(46), jnp.int32(step), cfg)
+        want = jax.tree_util.tree_map(lambda t, p: 0.9 * t + 0.1 * p, start, new.actor.params)  # Polyak from pi0 at step 0
+        for x, y in zip(jax.tree_util.tree_leaves(new.actor_target), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+        # the GP weight's dual ascent on lambda (mean GP - max_ood_grad_norm), floored at gp_weight in value only
+        gap = float(m["gp"]) - cfg.agent.max_ood_grad_norm
+        np.testing.assert_allclose(_raw(new.gp_weight), raw + _sigmoid(raw) * gap, rtol=1e-5, atol=1e-7)
+    cfg.agent.use_gp = False  # no penalty: the weight stays
+    new, _ = bp.update(state, batch, jax.random.PRNGKey(46), jnp.int32(1), cfg)
+    assert _raw(new.gp_weight) == raw
