@@ -283,9 +283,31 @@ def test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference(
         np.testing.assert_allclose(got_mean, mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(got_std, std, rtol=1e-5, atol=1e-7)
     assert carry.state.std.s_std[1] == 0 and carry.state.std.s_std[2] == np.float32(0.05)
+    _, m = arq.standardize_update(tr.init(jax.random.PRNGKey(0)).state, data, None, 0, cfg)
+    np.testing.assert_allclose([float(m["s_std"]), float(m["a_std"])],
+                               [ref(obs)[1].mean(), ref(act)[1].mean()], rtol=1e-5)
     batch = sample(jax.random.PRNGKey(0), data, 0)
     np.testing.assert_array_equal(batch.index, np.arange(n))
     np.testing.assert_array_equal(batch.observations, obs)
+
+
+def test_support_mean_averages_the_finite_entries_only():
+    v = jnp.asarray([[1.0, jnp.inf, 3.0], [-jnp.inf, 2.5, -jnp.inf], [jnp.inf, -jnp.inf, jnp.nan]])
+    np.testing.assert_allclose(np.asarray(arq.support_mean(v)), [[2.0], [2.5], [0.0]], rtol=1e-6)
+    # the AWR advantage of the dataset action (column 0) against the in-support candidates' mean
+    q = jnp.asarray([[1.0, 4.0, 2.0], [0.5, 7.0, 9.0]])
+    pen = jnp.asarray([[0.0, 0.0, jnp.inf], [0.0, jnp.inf, jnp.inf]])
+    np.testing.assert_allclose(np.asarray(arq.awr_advantage(q, pen)), [1.0 - 2.5, 0.0], rtol=1e-6)
+
+
+def test_score_update_keeps_an_ema_of_the_weights():
+    cfg = small_config(score_hidden_dims=(8,), score_batch_size=16)
+    state = arq.init(jax.random.PRNGKey(0), Spec(1, 1), cfg)
+    state = state.replace(score_ema=jax.tree_util.tree_map(lambda x: x + 1.0, state.score_ema))
+    new, m = arq.score_update(state, two_mode_data(n=16), jax.random.PRNGKey(1), 0, cfg)
+    for e, old, p in zip(*(jax.tree_util.tree_leaves(t) for t in (new.score_ema, state.score_ema, new.score.params))):
+        np.testing.assert_allclose(np.asarray(e), 0.999 * np.asarray(old) + 0.001 * np.asarray(p), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(float(m["score_loss"]))
 
 
 def test_support_rows_map_states_and_episode_ends():

@@ -615,3 +615,53 @@ def test_main_update_starts_from_pi0_at_its_first_step_only_and_steps_the_gp_wei
     cfg.agent.use_gp = False  # no penalty: the weight stays
     new, _ = bp.update(state, batch, jax.random.PRNGKey(46), jnp.int32(1), cfg)
     assert _raw(new.gp_weight) == raw
+
+
+def test_main_stage_epoch_statistic_and_metrics():
+    """eps_GP: every update adds its per-state KLs; after updates 3, 6, ... (epoch_length 3) it becomes their
+    mean + std and the sums restart."""
+    cfg = _small(epoch_length=3, num_samples=2)
+    state = bp.init(jax.random.PRNGKey(47), Spec(OBS, A), cfg)
+    state = state.replace(stats=state.stats.replace(eps_kl=jnp.asarray(0.3), eps_gp=jnp.asarray(-7.0)))
+    batch, b = _batch(np.random.default_rng(48), n=6), 6
+    upd = jax.jit(lambda s, k, t: bp.update(s, batch, k, t, cfg))
+    total = 0.0
+    for t in range(3):
+        before = state
+        state, m = upd(state, jax.random.PRNGKey(60 + t), jnp.int32(t))
+        total += b * float(m["kl"])
+        if t < 2:
+            assert float(state.stats.kl_n) == b * (t + 1) and float(state.stats.eps_gp) == -7.0
+            np.testing.assert_allclose(float(state.stats.kl_sum), total, rtol=1e-5)
+        np.testing.assert_allclose(float(m["alpha"]), float(before.alpha.apply_fn(before.alpha.params, batch.observations).mean()),
+                                   rtol=1e-6)  # the multiplier the policy step used
+        np.testing.assert_allclose(float(m["beta"]), float(state.beta.apply_fn(state.beta.params, batch.observations)[0]), rtol=1e-6)
+        assert float(m["eps_kl"]) == np.float32(0.3) and 0.0 <= float(m["violation_ratio"]) <= 1.0
+        assert np.isfinite([float(m[k]) for k in ("entropy", "q_pi", "kl")]).all()
+    assert float(state.stats.kl_n) == 0.0 and float(state.stats.kl_sum) == 0.0
+    mean = total / (3 * b)
+    assert mean <= float(m["eps_gp"]) == float(state.stats.eps_gp) < mean + 10.0
+
+
+@pytest.mark.parametrize("mode", ["mean", "q_select", "sample"])
+def test_acting(mode):
+    """'mean': tanh(mean); 'q_select' (the reference's act_batch type 5): act_samples pre-tanh draws clipped to
+    mean +- std, squashed, the one with the highest ensemble-mean Q per state; not deterministic: one sample."""
+    cfg = _small(act_mode="q_select" if mode == "sample" else mode, act_samples=7)
+    state = bp.init(jax.random.PRNGKey(49), Spec(OBS, A), cfg)
+    obs, key = _batch(np.random.default_rng(50), n=5).observations, jax.random.PRNGKey(51)
+    mean, log_std = (np.asarray(x, np.float64) for x in state.actor.apply_fn(state.actor.params, obs))
+    got = np.asarray(bp.act(state, obs, key, cfg, deterministic=mode != "sample"), np.float64)
+    if mode == "mean":
+        want = np.tanh(mean)
+    elif mode == "sample":
+        want = np.tanh(mean + np.exp(log_std) * np.asarray(jax.random.normal(key, mean.shape), np.float64))
+    else:
+        std = np.exp(log_std)
+        u = mean + std * np.asarray(jax.random.normal(key, (7,) + mean.shape), np.float64)
+        a = np.tanh(np.clip(u, mean - std, mean + std))
+        q = np.stack([np.asarray(state.critic.apply_fn(state.critic.params, obs, jnp.asarray(x, jnp.float32))).mean(0)
+                      for x in a])  # (7, 5)
+        want = a[q.argmax(0), np.arange(5)]
+        assert len(set(q.argmax(0))) > 1  # the choice differs between states
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
