@@ -194,10 +194,12 @@ def _layers(mlp, member):
             for i in range(len(mlp))]
 
 
-def test_q_update_target_and_loss_from_pregenerated_support_by_hand():
+@pytest.mark.parametrize("online", [False, True])
+def test_q_update_target_and_loss_from_pregenerated_support_by_hand(online):
     """y = r + gamma (1 - d) max(K-th of min_i Qtarg_i(s', [a', cands(s')]) - pen, Qtarg(s', a')),
-    with candidates looked up at each sampled row's next state; loss sum_i mean 0.5 (Q_i(s, a) - y)^2."""
-    cfg = small_config(num_candidates=4, kth=2)
+    with candidates looked up at each sampled row's next state (or, without a table, drawn at s' on the
+    update's key); loss sum_i mean 0.5 (Q_i(s, a) - y)^2; then a critic step and a Polyak target."""
+    cfg = small_config(num_candidates=4, kth=2, sampler_steps=4, score_hidden_dims=(8,))
     rng = np.random.default_rng(5)
     n, m, obs_dim, act_dim = 6, 8, 3, 2
     state = arq.init(jax.random.PRNGKey(0), Spec(obs_dim, act_dim), cfg)
@@ -207,16 +209,20 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand():
                        jnp.zeros(n), f(n, act_dim), f(n), jnp.zeros(n, jnp.int32))
     ll = jnp.asarray(rng.choice([-9.0, -5.0, -1.0], size=(m, 4)), jnp.float32)
     at_next = rng.integers(0, m, n)
-    state = state.replace(support=arq.Support(jnp.asarray(at_next, jnp.int32), f(m, 4, act_dim), ll))
+    if not online:
+        state = state.replace(support=arq.Support(jnp.asarray(at_next, jnp.int32), f(m, 4, act_dim), ll))
     d = jax.device_get(sample(jax.random.PRNGKey(7), data, n))  # the batch the runtime's sampler draws
     new, metrics = arq.q_update(state, d, jax.random.PRNGKey(8), 0, cfg)
     rows = at_next[np.asarray(d.index)]  # the table rows of each batch row's next state
-    cand = np.asarray(state.support.actions)[rows]
+    if online:
+        cand, ll_rows = (np.asarray(x) for x in arq.candidates(state, d.next_observations, jax.random.PRNGKey(8), cfg))
+    else:
+        cand, ll_rows = np.asarray(state.support.actions)[rows], np.asarray(ll)[rows]
     acts = np.concatenate([np.asarray(d.next_actions)[:, None], cand], 1)
     tgt = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
     qn = np.min([np_mlp(_layers(tgt, i), np.concatenate([np.repeat(np.asarray(d.next_observations)[:, None], 5, 1), acts], -1))[..., 0]
                  for i in range(2)], axis=0)
-    pen = np.concatenate([np.zeros((n, 1)), np.where(np.asarray(ll)[rows] > -5.0, 0.0, np.inf)], 1)
+    pen = np.concatenate([np.zeros((n, 1)), np.where(ll_rows > -5.0, 0.0, np.inf)], 1)
     nxt = np.array([max(np.sort(qi - pi)[::-1][1], qi[0]) for qi, pi in zip(qn, pen)])
     y = np.asarray(d.rewards) + 0.99 * (1 - np.asarray(d.terminals)) * nxt
     onl = state.critic.params["params"]["VmapCritic_0"]["MLP_0"]
@@ -224,7 +230,15 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand():
     loss = sum(np.mean(0.5 * (qi - y) ** 2) for qi in q)
     np.testing.assert_allclose(float(metrics["target"]), y.mean(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(metrics["critic_loss"]), loss, rtol=1e-4, atol=1e-5)
-    assert float(metrics["online_support"]) == 0.0
+    assert float(metrics["online_support"]) == float(online)
+    np.testing.assert_allclose(float(metrics["in_support"]), np.mean(pen[:, 1:] == 0), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["q"]), np.mean(q), rtol=1e-4, atol=1e-5)
+    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(new.critic.params),
+                                                        jax.tree_util.tree_leaves(state.critic.params))]
+    assert all(moved)
+    for t, old_t, p in zip(*(jax.tree_util.tree_leaves(x) for x in (new.critic_target, state.critic_target, new.critic.params))):
+        np.testing.assert_allclose(np.asarray(t), (1 - cfg.agent.tau) * np.asarray(old_t) + cfg.agent.tau * np.asarray(p),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand():
