@@ -263,8 +263,14 @@ def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand():
     q = np_mlp(_layers(tgt, 0), np.concatenate([np.repeat(np.asarray(b.observations)[:, None], 4, 1), acts], -1))[..., 0]
     keep = np.concatenate([np.ones((16, 1), bool), np.asarray(ll)[i] > -5.0], 1)
     adv = q[:, 0] - np.array([qi[k].mean() for qi, k in zip(q, keep)])
-    np.testing.assert_allclose(float(metrics["adv_weight"]), np.minimum(np.exp(0.7 * adv), 100.0).mean(), rtol=1e-4)
+    w = np.minimum(np.exp(0.7 * adv), 100.0)
+    np.testing.assert_allclose(float(metrics["adv_weight"]), w.mean(), rtol=1e-4)
     assert float(metrics["online_support"]) == 0.0
+    # the AWR loss: -mean_b w_b log N(a_b; mu(s_b), sigma(s_b)) under the (untanh-ed) Gaussian actor
+    mean, log_std = (np.asarray(x, np.float64) for x in state.actor.apply_fn(state.actor.params, b.observations))
+    z = (np.asarray(b.actions, np.float64) - mean) / np.exp(log_std)
+    logp = (-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    np.testing.assert_allclose(float(metrics["actor_loss"]), -(w * logp).mean(), rtol=1e-4)
     with pytest.raises(ValueError, match="Transitions.index"):
         arq.policy_update(state, data, jax.random.PRNGKey(3), 0, cfg)  # a batch not drawn by the sampler
 
@@ -324,6 +330,40 @@ def test_score_update_keeps_an_ema_of_the_weights():
     assert np.isfinite(float(m["score_loss"]))
 
 
+@pytest.mark.parametrize("act_likelihood", [True, False])
+def test_implicit_act_clips_candidates_and_picks_among_the_supported(monkeypatch, act_likelihood):
+    """act with its parts replaced by fixed values: candidates clipped to the action box before Q sees them,
+    out-of-support ones (log-lik <= threshold) excluded only with act_likelihood, a softmax draw at alpha -> inf."""
+    cfg = small_config(num_candidates=3, policy="implicit", act_likelihood=act_likelihood, critic_hidden_dims=(4,))
+    state = arq.init(jax.random.PRNGKey(0), Spec(1, 1), cfg).replace(alpha=jnp.asarray(1e6))
+    cand = jnp.asarray([[[-1.7], [0.5], [0.9]], [[0.2], [1.4], [-0.3]]])
+    seen = {}
+
+    def q_of(critic, params, obs, actions, first_only=False):
+        seen["actions"] = actions
+        return jnp.stack([actions[..., 0]] * (1 if first_only else 2))  # (members, B, C)
+
+    monkeypatch.setattr(arq, "sample_candidates", lambda *a: cand)
+    monkeypatch.setattr(arq, "candidate_log_lik", lambda *a: jnp.asarray([[0.0, 0.0, -9.0], [0.0, 0.0, 0.0]]))
+    monkeypatch.setattr(arq, "_q_of", q_of)  # Q(s, a) = a
+    got = np.asarray(arq.act(state, jnp.zeros((2, 1)), jax.random.PRNGKey(1), cfg))
+    np.testing.assert_allclose(np.asarray(seen["actions"])[..., 0], [[-1.0, 0.5, 0.9], [0.2, 1.0, -0.3]])
+    np.testing.assert_allclose(got[:, 0], [0.5 if act_likelihood else 0.9, 1.0], rtol=1e-6)
+
+
+def test_explicit_act_is_the_clipped_gaussian_actor():
+    cfg = small_config(policy="explicit", actor_hidden_dims=(4,))
+    state = arq.init(jax.random.PRNGKey(2), Spec(3, 2), cfg)
+    state = state.replace(actor=state.actor.replace(params=jax.tree_util.tree_map(lambda x: 3.0 * x + 0.4, state.actor.params)))
+    obs, key = jnp.asarray(np.random.default_rng(3).normal(size=(5, 3)), jnp.float32), jax.random.PRNGKey(4)
+    mean, log_std = state.actor.apply_fn(state.actor.params, obs)
+    np.testing.assert_allclose(np.asarray(arq.act(state, obs, key, cfg)), np.clip(np.asarray(mean), -1, 1), rtol=1e-6)
+    noisy = np.asarray(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))
+    assert np.abs(noisy).max() > 1  # the clip matters
+    np.testing.assert_allclose(np.asarray(arq.act(state, obs, key, cfg, deterministic=False)), np.clip(noisy, -1, 1),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_support_rows_map_states_and_episode_ends():
     obs = np.arange(10, dtype=np.float32).reshape(5, 2)
     nxt = np.concatenate([obs[1:], [[100.0, 100.0]]])
@@ -334,6 +374,10 @@ def test_support_rows_map_states_and_episode_ends():
     table, at_next = arq.support_rows(data)
     np.testing.assert_array_equal(at_next, [1, 2, 5, 4, 6])
     np.testing.assert_array_equal(table[:5], obs)
+    np.testing.assert_array_equal(table[at_next], nxt)
+    nxt[2] = obs[3]  # the episode still ends after row 2 when its last next state equals the next episode's first state
+    table, at_next = arq.support_rows(data._replace(next_observations=jnp.asarray(nxt)))
+    np.testing.assert_array_equal(at_next, [1, 2, 5, 4, 6])
     np.testing.assert_array_equal(table[at_next], nxt)
 
 
@@ -380,6 +424,9 @@ def test_with_support_is_pregenerates_layout_for_any_values(tmp_path):
         arq.with_support(states, at_next, jnp.zeros((len(table), 3, 1)), jnp.ones((len(table), 3)))
     with pytest.raises(ValueError, match="max\\(at_next\\)"):
         arq.with_support(states, at_next, jnp.zeros((2, 5, 3, 1)), jnp.ones((2, 5, 3)))
+    m = int(np.max(at_next))  # one row short: the largest at_next would index past the table
+    with pytest.raises(ValueError, match="max\\(at_next\\)"):
+        arq.with_support(states, at_next, jnp.zeros((2, m, 3, 1)), jnp.ones((2, m, 3)))
 
 
 def test_validate_names_the_bad_key():
