@@ -95,7 +95,7 @@ def test_elbo_matches_hand_computation(vae):
     total, info = bp.behavior_loss(params, state, batch, key)
     eps = np.asarray(jax.random.normal(key, (2, 6, Z)), np.float64)
     u = np.arctanh(np.clip(act, np.float32(-1 + 1e-6), np.float32(1 - 1e-6)).astype(np.float64))
-    want = 0.0
+    want, nlls, kls = 0.0, [], []
     for b in range(2):
         encode, decode = np_vae(member(params, b))
         mu, std = encode(obs, u)
@@ -105,8 +105,12 @@ def test_elbo_matches_hand_computation(vae):
         nll = -(np_log_normal(u, mean, dstd) - log_det)
         kl = np.sum(0.5 * (mu**2 + std**2) - np.log(std) - 0.5, -1)
         want += np.mean(nll + kl)
+        nlls.append(nll)
+        kls.append(kl)
     np.testing.assert_allclose(float(total), want, rtol=2e-4)
     np.testing.assert_allclose(float(info["behavior_loss"]), want / 2, rtol=2e-4)
+    np.testing.assert_allclose(float(info["behavior_nll"]), np.mean(nlls), rtol=2e-4)
+    np.testing.assert_allclose(float(info["behavior_kl"]), np.mean(kls), rtol=2e-4)
 
 
 def test_bound_is_above_monte_carlo_kl(vae):
@@ -245,6 +249,7 @@ def test_step_decay_is_the_references_piecewise_constant_at_fifths():
     got = [float(sched(t)) for t in range(10)]
     np.testing.assert_allclose(got, 2.0 * np.array([1, 1, .5, .5, .1, .1, .05, .05, .01, .01]), rtol=1e-6)
     np.testing.assert_allclose(float(bp.step_decay(1.0, 3)(1)), 0.5, rtol=1e-6)  # fewer than 5 steps: every step
+    np.testing.assert_allclose([float(bp.step_decay(1.0, 12)(t)) for t in (1, 2)], [1.0, 0.5], rtol=1e-6)  # 12 // 5 = 2
 
 
 def test_scalar_switch_gives_one_shared_alpha():
@@ -551,6 +556,8 @@ def test_pretrain_update_sets_eps_kl_from_one_state_batches():
         np.testing.assert_allclose(float(m["pretrain_kl"]), float(kl.mean()), rtol=1e-5)
         np.testing.assert_allclose(float(m["pretrain_entropy"]), -float(logp.mean()), rtol=1e-5)
         kls.append(float(m["pretrain_kl"]))
+        if t == 2:  # the last epoch's first update: a count of one
+            np.testing.assert_allclose(float(m["eps_kl"]), kls[2] + 0.5, rtol=1e-5)
     np.testing.assert_allclose(float(m["eps_kl"]), np.mean(kls[2:]) + 0.5, rtol=1e-5)
     np.testing.assert_allclose(float(state.stats.eps_gp), np.mean(kls[2:]) + 1.0, rtol=1e-5)
     beta = state.pretrain_beta
@@ -638,6 +645,9 @@ def test_main_stage_epoch_statistic_and_metrics():
         np.testing.assert_allclose(float(m["beta"]), float(state.beta.apply_fn(state.beta.params, batch.observations)[0]), rtol=1e-6)
         assert float(m["eps_kl"]) == np.float32(0.3) and 0.0 <= float(m["violation_ratio"]) <= 1.0
         assert np.isfinite([float(m[k]) for k in ("entropy", "q_pi", "kl")]).all()
+        if t:  # pi's log-densities depend on its parameters and the policy step's key only (split(key, 3)[2])
+            _, (_, logp, _) = bp.actor_loss(before.actor.params, before, batch, jax.random.split(jax.random.PRNGKey(60 + t), 3)[2], cfg)
+            np.testing.assert_allclose(float(m["entropy"]), -float(logp.mean()), rtol=1e-5)
     assert float(state.stats.kl_n) == 0.0 and float(state.stats.kl_sum) == 0.0
     mean = total / (3 * b)
     assert mean <= float(m["eps_gp"]) == float(state.stats.eps_gp) < mean + 10.0
