@@ -207,8 +207,10 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand(online):
     f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
     data = Transitions(f(n, obs_dim), f(n, act_dim), f(n), f(n, obs_dim), jnp.asarray([0, 1, 0, 0, 1, 0], jnp.float32),
                        jnp.zeros(n), f(n, act_dim), f(n), jnp.zeros(n, jnp.int32))
-    ll = jnp.asarray(rng.choice([-9.0, -5.0, -1.0], size=(m, 4)), jnp.float32)
+    ll = jnp.asarray(rng.choice([-9.0, -5.0, -1.0], size=(m, 4)), jnp.float32).at[:, 0].set(-1.0)
     at_next = rng.integers(0, m, n)
+    thr = -1e9 if online else -5.0  # online: every candidate in support, so where they are drawn (s') decides y
+    state = state.replace(threshold=jnp.asarray(thr, jnp.float32))
     if not online:
         state = state.replace(support=arq.Support(jnp.asarray(at_next, jnp.int32), f(m, 4, act_dim), ll))
     d = jax.device_get(sample(jax.random.PRNGKey(7), data, n))  # the batch the runtime's sampler draws
@@ -222,7 +224,7 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand(online):
     tgt = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
     qn = np.min([np_mlp(_layers(tgt, i), np.concatenate([np.repeat(np.asarray(d.next_observations)[:, None], 5, 1), acts], -1))[..., 0]
                  for i in range(2)], axis=0)
-    pen = np.concatenate([np.zeros((n, 1)), np.where(ll_rows > -5.0, 0.0, np.inf)], 1)
+    pen = np.concatenate([np.zeros((n, 1)), np.where(ll_rows > thr, 0.0, np.inf)], 1)
     nxt = np.array([max(np.sort(qi - pi)[::-1][1], qi[0]) for qi, pi in zip(qn, pen)])
     y = np.asarray(d.rewards) + 0.99 * (1 - np.asarray(d.terminals)) * nxt
     onl = state.critic.params["params"]["VmapCritic_0"]["MLP_0"]
@@ -241,10 +243,12 @@ def test_q_update_target_and_loss_from_pregenerated_support_by_hand(online):
                                    rtol=1e-5, atol=1e-6)
 
 
-def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand():
+@pytest.mark.parametrize("online", [False, True])
+def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand(online):
     """w = min(exp(alpha (Qtarg_1(s, a) - mean of in-support Qtarg_1(s, [a, cands(s)]))), clip), with
-    the candidates of table row ``batch.index`` (the sampled row's own state, not its next state's)."""
-    cfg = small_config(num_candidates=3, alpha=0.7)
+    the candidates of table row ``batch.index`` (the sampled row's own state, not its next state's), or
+    without a table drawn at s on the update's key."""
+    cfg = small_config(num_candidates=3, alpha=0.7, sampler_steps=4, score_hidden_dims=(8,))
     rng = np.random.default_rng(6)
     n, obs_dim, act_dim = 7, 3, 2
     state = arq.init(jax.random.PRNGKey(1), Spec(obs_dim, act_dim), cfg)
@@ -254,25 +258,33 @@ def test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand():
     m = n + 2
     ll = jnp.asarray(rng.choice([-9.0, -1.0], size=(m, 3)), jnp.float32)
     table = f(m, 3, act_dim)
-    state = state.replace(support=arq.Support(jnp.asarray(rng.integers(0, m, n), jnp.int32), table, ll))
+    thr = -1e9 if online else -5.0
+    state = state.replace(threshold=jnp.asarray(thr, jnp.float32))
+    if not online:
+        state = state.replace(support=arq.Support(jnp.asarray(rng.integers(0, m, n), jnp.int32), table, ll))
     b = jax.device_get(sample(jax.random.PRNGKey(2), data, 16))
     _, metrics = arq.policy_update(state, b, jax.random.PRNGKey(3), 0, cfg)
     i = np.asarray(b.index)
-    acts = np.concatenate([np.asarray(b.actions)[:, None], np.asarray(table)[i]], 1)
+    if online:
+        cand, ll_rows = (np.asarray(x) for x in arq.candidates(state, b.observations, jax.random.PRNGKey(3), cfg))
+    else:
+        cand, ll_rows = np.asarray(table)[i], np.asarray(ll)[i]
+    acts = np.concatenate([np.asarray(b.actions)[:, None], cand], 1)
     tgt = state.critic_target["params"]["VmapCritic_0"]["MLP_0"]
     q = np_mlp(_layers(tgt, 0), np.concatenate([np.repeat(np.asarray(b.observations)[:, None], 4, 1), acts], -1))[..., 0]
-    keep = np.concatenate([np.ones((16, 1), bool), np.asarray(ll)[i] > -5.0], 1)
+    keep = np.concatenate([np.ones((16, 1), bool), ll_rows > thr], 1)
     adv = q[:, 0] - np.array([qi[k].mean() for qi, k in zip(q, keep)])
     w = np.minimum(np.exp(0.7 * adv), 100.0)
     np.testing.assert_allclose(float(metrics["adv_weight"]), w.mean(), rtol=1e-4)
-    assert float(metrics["online_support"]) == 0.0
+    assert float(metrics["online_support"]) == float(online)
     # the AWR loss: -mean_b w_b log N(a_b; mu(s_b), sigma(s_b)) under the (untanh-ed) Gaussian actor
     mean, log_std = (np.asarray(x, np.float64) for x in state.actor.apply_fn(state.actor.params, b.observations))
     z = (np.asarray(b.actions, np.float64) - mean) / np.exp(log_std)
     logp = (-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
     np.testing.assert_allclose(float(metrics["actor_loss"]), -(w * logp).mean(), rtol=1e-4)
-    with pytest.raises(ValueError, match="Transitions.index"):
-        arq.policy_update(state, data, jax.random.PRNGKey(3), 0, cfg)  # a batch not drawn by the sampler
+    if not online:
+        with pytest.raises(ValueError, match="Transitions.index"):
+            arq.policy_update(state, data, jax.random.PRNGKey(3), 0, cfg)  # a batch not drawn by the sampler
 
 
 # ---------------------------------------------------------------- pre-generation
