@@ -237,17 +237,26 @@ def test_policy_call_is_compiled_once_per_shape(td3bc_setup):
     from offrl.data.preprocess import Preprocessing
     from offrl.evaluation import evaluate, make_policy_fn
 
+    import dataclasses
+
     cfg, tr = td3bc_setup
     init, run = tr.vmapped()
     carry = init(seed_keys(0, 2))
-    policy_fn = make_policy_fn(get_algorithm("td3bc"), cfg)
+    algo = get_algorithm("td3bc")
+    traces = []
+
+    def act(*args, **kwargs):  # runs only while the policy call is traced
+        traces.append(1)
+        return algo.act(*args, **kwargs)
+
+    policy_fn = make_policy_fn(dataclasses.replace(algo, act=act), cfg)
     obs_dim, act_dim = tr.spec
     pre = Preprocessing(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32),
                         -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32))
     for i in range(2):
         evaluate(policy_fn, carry.state, "Hopper-v5", 2, 100 + i, pre, max_steps=3)
         carry, _ = run(carry, tr.data, "train", 2 * i, 2)
-    assert policy_fn._cache_size() == 1
+    assert len(traces) == 1  # counted at trace time: not the C++ dispatch cache, whose size a long test session can change
 
 
 def test_bench_counts_the_flops_of_the_branch_each_step_takes(td3bc_setup):

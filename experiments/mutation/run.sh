@@ -59,7 +59,7 @@ declare -A TESTS=(
  [itrpo]='tests/test_itrpo.py -k not_paper_tables'
  [bracplus]='tests/test_bracplus.py -k not_paper_table'
  [arq]='tests/test_arq.py::test_kth_next_value_by_hand tests/test_arq.py::test_support_mean_averages_the_finite_entries_only tests/test_arq.py::test_awr_advantage_and_implicit_choice_by_hand tests/test_arq.py::test_implicit_act_clips_candidates_and_picks_among_the_supported tests/test_arq.py::test_explicit_act_is_the_clipped_gaussian_actor tests/test_arq.py::test_score_update_keeps_an_ema_of_the_weights tests/test_arq.py::test_q_update_target_and_loss_from_pregenerated_support_by_hand tests/test_arq.py::test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand tests/test_arq.py::test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference tests/test_arq.py::test_support_rows_map_states_and_episode_ends tests/test_arq.py::test_with_support_is_pregenerates_layout_for_any_values tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes'
- [diffusion]='tests/test_arq.py::test_ode_log_likelihood_matches_closed_form tests/test_arq.py::test_pc_sampler_with_exact_score_matches_gaussian tests/test_arq.py::test_per_row_corrector_widens_low_dimensional_samples tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates'
+ [diffusion]='tests/test_arq.py::test_pc_sampler_steps_by_hand tests/test_arq.py::test_dsm_loss_and_fourier_features_by_hand tests/test_arq.py::test_ode_log_likelihood_matches_closed_form tests/test_arq.py::test_pc_sampler_with_exact_score_matches_gaussian tests/test_arq.py::test_per_row_corrector_widens_low_dimensional_samples tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates'
 )
 run_target() {
   local name=${1%%:*} funcs d=$OUT/${1%%:*}
@@ -75,7 +75,7 @@ run_target() {
   export PYTHONPATH=$d PYTHONDONTWRITEBYTECODE=1 JAX_PLATFORMS=cpu
   nice -n "${NICE:-19}" $P "$T/server.py" "$d/sock" "${MOD[$name]}" -- "${args[@]}" > "$d/server.log" 2>&1 &
   local server=$!
-  for _ in $(seq 900); do grep -q ready "$d/server.log" 2>/dev/null && break; sleep 1; done
+  for _ in $(seq 900); do grep -q "^ready" "$d/server.log" 2>/dev/null && break; sleep 1; done
   nice -n "${NICE:-19}" $P "$T/driver.py" "${FILE[$name]}" "$d/sock" "$d/mutants.jsonl" > "$d/driver.log" 2>&1
   kill $server
   echo "$name: $(grep -c killed "$d/mutants.jsonl") killed, $(grep -c survived "$d/mutants.jsonl") survived ($d/mutants.jsonl)"
