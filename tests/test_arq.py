@@ -117,6 +117,13 @@ def test_pc_sampler_steps_by_hand(num_steps, per_row):
         pc(score, c, key, SDE, 2, num_steps=1)
 
 
+def test_ode_solve_past_its_step_limit_gives_nan_rows_not_an_error():
+    x = jnp.asarray([[0.4, -0.9], [1.2, 0.3]], jnp.float32)
+    c = jnp.zeros((2, 2), jnp.float32)
+    ll = np.asarray(log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, estimator="exact", max_steps=2))
+    assert ll.shape == (2,) and np.isnan(ll).all()
+
+
 def test_dsm_loss_and_fourier_features_by_hand():
     """dsm_loss: t ~ U(t_min, 1) and z from split(key), x_t = m(t) x0 + s(t) z, mean_B sum_D (net + z)^2;
     the time embedding [sin(2 pi t W), cos(2 pi t W)] with its dim / 2 fixed frequencies W."""
