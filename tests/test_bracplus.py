@@ -41,6 +41,18 @@ def np_kl(m1, s1, m2, s2):
     return np.sum(np.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5, axis=-1)
 
 
+def small_config(discount=None, **agent):
+    """The base config with BRAC+'s defaults, 8-unit networks, ``discount`` when given and ``agent`` overrides."""
+    cfg = base_config()
+    if discount is not None:
+        cfg.discount = discount
+    cfg.agent = bp.default_agent_config()
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (8,)
+    cfg.agent.update(agent)
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def vae():
     module = bp.BehaviorVAE(A, Z, (16,))
@@ -260,10 +272,7 @@ def test_scalar_switch_gives_one_shared_alpha():
     assert np.all(vals == vals[0]) and vals[0] > 10.0
     assert jax.tree_util.tree_leaves(new.params)[0].shape == ()
     # the agent's switch
-    cfg = base_config()
-    cfg.agent = bp.default_agent_config()
-    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
-        cfg.agent[k] = (8,)
+    cfg = small_config()
     o = jnp.asarray(np.random.default_rng(0).normal(size=(4, OBS)), jnp.float32)
     for flag, shared in ((False, True), (True, False)):
         cfg.agent.state_alpha = flag
@@ -339,13 +348,8 @@ def _batch(rng, n=16, terminal=0.0):
 
 
 def test_stages_set_thresholds_and_hand_pi0_to_the_main_policy():
-    cfg = base_config()
+    cfg = small_config(behavior_steps=3, pretrain_steps=3, epoch_length=2, generalization_threshold=0.5, num_ensembles=2)
     cfg.reward_normalization = "minmax"
-    cfg.agent = bp.default_agent_config()
-    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
-        cfg.agent[k] = (8,)
-    cfg.agent.update(dict(behavior_steps=3, pretrain_steps=3, epoch_length=2, generalization_threshold=0.5,
-                          num_ensembles=2))
     cfg.num_steps = 2
     rng = np.random.default_rng(6)
     state = bp.init(jax.random.PRNGKey(0), Spec(OBS, A), cfg)
@@ -371,12 +375,7 @@ def test_stages_set_thresholds_and_hand_pi0_to_the_main_policy():
 
 
 def test_backup_uses_next_states_terminals_and_target_critic():
-    cfg = base_config()
-    cfg.discount = 0.9
-    cfg.agent = bp.default_agent_config()
-    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
-        cfg.agent[k] = (8,)
-    cfg.agent.max_q_backup, cfg.agent.target_policy = False, False  # the paper's plain backup
+    cfg = small_config(0.9, max_q_backup=False, target_policy=False)  # the paper's plain backup
     state = bp.init(jax.random.PRNGKey(1), Spec(OBS, A), cfg)
     state = state.replace(critic_target=jax.tree_util.tree_map(lambda x: x + 0.3, state.critic_target))
     batch = _batch(np.random.default_rng(7))
@@ -411,12 +410,8 @@ def test_kl_backup_switch_subtracts_alpha_of_next_state_times_kl():
     """The reference's kl_backup (off by default, as there): y_on = y_off - gamma (1 - d) alpha(s')
     mean_j KL(s'; u_j) / c, with alpha at s' (state-dependent here, so s in place of s' would differ),
     the KL of the backup policy's own samples, and nothing for terminal transitions."""
-    cfg = base_config()
-    cfg.discount = 0.9
-    cfg.agent = bp.default_agent_config()
+    cfg = small_config(0.9)
     assert cfg.agent.kl_backup is False
-    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
-        cfg.agent[k] = (8,)
     cfg.agent.state_alpha, cfg.agent.kl_backup_scale = True, 2.5
     state = bp.init(jax.random.PRNGKey(4), Spec(OBS, A), cfg)
     state = state.replace(actor_target=jax.tree_util.tree_map(lambda x: 0.5 * x, state.actor.params))
@@ -464,16 +459,6 @@ def test_paper_table_columns_have_their_own_configs_and_thresholds():
 
 
 # ---------------------------------------------------------------- the losses and steps composed from their parts
-def _small(**agent):
-    cfg = base_config()
-    cfg.discount = 0.9
-    cfg.agent = bp.default_agent_config()
-    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
-        cfg.agent[k] = (8,)
-    cfg.agent.update(dict(num_ensembles=2, **agent))
-    return cfg
-
-
 def _with_multiplier(ts, value, sgd=False):
     """The TrainState of a scalar Multiplier set to ``value`` (optionally with plain SGD at lr 1, so one step
     moves the raw parameter by exactly minus its gradient)."""
@@ -493,7 +478,7 @@ def _sigmoid(x):
 
 @pytest.mark.parametrize("entropy_reg", [True, False])
 def test_pretrain_loss_is_the_kl_bound_less_beta_log_density(entropy_reg):
-    cfg = _small(entropy_reg=entropy_reg)
+    cfg = small_config(0.9, num_ensembles=2, entropy_reg=entropy_reg)
     state = bp.init(jax.random.PRNGKey(30), Spec(OBS, A), cfg)
     state = state.replace(pretrain_beta=_with_multiplier(state.pretrain_beta, 3.0))
     batch, key = _batch(np.random.default_rng(31), n=6), jax.random.PRNGKey(32)
@@ -509,7 +494,7 @@ def test_pretrain_loss_is_the_kl_bound_less_beta_log_density(entropy_reg):
 def test_beta_step_descends_beta_times_log_density_plus_target_entropy():
     """beta (softplus(raw)) takes a step on beta (mean log pi + H_0): d/d raw = sigmoid(raw) (mean log pi + H_0);
     beta rises when the entropy -mean log pi exceeds H_0 (the constraint H(pi) <= H_0)."""
-    state = bp.init(jax.random.PRNGKey(33), Spec(OBS, A), _small())
+    state = bp.init(jax.random.PRNGKey(33), Spec(OBS, A), small_config(0.9, num_ensembles=2))
     beta = _with_multiplier(state.pretrain_beta, 3.0, sgd=True)
     obs = jnp.zeros((5, OBS), jnp.float32)
     raw = _raw(beta)
@@ -531,7 +516,7 @@ def test_end_epoch_of_one_value_and_of_an_empty_epoch():
 
 
 def test_target_entropy_from_the_last_epochs_behaviour_loss_or_given():
-    cfg = _small(behavior_steps=10, epoch_length=3, std_scale=4.0)
+    cfg = small_config(0.9, num_ensembles=2, behavior_steps=10, epoch_length=3, std_scale=4.0)
     state = bp.init(jax.random.PRNGKey(34), Spec(OBS, A), cfg)
     batch = _batch(np.random.default_rng(35), n=6)
     s6, m6 = bp.behavior_update(state, batch, jax.random.PRNGKey(1), jnp.int32(6), cfg)  # before the last epoch
@@ -545,7 +530,7 @@ def test_target_entropy_from_the_last_epochs_behaviour_loss_or_given():
 
 
 def test_pretrain_update_sets_eps_kl_from_one_state_batches():
-    cfg = _small(pretrain_steps=4, epoch_length=2, generalization_threshold=0.5)
+    cfg = small_config(0.9, num_ensembles=2, pretrain_steps=4, epoch_length=2, generalization_threshold=0.5)
     state = bp.init(jax.random.PRNGKey(36), Spec(OBS, A), cfg)
     state = state.replace(pretrain_beta=_with_multiplier(state.pretrain_beta, 3.0))
     batch = _batch(np.random.default_rng(37), n=1)  # one state: a count of 1 per update
@@ -569,7 +554,7 @@ def test_pretrain_update_sets_eps_kl_from_one_state_batches():
 
 @pytest.mark.parametrize("use_gp", [False, True])
 def test_critic_loss_is_half_the_summed_squared_errors_plus_the_weighted_penalty(use_gp):
-    cfg = _small(use_gp=use_gp, gp_gate="softplus")
+    cfg = small_config(0.9, num_ensembles=2, use_gp=use_gp, gp_gate="softplus")
     state = bp.init(jax.random.PRNGKey(38), Spec(OBS, A), cfg)
     state = state.replace(gp_weight=_with_multiplier(state.gp_weight, 0.4),
                           stats=state.stats.replace(eps_gp=jnp.asarray(-100.0)))  # every state gated in
@@ -590,7 +575,7 @@ def test_critic_loss_is_half_the_summed_squared_errors_plus_the_weighted_penalty
 
 
 def test_actor_loss_composes_q_alpha_times_kl_excess_and_beta_log_density():
-    cfg = _small(num_samples=3)
+    cfg = small_config(0.9, num_ensembles=2, num_samples=3)
     state = bp.init(jax.random.PRNGKey(41), Spec(OBS, A), cfg)
     state = state.replace(alpha=_with_multiplier(state.alpha, 2.0), beta=_with_multiplier(state.beta, 0.7),
                           stats=state.stats.replace(eps_kl=jnp.asarray(0.3)))
@@ -604,7 +589,7 @@ def test_actor_loss_composes_q_alpha_times_kl_excess_and_beta_log_density():
 
 
 def test_main_update_starts_from_pi0_at_its_first_step_only_and_steps_the_gp_weight():
-    cfg = _small(use_gp=True, gp_weight_learned=True, tau=0.1)
+    cfg = small_config(0.9, num_ensembles=2, use_gp=True, gp_weight_learned=True, tau=0.1)
     state = bp.init(jax.random.PRNGKey(44), Spec(OBS, A), cfg)
     pi0 = jax.tree_util.tree_map(lambda x: x + 0.25, state.pretrain_actor.params)
     state = state.replace(pretrain_actor=state.pretrain_actor.replace(params=pi0),
@@ -627,7 +612,7 @@ def test_main_update_starts_from_pi0_at_its_first_step_only_and_steps_the_gp_wei
 def test_main_stage_epoch_statistic_and_metrics():
     """eps_GP: every update adds its per-state KLs; after updates 3, 6, ... (epoch_length 3) it becomes their
     mean + std and the sums restart."""
-    cfg = _small(epoch_length=3, num_samples=2)
+    cfg = small_config(0.9, num_ensembles=2, epoch_length=3, num_samples=2)
     state = bp.init(jax.random.PRNGKey(47), Spec(OBS, A), cfg)
     state = state.replace(stats=state.stats.replace(eps_kl=jnp.asarray(0.3), eps_gp=jnp.asarray(-7.0)))
     batch, b = _batch(np.random.default_rng(48), n=6), 6
@@ -657,7 +642,7 @@ def test_main_stage_epoch_statistic_and_metrics():
 def test_acting(mode):
     """'mean': tanh(mean); 'q_select' (the reference's act_batch type 5): act_samples pre-tanh draws clipped to
     mean +- std, squashed, the one with the highest ensemble-mean Q per state; not deterministic: one sample."""
-    cfg = _small(act_mode="q_select" if mode == "sample" else mode, act_samples=7)
+    cfg = small_config(0.9, num_ensembles=2, act_mode="q_select" if mode == "sample" else mode, act_samples=7)
     state = bp.init(jax.random.PRNGKey(49), Spec(OBS, A), cfg)
     obs, key = _batch(np.random.default_rng(50), n=5).observations, jax.random.PRNGKey(51)
     mean, log_std = (np.asarray(x, np.float64) for x in state.actor.apply_fn(state.actor.params, obs))
