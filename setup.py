@@ -24,6 +24,7 @@ setup(
         "ml-collections>=0.1.1",
         "wandb>=0.16",
         "absl-py>=1.4",
+        "filelock>=3",  # JAX's compilation cache needs it to bound its size (offrl.compile_cache)
         "matplotlib>=3.7",
         "diffrax>=0.6",  # ARQ's probability-flow ODE log-likelihood (adaptive Dopri5)
         "rliable>=1.2",  # IQM and stratified-bootstrap CIs in experiments/reproduce.py

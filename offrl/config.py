@@ -38,6 +38,8 @@ def base_config() -> ml_collections.ConfigDict:
     # accelerator, when a policy call on the host is no slower), on, off. The host's float32 matmuls may round
     # differently from an accelerator's (TF32), so scores can differ in their last digits; on a CPU-only machine they do not.
     c.eval_overlap = "auto"
+    # a rerun, a resume or a sweep's next job loads its compiled programs from disk instead of compiling them again
+    c.compile_cache = "auto"  # JAX's persistent compilation cache: auto (JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/offrl/xla), off, or a directory
     # output
     c.checkpoint_interval = 50_000  # updates between checkpoints (0: only at the end)
     c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name=""))
@@ -46,20 +48,22 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 # keys that change how a run executes, not what it computes: a run resumes when only these differ
-EXECUTION_ONLY = ("eval_workers", "eval_overlap")
+EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache")
 EVAL_OVERLAP = ("auto", "on", "off")
 
 
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
-    # keys a config.json saved before they existed may lack (eval_workers, eval_overlap) read as their defaults
+    # keys a config.json saved before they existed may lack (eval_workers, eval_overlap, compile_cache) read as their defaults
     c = Checks(config, "config", defaults=dict(dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"), 0),
-                                                eval_overlap="auto"))
+                                                eval_overlap="auto", compile_cache="auto"))
     c.integer(1, "num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last")
     c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers")
     c.within("[0, 1]", "discount")
     c.one_of(WANDB_MODES, "wandb.mode")
     c.one_of(EVAL_OVERLAP, "eval_overlap")
+    c.need(isinstance(c.value("compile_cache"), str) and c.value("compile_cache") != "", "compile_cache",
+           "give 'auto', 'off' or a directory")
     c.one_of(REWARD_NORMALIZATIONS, "reward_normalization")
     c.need(bool(config.dataset), "dataset", "name a Minari dataset id")
     c.above(0, "obs_norm_eps")

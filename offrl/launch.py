@@ -131,6 +131,7 @@ BASE_MEANINGS = {
     "algo": "the algorithm (a module of offrl/algos)",
     "batch_size": "transitions per update (of a single-stage algorithm)",
     "discount": "discount factor gamma",
+    "eval_overlap": "auto | on | off: evaluate a copy of the policies on the host CPU while the accelerator trains the next chunk",
     "obs_norm_eps": "added to the observation std before dividing",
     "reward_bias": "added after reward_scale",
     "seed": "first seed; members use seed, seed+1, ...",

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import numpy as np
 
-from offrl import checkpoint, config as config_lib
+from offrl import checkpoint, compile_cache, config as config_lib
 from offrl.algos import Algorithm, get_algorithm
 from offrl.data import load_dataset, preprocess
 from offrl.data.dataset import DatasetInfo, Transitions
@@ -43,6 +43,7 @@ class Experiment:
     info: DatasetInfo
     pre: Preprocessing
     env: Any  # gymnasium EnvSpec or id used for evaluation
+    compile_cache: Optional[str] = None  # the persistent compilation cache's directory (None: off)
 
 
 def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
@@ -59,6 +60,7 @@ def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
         raise ValueError(f"algo must be an Algorithm record named config.algo={config.algo!r}, got {algo!r:.60}")
     algo.validate(config)
     parse_grid(config.grid, config, algo.sweepable)
+    cache = compile_cache.check(config.get("compile_cache", compile_cache.AUTO))
     data, info = load_dataset(config.dataset, config.discount, config.download, config.dataset_size)
     data, info = algo.prepare_data(data, info, config)
     data, pre = preprocess(data, info, config)
@@ -68,7 +70,7 @@ def prepare(config, algo: Optional[Algorithm] = None) -> Experiment:
             f"dataset '{config.dataset}' names no environment, so its policies cannot be evaluated; "
             f"use a dataset that stores its env spec"
         )
-    return Experiment(config, algo, data, info, pre, env)
+    return Experiment(config, algo, data, info, pre, env, cache)
 
 
 class Snapshot(NamedTuple):
@@ -380,6 +382,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     t_start = time.time()
     exp = prepare(config, algo)
     t_data = time.time() - t_start  # loading / building and preprocessing the dataset
+    compile_cache.use(exp.compile_cache)
+    clock = compile_cache.CompileClock().start()
     # under jax.distributed (README: scale-out) process 0 writes the run's files and prints; every
     # process writes its own members' checkpoint and evaluations to process_<i>/, and resumes from it
     lead, multi = jax.process_index() == 0, jax.process_count() > 1
@@ -585,7 +589,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     wall = time.time() - t_start
     hidden = f", {t_overlap:.0f}s of it while training ran (config.eval_overlap)" if t_overlap else ""
     say(f"wall time {wall:.0f}s: data {t_data:.0f}s ({100 * t_data / wall:.0f}%), training {t_train:.0f}s waited for "
-        f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%{hidden})")
+        f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%{hidden}); "
+        + compile_cache.summary(clock, exp.compile_cache))
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary
 

@@ -16,6 +16,9 @@ if ROOT not in sys.path:
 os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp(prefix="offrl-test-datasets-")
 atexit.register(shutil.rmtree, os.environ["MINARI_DATASETS_PATH"], ignore_errors=True)
 os.environ.setdefault("WANDB_MODE", "disabled")
+# ... and the same private compilation cache (config.compile_cache=auto), never the user's ~/.cache/offrl/xla
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="offrl-test-xla-")
+atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 
