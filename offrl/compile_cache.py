@@ -21,7 +21,8 @@ from typing import Optional
 import jax
 
 OFF, AUTO = "off", "auto"
-MAX_BYTES = 2 << 30  # least-recently-used entries are evicted beyond this, unless jax_compilation_cache_max_size is set
+MAX_BYTES = 2 << 30  # offrl's own directory keeps at most this, least recently used dropped first (see use)
+_bounded = False  # whether use() set jax_compilation_cache_max_size to MAX_BYTES
 
 
 def default_dir() -> str:
@@ -61,21 +62,30 @@ def check(setting: str) -> Optional[str]:
 def use(path: Optional[str]) -> None:
     """Point this process's JAX at the cache ``path`` (None: no persistent cache). JAX decides once per
     process whether to use a cache, at its first compilation, so a change after that is made effective
-    with ``reset_cache``; the setting then stays for the rest of the process."""
+    with ``reset_cache``; the setting then stays for the rest of the process.
+
+    Only offrl's own directory (:func:`default_dir`) is bounded (``MAX_BYTES``, least recently used
+    first). JAX's bounded cache reads an access-time file beside every entry, which a writer without a
+    bound (JAX's default) does not leave, and then fails to write anything; so a directory JAX or the user
+    named keeps JAX's own size setting, as every other JAX program writing there has it."""
     from jax.experimental.compilation_cache import compilation_cache as cc
 
+    global _bounded
+    size = jax.config.jax_compilation_cache_max_size
     if path is None:
         if jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir:
             jax.config.update("jax_enable_compilation_cache", False)
             cc.reset_cache()
         return
-    changed = not jax.config.jax_enable_compilation_cache or jax.config.jax_compilation_cache_dir != path
-    if jax.config.jax_compilation_cache_max_size == -1:  # JAX's default is unbounded
-        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
-        changed = True
-    if changed:
+    if path == default_dir() and size == -1:
+        size, _bounded = MAX_BYTES, True
+    elif path != default_dir() and _bounded:  # the bound this module set is for its own directory only
+        size, _bounded = -1, False
+    if (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir,
+            jax.config.jax_compilation_cache_max_size) != (True, path, size):
         jax.config.update("jax_enable_compilation_cache", True)
         jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_compilation_cache_max_size", size)
         cc.reset_cache()
 
 
