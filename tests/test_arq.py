@@ -117,11 +117,18 @@ def test_pc_sampler_steps_by_hand(num_steps, per_row):
         pc(score, c, key, SDE, 2, num_steps=1)
 
 
-def test_ode_solve_past_its_step_limit_gives_nan_rows_not_an_error():
+def test_ode_solve_past_its_step_limit_gives_nan_rows_not_an_error_and_steps_are_counted():
     x = jnp.asarray([[0.4, -0.9], [1.2, 0.3]], jnp.float32)
     c = jnp.zeros((2, 2), jnp.float32)
     ll = np.asarray(log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, estimator="exact", max_steps=2))
     assert ll.shape == (2,) and np.isnan(ll).all()
+    # with_steps (bench.py's sampler mode): the same values and the solver's step count, at its limit and below it
+    ll2, steps = log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, estimator="exact", max_steps=2, with_steps=True)
+    assert np.isnan(np.asarray(ll2)).all() and int(steps) == 2
+    ok = log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, estimator="exact")
+    ok2, steps = log_likelihood(gaussian_score, x, c, jax.random.PRNGKey(0), SDE, estimator="exact", with_steps=True)
+    np.testing.assert_array_equal(np.asarray(ok2), np.asarray(ok))
+    assert np.isfinite(np.asarray(ok)).all() and 2 < int(steps) < 4096
 
 
 def test_dsm_loss_and_fourier_features_by_hand():
