@@ -3,6 +3,7 @@
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh bench   # about 4-5 minutes
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh e2e     # up to E2E_LIMIT seconds (default 540)
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh overlap # about 3-4 minutes
+#   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh cpu     # about 3 minutes, the host's CPU only
 # A lent device gives 15 minutes in all, start-up included, so not all three fit: run e2e first (the
 # goal itself; with evaluation overlapping training, projected at 5-6 minutes), then bench; overlap
 # (an A/B of what the overlap saves) only with time left.
@@ -24,6 +25,9 @@
 #   4. what evaluating on the host CPU while the GPU trains the next chunk saves (config.eval_overlap):
 #      the same 5-seed, 200k-update TD3+BC run (40 evaluations) with eval_overlap=off, then on, each
 #      cut at 250 s, their wall-time splits side by side; auto's timing line comes from the e2e run.
+# cpu:
+#   5. the device host's 16 cores as JAX CPU devices: 16 TD3+BC seeds on 1 CPU device, then sharded over 16
+#      (XLA_FLAGS=--xla_force_host_platform_device_count); on the 2-core machine 2 devices gave 1.05-1.4x.
 # The lent device's image has jax, flax, optax, chex but not ml_collections, gymnasium, mujoco or minari:
 # carry their wheels (e.g. in an ignored .whl/) and the dataset (an ignored .dsets/), and start the call with
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
@@ -71,6 +75,16 @@ overlap)
         grep -E "wall time|eval_overlap" "$OUT/overlap_$mode.txt"
     done
     ;;
+cpu)
+    for k in 1 16; do
+        JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=$k timeout 150 $PY experiments/launch.py \
+            --config=configs/td3bc.py --config.dataset=offrl/hopper/medium-v0 --config.dataset_size=100000 \
+            --config.num_seeds=16 --config.num_steps=2000 --config.eval_interval=500 --config.eval_episodes=1 \
+            --config.compile_cache=off --workdir="$OUT/cpu_$k" 2>&1 | quiet > "$OUT/cpu_$k.txt"
+        echo "16 seeds on $k CPU device(s), seed-updates/s of the last chunks: $(grep -o '"seed_updates_per_s": [0-9]*' \
+            "$OUT/cpu_$k/metrics.jsonl" | tail -3 | cut -d' ' -f2 | tr '\n' ' ')" | tee -a "$OUT/cpu.txt"
+    done
+    ;;
 *)
-    echo "usage: gpu_scaling.sh bench|e2e|overlap" >&2; exit 2 ;;
+    echo "usage: gpu_scaling.sh bench|e2e|overlap|cpu" >&2; exit 2 ;;
 esac
