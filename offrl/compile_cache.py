@@ -3,8 +3,7 @@
 A run compiles each stage's chunk once per process; on a CPU that takes from seconds (TD3+BC) to a
 minute (BRAC+, iTRPO, CQL), on a GPU several seconds. ``config.compile_cache`` keeps the compiled
 programs on disk, so a rerun, a resumed run, another seed range or a sweep's next job with the same
-shapes loads them instead (a short BRAC+ run on the 2-core CPU:
-39 s cold, 25 s warm; docs/performance.md).
+shapes loads them instead (a short BRAC+ run on the 2-core CPU: 39 s cold, 25 s warm; docs/performance.md).
 A cached program is the same executable, so results are bit-identical with or without the cache.
 
 JAX owns the cache (``jax.experimental.compilation_cache``): its key is the program, the compile
