@@ -26,6 +26,7 @@ echo "|---|---|---|---|---|---|"
 for c in ${*:-td3bc iql cql bracplus itrpo onestep}; do
     extra=$(stage_steps "$c") || exit 2
     for run in cold warm; do
+        echo "$(date +%H:%M:%S) $c: $run run ..." >&2
         # shellcheck disable=SC2086
         $PY experiments/launch.py --config="$c" --config.dataset_size="$DATASET_SIZE" --config.num_steps="$N" \
             --config.eval_interval="$N" --config.eval_episodes=1 --config.checkpoint_interval=0 $extra \
