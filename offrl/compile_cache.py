@@ -134,11 +134,3 @@ class CompileClock:
         (the compile seconds the hits saved, as JAX recorded them when it wrote the entries)."""
         with self._lock:
             return {k: self._totals[k] - self._at[k] for k in self._totals}
-
-
-def summary(clock: CompileClock, path: Optional[str]) -> str:
-    """One phrase for the run's wall-time line."""
-    r = clock.read()
-    where = (f"{r['hits']} of {r['programs']} programs loaded from the compile cache {path}"
-             + (f", {r['saved']:.0f}s of compiling saved" if r["hits"] else "")) if path else "no compile cache"
-    return f"compilation {r['seconds']:.0f}s ({where})"

@@ -357,6 +357,19 @@ def extra_note(rows: list[dict]) -> str:
     return ("\n" + "\n".join(out) + "\n") if out else ""
 
 
+def timing_line(t: dict) -> str:
+    """The run's last line: where its wall time went (``summary['timing']``)."""
+    share = lambda x: f"{100 * x / max(t['wall_s'], 1e-9):.0f}%"  # noqa: E731
+    hidden = f", {t['evaluation_during_training_s']:.0f}s of it while training ran (config.eval_overlap)" \
+        if t["evaluation_during_training_s"] else ""
+    cache = (f"{t['programs_from_cache']} of {t['programs']} programs loaded from the compile cache {t['compile_cache']}"
+             + (f", {t['compile_seconds_saved']:.0f}s of compiling saved" if t["programs_from_cache"] else "")) \
+        if t["compile_cache"] else "no compile cache"
+    return (f"wall time {t['wall_s']:.0f}s: data {t['data_s']:.0f}s ({share(t['data_s'])}), training {t['training_s']:.0f}s "
+            f"waited for ({share(t['training_s'])}, compilation included), evaluation {t['evaluation_s']:.0f}s "
+            f"({share(t['evaluation_s'])}{hidden}); compilation {t['compilation_s']:.0f}s ({cache})")
+
+
 def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=sys.stdout,
                    algo: Optional[Algorithm] = None) -> dict:
     """Train ``config.num_seeds`` seeds in one vmapped program, evaluating and logging; returns the summary.
@@ -575,6 +588,12 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             json.dump({"members": own, "seeds": [members.seed_list()[m] for m in own],
                        "evals": [{"global_step": e["global_step"], "stage": e["stage"], "raw": [e["raw"][m] for m in own]}
                                  for e in progress["evals"]]}, f, indent=2)
+    wall, compiled = time.time() - t_start, clock.read()
+    # this process's share of the run's wall time (a resumed run: since it resumed), also in results.json / wandb
+    summary["timing"] = {"wall_s": wall, "data_s": t_data, "training_s": t_train, "evaluation_s": ctx.seconds,
+                         "evaluation_during_training_s": t_overlap, "compilation_s": compiled["seconds"],
+                         "programs": compiled["programs"], "programs_from_cache": compiled["hits"],
+                         "compile_seconds_saved": compiled["saved"], "compile_cache": exp.compile_cache}
     if not lead:
         return summary
     with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -586,11 +605,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
     logger.close(summary)
     say(table + ("\n" + diverged_note(rows).strip() if diverged_note(rows) else ""))
-    wall = time.time() - t_start
-    hidden = f", {t_overlap:.0f}s of it while training ran (config.eval_overlap)" if t_overlap else ""
-    say(f"wall time {wall:.0f}s: data {t_data:.0f}s ({100 * t_data / wall:.0f}%), training {t_train:.0f}s waited for "
-        f"({100 * t_train / wall:.0f}%, compilation included), evaluation {ctx.seconds:.0f}s ({100 * ctx.seconds / wall:.0f}%{hidden}); "
-        + compile_cache.summary(clock, exp.compile_cache))
+    say(timing_line(summary["timing"]))
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary
 

@@ -52,6 +52,14 @@ def test_launcher_writes_config_metrics_table_and_plot(full_run):
     evals = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl")) if '"eval"' in line]
     assert [e["global_step"] for e in evals] == [10, 20]
     assert "normalised score" in proc.stdout and "ETA" in proc.stdout
+    # where the wall time went, printed and in results.json alike (CPU: no evaluation overlaps training)
+    from offrl.runner import timing_line
+
+    t = res["timing"]
+    assert timing_line(t) in proc.stdout and t["evaluation_during_training_s"] == 0
+    assert t["wall_s"] >= t["data_s"] + t["training_s"] + t["evaluation_s"] and t["training_s"] > 0 < t["evaluation_s"]
+    assert t["compile_cache"] == os.environ["JAX_COMPILATION_CACHE_DIR"] and t["programs"] >= t["programs_from_cache"] >= 0
+    assert 0 < t["compilation_s"] < t["wall_s"]
 
 
 def test_resume_gives_the_same_final_numbers(full_run, tmp_path):
@@ -94,6 +102,8 @@ def test_the_compile_cache_is_loaded_by_the_next_run_and_changes_no_number(full_
     second = run("second", cache)
     hits, programs = map(int, re.search(r"(\d+) of (\d+) programs loaded from the compile cache", second).groups())
     assert programs >= hits >= len(entries) and "of compiling saved" in second
+    timing = json.load(open(tmp_path / "second" / "results.json"))["timing"]
+    assert (timing["programs_from_cache"], timing["programs"], timing["compile_cache"]) == (hits, programs, cache)
     assert "no compile cache" in run("off", "off")
     assert sorted(f for f in os.listdir(cache) if f.endswith("-cache") and f != "jit_other-0123-cache") == entries
 
