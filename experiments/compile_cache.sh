@@ -1,7 +1,7 @@
 #!/bin/bash
 # What config.compile_cache saves: each config's short run (every stage 200 updates, one evaluation
 # episode per seed, its default 5 seeds and networks) twice against one new cache directory, cold then warm,
-# as the launcher's own wall-time line reports them (the warm run's results are checked equal to the cold one's).
+# from each run's results.json timing (the warm run's per-seed returns are checked equal to the cold one's).
 #   bash experiments/compile_cache.sh                      # td3bc iql cql bracplus itrpo onestep
 #   bash experiments/compile_cache.sh bracplus itrpo
 # Needs the local offrl/hopper/medium-v0 dataset at DATASET_SIZE transitions (built on first use).
@@ -33,9 +33,13 @@ for c in ${*:-td3bc iql cql bracplus itrpo onestep}; do
             --config.compile_cache="$OUT/xla_$c" --workdir="$OUT/${c}_$run" > "$OUT/${c}_$run.txt" 2>&1 \
             || { echo "| $c | $run run failed: $(tail -1 "$OUT/${c}_$run.txt") |"; continue 2; }
     done
-    wall() { sed -n 's/^wall time \([0-9]*\)s.*/\1/p' "$OUT/${c}_$1.txt"; }
-    comp() { sed -n 's/^wall time .*; \(compilation .*\)$/\1/p' "$OUT/${c}_$1.txt" | sed "s# from the compile cache $OUT/xla_$c##"; }
-    same=$(cmp -s <($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['per_seed_raw'])" "$OUT/${c}_cold/results.json") \
-                  <($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['per_seed_raw'])" "$OUT/${c}_warm/results.json") && echo yes || echo NO)
-    echo "| $c | $(wall cold) | $(comp cold) | $(wall warm) | $(comp warm) | $same |"
+    $PY - "$c" "$OUT/${c}_cold/results.json" "$OUT/${c}_warm/results.json" <<'PYEOF'
+import json, sys
+name, cold, warm = sys.argv[1], *(json.load(open(p)) for p in sys.argv[2:])
+def comp(t):  # the runner's summary["timing"]
+    saved = f", {t['compile_seconds_saved']:.0f}s of compiling saved" if t["programs_from_cache"] else ""
+    return f"compilation {t['compilation_s']:.0f}s ({t['programs_from_cache']} of {t['programs']} programs loaded{saved})"
+same = "yes" if cold["per_seed_raw"] == warm["per_seed_raw"] else "NO"
+print(f"| {name} | {cold['timing']['wall_s']:.0f} | {comp(cold['timing'])} | {warm['timing']['wall_s']:.0f} | {comp(warm['timing'])} | {same} |")
+PYEOF
 done
