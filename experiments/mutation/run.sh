@@ -3,6 +3,7 @@
 #
 #   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
 #        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc brac itrpo bracplus arq diffusion
+#                   dataset preprocess scores d4rl mixtures (the data pipeline)
 #        (default: the first five, in parallel);
 #        ':FUNC,...' mutates only those functions of the target's file (e.g. onestep:exp_weight_loss,stable_action)
 #
@@ -22,11 +23,14 @@ OUT=${OUT:-/tmp/offrl_mutation}
 T=$ROOT/experiments/mutation
 declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/algos/bear.py [cql]=offrl/algos/cql.py [td3bc]=offrl/algos/td3bc.py
  [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py
- [brac]=offrl/algos/brac.py [itrpo]=offrl/algos/itrpo.py [bracplus]=offrl/algos/bracplus.py [arq]=offrl/algos/arq.py [diffusion]=offrl/diffusion.py)
+ [brac]=offrl/algos/brac.py [itrpo]=offrl/algos/itrpo.py [bracplus]=offrl/algos/bracplus.py [arq]=offrl/algos/arq.py [diffusion]=offrl/diffusion.py
+ [dataset]=offrl/data/dataset.py [preprocess]=offrl/data/preprocess.py [scores]=offrl/data/scores.py [d4rl]=offrl/data/d4rl.py [mixtures]=offrl/data/mixtures.py)
 declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc
  [bppo]=offrl.algos.bppo [bppo_hooks]=offrl.algos.bppo [onestep]=offrl.algos.onestep [iql]=offrl.algos.iql [bc]=offrl.algos.bc
  [brac]=offrl.algos.brac,offrl.algos.itrpo [itrpo]=offrl.algos.itrpo [bracplus]=offrl.algos.bracplus [arq]=offrl.algos.arq
- [diffusion]=offrl.diffusion,offrl.algos.arq)  # after the first: modules reloaded after it (server.py)
+ [diffusion]=offrl.diffusion,offrl.algos.arq
+ [dataset]=offrl.data.dataset,offrl.data.preprocess,offrl.data.minari_io,offrl.data.d4rl,offrl.data,offrl.algos.bc [preprocess]=offrl.data.preprocess,offrl.data
+ [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures)  # after the first: modules reloaded after it (server.py)
 declare -A FUNCS=(
  [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
@@ -43,6 +47,11 @@ declare -A FUNCS=(
  [bracplus]=softplus_std,encode,decode,__call__,inverse_softplus,clip_keep_grad,step_decay,clip_atanh,elbo_loss,behavior_loss,behavior_step,kl_upper_bound,_policy_kl,pretrain_loss,beta_step,accumulate,end_epoch,behavior_update,pretrain_update,gradient_penalty,target_q,critic_loss,actor_loss,alpha_step,start_main,update,act
  [arq]=floored_stats,standardize_update,score_update,penalty,kth_next_value,support_mean,implicit_choice,_support_batch,_q_of,q_update,awr_advantage,policy_update,act,support_rows,with_support
  [diffusion]=marginal,sde,__call__,make_score_fn,dsm_loss,pc_sample,log_likelihood
+ [dataset]=discounted_returns,episodes_to_transitions,sample,select_episodes
+ [preprocess]=observations,env_actions,policy_actions,preprocess
+ [scores]=d4rl_task_name,reference_scores,normalized_score,normalized_spread
+ [d4rl]=task_from_path,read_d4rl,d4rl_episodes,load_d4rl
+ [mixtures]=num_transitions,_cut,take_transitions,last_transitions,replaced_count,part_taken,contaminate,concatenate
 )
 declare -A TESTS=(
  [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl'
@@ -59,6 +68,11 @@ declare -A TESTS=(
  [itrpo]='tests/test_itrpo.py -k not_paper_tables'
  [bracplus]='tests/test_bracplus.py -k not_paper_table'
  [arq]='tests/test_arq.py::test_kth_next_value_by_hand tests/test_arq.py::test_support_mean_averages_the_finite_entries_only tests/test_arq.py::test_awr_advantage_and_implicit_choice_by_hand tests/test_arq.py::test_implicit_act_clips_candidates_and_picks_among_the_supported tests/test_arq.py::test_explicit_act_is_the_clipped_gaussian_actor tests/test_arq.py::test_score_update_keeps_an_ema_of_the_weights tests/test_arq.py::test_q_update_target_and_loss_from_pregenerated_support_by_hand tests/test_arq.py::test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand tests/test_arq.py::test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference tests/test_arq.py::test_support_rows_map_states_and_episode_ends tests/test_arq.py::test_with_support_is_pregenerates_layout_for_any_values tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes'
+ [dataset]='tests/test_data.py tests/test_d4rl.py tests/test_baselines.py::test_percent_bc_keeps_exactly_the_top_episodes'
+ [preprocess]='tests/test_data.py tests/test_evaluation.py::test_vectorised_evaluation_matches_plain_rollouts'
+ [scores]='tests/test_data.py tests/test_d4rl.py'
+ [d4rl]='tests/test_d4rl.py'
+ [mixtures]='tests/test_mixtures.py'
  [diffusion]='tests/test_arq.py::test_pc_sampler_steps_by_hand tests/test_arq.py::test_dsm_loss_and_fourier_features_by_hand tests/test_arq.py::test_ode_solve_past_its_step_limit_gives_nan_rows_not_an_error_and_steps_are_counted tests/test_arq.py::test_ode_log_likelihood_matches_closed_form tests/test_arq.py::test_pc_sampler_with_exact_score_matches_gaussian tests/test_arq.py::test_per_row_corrector_widens_low_dimensional_samples tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates'
 )
 run_target() {
