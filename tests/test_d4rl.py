@@ -67,8 +67,38 @@ def test_v0_file_without_timeouts_and_task_argument(tmp_path):
     # only the terminal splits: rows 0-4, then 5-12 unfinished (final row dropped)
     assert data.size == 12 and info.num_episodes == 2
     assert (info.ref_min_score, info.ref_max_score) == D4RL_REFERENCE["halfcheetah"]
+    assert info.score_convention == "D4RL reference returns (task from the file name)"
     _, unknown = d4rl.load_d4rl(str(path))
-    assert unknown.ref_max_score is None and unknown.env_id is None
+    assert unknown.ref_max_score is None and unknown.env_id is None and unknown.score_convention == "none"
+    # no environment to ask: the actions are taken to lie in [-1, 1]
+    np.testing.assert_array_equal(unknown.action_low, -np.ones(3))
+    np.testing.assert_array_equal(unknown.action_high, np.ones(3))
+
+
+def test_column_vector_float_flags_and_short_timed_out_episodes(tmp_path):
+    """Some legacy files keep rewards, terminals and timeouts as (N, 1) float columns; a timed-out episode of one
+    row has no transition with a known successor, one of two rows has one."""
+    n = 8
+    obs = np.arange(n, dtype=np.float64)[:, None] * np.ones((1, 11))
+    term = np.zeros((n, 1), np.float32)
+    tout = np.zeros((n, 1), np.float32)
+    tout[0] = 1  # rows 0 | 1-2 | 3-7: timeout, timeout, terminal
+    tout[2] = 1
+    term[7] = 1
+    path = tmp_path / "hopper-medium-v0.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = obs
+        f["actions"] = np.zeros((n, 3))
+        f["rewards"] = np.arange(n, dtype=np.float64)[:, None]
+        f["terminals"] = term
+        f["timeouts"] = tout
+    data, info = d4rl.load_d4rl(str(path))
+    assert data.observations.dtype == np.float32 and data.rewards.shape == (6,)
+    np.testing.assert_array_equal(np.asarray(data.rewards), [1, 3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(np.asarray(data.next_observations)[:, 0], [2, 4, 5, 6, 7, 7])
+    np.testing.assert_array_equal(np.asarray(data.terminals), [0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(np.asarray(data.timeouts), [1, 0, 0, 0, 0, 0])
+    assert list(info.episode_lengths) == [1, 5]
 
 
 def test_convert_to_minari(tmp_path, monkeypatch):

@@ -4,9 +4,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from offrl.data.dataset import DatasetInfo, episodes_to_transitions, sample, to_device
+from offrl.data.dataset import DatasetInfo, discounted_returns, episodes_to_transitions, sample, to_device
 from offrl.data.preprocess import preprocess
-from offrl.data.scores import D4RL_CONVENTION, normalized_score, normalized_spread, reference_scores
+from offrl.data.scores import D4RL_CONVENTION, d4rl_task_name, normalized_score, normalized_spread, reference_scores
 
 
 def _episode(t, obs0, terminated=False, truncated=False):
@@ -36,6 +36,30 @@ def test_alignment_terminals_timeouts_next_actions_returns():
     np.testing.assert_array_equal(arr["episode_ids"], [0, 0, 0, 1, 1, 2, 2])
     np.testing.assert_allclose(ep_ret, [6, 3, 3])
     np.testing.assert_array_equal(ep_len, [3, 2, 2])
+
+
+def test_discounted_returns_reset_at_every_end_and_are_zero_beyond_the_data():
+    # episode (1, 2) ends at row 1; rows 2-3 are an unfinished episode: nothing is added after the last row
+    g = discounted_returns(np.array([1.0, 2.0, 3.0, 4.0]), np.array([False, True, False, False]), 0.5)
+    np.testing.assert_allclose(g, [1 + 0.5 * 2, 2, 3 + 0.5 * 4, 4])
+
+
+def test_flat_fields_empty_episodes_and_a_step_both_terminal_and_truncated():
+    one_d = dict(observations=np.array([0.0, 1.0, 2.0]), actions=np.array([0.5, -0.5]), rewards=np.array([1.0, 2.0]),
+                 terminations=np.array([False, True]), truncations=np.array([False, True]))
+    empty = dict(observations=np.zeros((1, 1)), actions=np.zeros((0, 1)), rewards=np.zeros(0),
+                 terminations=np.zeros(0, bool), truncations=np.zeros(0, bool))
+    unfinished = dict(_episode(2, 100), observations=np.array([[100.0], [101.0], [102.0]]), actions=np.array([[0.0], [1.0]]))
+    arr, ep_ret, ep_len = episodes_to_transitions([one_d, empty, unfinished], discount=0.5)
+    assert arr["observations"].shape == (4, 1) and arr["actions"].shape == (4, 1)
+    np.testing.assert_array_equal(arr["observations"][:, 0], [0, 1, 100, 101])
+    np.testing.assert_array_equal(arr["actions"][:, 0], [0.5, -0.5, 0, 1])
+    # terminated and truncated at once is a terminal (no bootstrapping); the empty episode is skipped, not the end
+    np.testing.assert_array_equal(arr["terminals"], [0, 1, 0, 0])
+    np.testing.assert_array_equal(arr["timeouts"], [0, 0, 0, 1])
+    np.testing.assert_array_equal(arr["episode_ids"], [0, 0, 1, 1])
+    np.testing.assert_allclose(ep_ret, [3, 3])
+    np.testing.assert_array_equal(ep_len, [2, 2])
 
 
 def test_misaligned_episode_is_rejected():
@@ -90,6 +114,49 @@ def test_preprocess_normalises_obs_rescales_actions_and_rewards():
     np.testing.assert_allclose(np.asarray(data.returns)[:3], [r[0] + 0.5 * r[1] + 0.25 * r[2], r[1] + 0.5 * r[2], r[2]], rtol=1e-5)
 
 
+@pytest.mark.parametrize("low,high", [(-1.0, 1.0), (-1.0, 2.0), (-2.0, 1.0)])
+def test_action_box_is_mapped_to_unit_box_and_back(low, high):
+    arr, ep_ret, _ = episodes_to_transitions([_episode(3, 0, terminated=True)])
+    arr["actions"] = np.array([[low], [(low + high) / 2], [high]], np.float32)
+    arr["next_actions"] = np.array([[(low + high) / 2], [high], [high]], np.float32)
+    cfg = ml_collections.ConfigDict(dict(normalize_obs=False, obs_norm_eps=1e-3, reward_normalization="none",
+                                         reward_scale=1.0, reward_bias=0.0, discount=0.5))
+    data, pre = preprocess(to_device(arr), _info(arr, ep_ret, low, high), cfg)
+    np.testing.assert_allclose(np.asarray(data.actions)[:, 0], [-1, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(data.next_actions)[:, 0], [0, 1, 1], atol=1e-6)
+    # the policy's actions leave [-1, 1] clipped: never outside the environment's box
+    np.testing.assert_allclose(pre.env_actions(np.array([[-3.0], [0.0], [5.0]])), [[low], [(low + high) / 2], [high]])
+    np.testing.assert_allclose(pre.policy_actions(arr["actions"]), np.asarray(data.actions), atol=1e-6)
+    # normalize_obs=False leaves observations as they are, and evaluation's map with them
+    np.testing.assert_array_equal(np.asarray(data.observations), arr["observations"])
+    np.testing.assert_array_equal(pre.observations(arr["next_observations"]), arr["next_observations"])
+
+
+def test_minmax_rewards_and_returns_restart_at_timeouts():
+    """BRAC+'s reward_normalization='minmax': rewards into [0, 1] over the dataset, then scale and bias; the
+    returns-to-go restart after a timeout as after a terminal."""
+    eps = [_episode(3, 0, truncated=True), _episode(2, 100, terminated=True)]
+    eps[0]["rewards"] = np.array([-1.0, 3.0, 1.0])
+    eps[1]["rewards"] = np.array([2.0, 0.0])
+    arr, ep_ret, _ = episodes_to_transitions(eps, 0.5)
+    cfg = ml_collections.ConfigDict(dict(normalize_obs=True, obs_norm_eps=1e-3, reward_normalization="minmax",
+                                         reward_scale=2.0, reward_bias=-1.0, discount=0.5))
+    data, _ = preprocess(to_device(arr), _info(arr, ep_ret), cfg)
+    r = (np.array([-1.0, 3.0, 1.0, 2.0, 0.0]) + 1.0) / 4.0 * 2.0 - 1.0
+    np.testing.assert_allclose(np.asarray(data.rewards), r, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(data.returns), [r[0] + 0.5 * r[1] + 0.25 * r[2], r[1] + 0.5 * r[2], r[2],
+                                                          r[3] + 0.5 * r[4], r[4]], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("low,high", [(-np.inf, 1.0), (-1.0, np.inf)])
+def test_a_half_unbounded_action_box_is_refused(low, high):
+    arr, ep_ret, _ = episodes_to_transitions([_episode(3, 0, terminated=True)])
+    cfg = ml_collections.ConfigDict(dict(normalize_obs=False, obs_norm_eps=1e-3, reward_normalization="none",
+                                         reward_scale=1.0, reward_bias=0.0, discount=0.5))
+    with pytest.raises(ValueError, match="unbounded action space"):
+        preprocess(to_device(arr), _info(arr, ep_ret, low, high), cfg)
+
+
 def test_scores_and_spread_without_offset():
     lo, hi, conv = reference_scores("mujoco/hopper/medium-v0", None, None)
     assert (lo, hi, conv) == (-20.272305, 3234.3, D4RL_CONVENTION)
@@ -99,6 +166,14 @@ def test_scores_and_spread_without_offset():
     # a spread is scaled, never offset: std 32.545... raw = 1 normalised point
     np.testing.assert_allclose(normalized_spread((hi - lo) / 100, lo, hi), 1.0)
     assert np.isnan(normalized_score(1.0, None, None))
+    # half a reference is none: no score, and metadata with one side falls back to the task's D4RL returns
+    assert np.isnan(normalized_score(1.0, 0.0, None)) and np.isnan(normalized_spread(1.0, None, 10.0))
+    assert reference_scores("mujoco/hopper/medium-v0", 0.0, None) == (lo, hi, D4RL_CONVENTION)
+    assert reference_scores("mujoco/hopper/medium-v0", None, 10.0)[:2] == (lo, hi)
+    assert reference_scores("somebody/else-v0", None, None) == (None, None, "none")
+    # the task of a legacy file name, of a two-part id, and no task for another namespace's
+    assert [d4rl_task_name(n) for n in ("hopper_medium-v2", "Walker2d_medium_replay", "mujoco/hopper",
+                                        "somebody/hopper", "hopper")] == ["hopper", "walker2d", "hopper", None, "hopper"]
 
 
 def test_d4rl_ports_use_d4rl_references_over_their_metadata():

@@ -129,3 +129,29 @@ def test_mix_minari_datasets(tmp_path, monkeypatch):
                         part="head")
     ech, _ = load_minari("test/hopper/ech-v0", download=False)
     np.testing.assert_array_equal(np.asarray(ech.rewards)[70:], 1000.0 + np.arange(30))
+
+
+def test_boundaries_none_all_one_step_and_empty_episodes():
+    base = synthetic_episodes([7, 13, 5, 20, 9, 6])  # 60
+    other = synthetic_episodes([4, 11, 30, 15], offset=1000.0)  # 60
+    assert [mixtures.replaced_count(60, p) for p in (0, 100, 99.9)] == [0, 60, 59]
+    for bad in (-1, 100.5):
+        with pytest.raises(ValueError, match=r"\[0, 100\]"):
+            mixtures.replaced_count(60, bad)
+    # 0% is the base itself, 100% all of the other dataset's head or tail
+    np.testing.assert_array_equal(flat(mixtures.contaminate(base, other, 0), "rewards"), np.arange(60))
+    for part in ("head", "tail"):
+        np.testing.assert_array_equal(flat(mixtures.contaminate(base, other, 100, part), "rewards"), 1000.0 + np.arange(60))
+    # a cut that leaves one transition to the next episode; one-step and empty episodes are kept and skipped
+    two = synthetic_episodes([10, 10])
+    assert [len(e["actions"]) for e in mixtures.take_transitions(two, 11)] == [10, 1]
+    one, five = synthetic_episodes([1, 5], offset=100.0)
+    empty = dict(observations=np.zeros((1, 11), np.float32), actions=np.zeros((0, 3), np.float32),
+                 rewards=np.zeros(0), terminations=np.zeros(0, bool), truncations=np.zeros(0, bool))
+    taken = mixtures.take_transitions([two[0], empty, one, five], 13)
+    assert [len(e["actions"]) for e in taken] == [10, 1, 2]
+    np.testing.assert_array_equal(flat(taken, "rewards"), np.r_[np.arange(10), 100.0, 101.0, 102.0])
+    # the last transitions starting exactly at an episode boundary, or one transition into an episode
+    three = synthetic_episodes([10, 10, 5])
+    assert [len(e["actions"]) for e in mixtures.last_transitions(three, 15)] == [10, 5]
+    assert [len(e["actions"]) for e in mixtures.last_transitions(three, 24)] == [9, 10, 5]

@@ -30,8 +30,9 @@ D4RL_PORT_CONVENTION = "D4RL reference returns (d4rl/infos.py), used for Minari'
 def d4rl_task_name(dataset_id: str) -> Optional[str]:
     """The D4RL task (locomotion env or domain: ``hopper``, ``antmaze``, ``pen``, ``kitchen``...) a Minari
     ``mujoco/<env>/<level>`` or ``D4RL/<domain>/<level>`` id or a D4RL name (``pen-human-v1``) refers to."""
-    parts = dataset_id.lower().replace("_", "-").split("/")
-    candidates = parts if len(parts) > 1 else [dataset_id.lower().split("-")[0]]
+    name = dataset_id.lower().replace("_", "-")  # legacy file names: hopper_medium-v2
+    parts = name.split("/")
+    candidates = parts if len(parts) > 1 else [name.split("-")[0]]
     if len(parts) > 1 and parts[0] not in ("mujoco", "d4rl"):
         return None
     for p in candidates:
