@@ -82,7 +82,7 @@ def test_column_vector_float_flags_and_short_timed_out_episodes(tmp_path):
     obs = np.arange(n, dtype=np.float64)[:, None] * np.ones((1, 11))
     term = np.zeros((n, 1), np.float32)
     tout = np.zeros((n, 1), np.float32)
-    tout[0] = 1  # rows 0 | 1-2 | 3-7: timeout, timeout, terminal
+    tout[1] = 1  # rows 0-1 | 2 | 3-7: timeout, timeout, terminal
     tout[2] = 1
     term[7] = 1
     path = tmp_path / "hopper-medium-v0.hdf5"
@@ -94,8 +94,8 @@ def test_column_vector_float_flags_and_short_timed_out_episodes(tmp_path):
         f["timeouts"] = tout
     data, info = d4rl.load_d4rl(str(path))
     assert data.observations.dtype == np.float32 and data.rewards.shape == (6,)
-    np.testing.assert_array_equal(np.asarray(data.rewards), [1, 3, 4, 5, 6, 7])
-    np.testing.assert_array_equal(np.asarray(data.next_observations)[:, 0], [2, 4, 5, 6, 7, 7])
+    np.testing.assert_array_equal(np.asarray(data.rewards), [0, 3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(np.asarray(data.next_observations)[:, 0], [1, 4, 5, 6, 7, 7])
     np.testing.assert_array_equal(np.asarray(data.terminals), [0, 0, 0, 0, 0, 1])
     np.testing.assert_array_equal(np.asarray(data.timeouts), [1, 0, 0, 0, 0, 0])
     assert list(info.episode_lengths) == [1, 5]
@@ -113,6 +113,11 @@ def test_convert_to_minari(tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.asarray(getattr(data, k)), np.asarray(getattr(direct, k)), err_msg=k)
     assert (info.ref_min_score, info.ref_max_score) == pytest.approx(D4RL_REFERENCE["hopper"])
     assert info.env_id == "Hopper-v5"
+    # the written file itself ends the timed-out and the unfinished episode in a truncation, for other readers
+    from offrl.data.minari_io import open_minari
+
+    eps = list(open_minari("d4rl/hopper/test-v2", download=False).iterate_episodes())
+    assert [(bool(e.terminations[-1]), bool(e.truncations[-1])) for e in eps] == [(True, False), (False, True), (False, True)]
     with pytest.raises(FileExistsError):
         d4rl.d4rl_to_minari(str(path), "d4rl/hopper/test-v2")
 
