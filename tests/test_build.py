@@ -64,6 +64,9 @@ def test_every_level_loads_back(behavior, root):
         assert (info.ref_min_score, info.ref_max_score) == (-20.0, 1000.0), lv
         assert info.env_id == "Hopper-v5"
         assert np.all(np.abs(a["actions"]) <= 1.0)
+        # the build's report: the mean episode return of what was written, and its normalised score
+        assert rep[lv]["mean_return"] == pytest.approx(info.episode_returns.mean(), rel=1e-5), lv
+        assert rep[lv]["normalized_score"] == pytest.approx(100 * (info.episode_returns.mean() + 20) / 1020, rel=1e-5), lv
     # contaminated datasets: exact to the transition; the head of random, the tail of cloned (reference script)
     for src, pct in (("random", 30), ("cloned", 30), ("random", 10)):
         k = int(SIZE * pct / 100)

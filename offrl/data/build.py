@@ -53,6 +53,7 @@ import numpy as np
 from offrl.data import mixtures
 from offrl.data.collect import collect_episodes, uniform_policy
 from offrl.data.minari_io import datasets_root, local_dataset_exists, write_minari
+from offrl.data.scores import normalized_score
 
 BEHAVIOR_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "behavior")
 BASE_LEVELS = ("random", "medium", "expert", "medium-replay", "cloned", "medium-expert")
@@ -505,7 +506,7 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
         info = dict(dataset_id=did, built=True, seconds=time.time() - t, write_s=time.time() - tw,
                     transitions=mixtures.num_transitions(eps), episodes=len(eps), mean_return=float(rets.mean()))
         if ref_max is not None:
-            info["normalized_score"] = float(100 * (rets.mean() - ref_min) / (ref_max - ref_min))
+            info["normalized_score"] = float(normalized_score(rets.mean(), ref_min, ref_max))
         info["disk_bytes"] = _disk_bytes(os.path.join(datasets_root(), did))
         info.update({f"collect_{k}": v for k, v in suite.stats.get(lv, {}).items()})
         report[lv] = info
