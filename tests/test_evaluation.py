@@ -71,6 +71,24 @@ def test_finished_episodes_are_not_stepped_again(monkeypatch):
     assert len(steps) == res.lengths.sum()
 
 
+def test_max_steps_stops_every_episode_after_that_many_steps():
+    rng = np.random.default_rng(3)
+    states = {"w": jnp.asarray(rng.normal(0, 0.3, (2, 11, 3)), jnp.float32), "b": jnp.zeros((2, 3), jnp.float32)}
+    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    full = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 11, pre, workers=1)
+    short = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 11, pre, workers=1, max_steps=4)
+    assert (full.lengths > 4).all() and (short.lengths == 4).all()
+    expected = np.zeros((2, 2))  # the first 4 rewards of each episode
+    for s in range(2):
+        for e in range(2):
+            env = gym.make("Hopper-v5")
+            obs, _ = env.reset(seed=11 + e)
+            for _ in range(4):
+                obs, r, *_ = env.step(np.tanh(obs @ np.asarray(states["w"][s], np.float64)))
+                expected[s, e] += r
+    np.testing.assert_allclose(short.returns, expected, rtol=1e-4)
+
+
 def test_a_failing_worker_names_its_error():
     from offrl.envpool import make_envs
 

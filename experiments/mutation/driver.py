@@ -2,7 +2,8 @@
 mutant checked by the warm test process of server.py. Lines marked '# pragma: no mutate' are skipped (by mutmut).
 
 usage: python driver.py FILE SOCKET OUT.jsonl [N,N,...]      (cwd = the mutation copy; FILE is restored on exit)
-Writes one JSON line per mutant: {"n", "line_number", "line", "mutant", "status": killed|survived, "seconds"}."""
+Writes one JSON line per mutant: {"n", "line_number", "line", "mutant", "status": killed|timeout|survived, "seconds"}
+(timeout: server.py stopped the tests at its time limit; it counts as killed)."""
 import difflib, json, signal, socket, sys, time
 
 from mutmut import Context, list_mutations, mutate
@@ -51,7 +52,7 @@ try:
             rc = ask()
             open(path, "w").write(original)
             rec = dict(n=n, line_number=mid.line_number + 1, line=mid.line.strip(), mutant=(changed[0][1:].strip() if changed else ""),
-                       status="survived" if rc == 0 else "killed", seconds=round(time.time() - t, 1))
+                       status="survived" if rc == 0 else "timeout" if rc == 5 else "killed", seconds=round(time.time() - t, 1))
             f.write(json.dumps(rec) + "\n")
             f.flush()
             eta = (time.time() - t0) / (n + 1) * (len(ids) - n - 1)

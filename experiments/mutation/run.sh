@@ -95,7 +95,8 @@ run_target() {
   for _ in $(seq 900); do grep -q "^ready" "$d/server.log" 2>/dev/null && break; sleep 1; done
   nice -n "${NICE:-19}" $P "$T/driver.py" "${FILE[$name]}" "$d/sock" "$d/mutants.jsonl" > "$d/driver.log" 2>&1
   kill $server
-  echo "$name: $(grep -c killed "$d/mutants.jsonl") killed, $(grep -c survived "$d/mutants.jsonl") survived ($d/mutants.jsonl)"
+  echo "$name: $(grep -c '"killed"' "$d/mutants.jsonl") killed, $(grep -c '"timeout"' "$d/mutants.jsonl") timed out (killed)," \
+       "$(grep -c '"survived"' "$d/mutants.jsonl") survived ($d/mutants.jsonl)"
 }
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(nets plugins bear cql td3bc)
 for t in "${targets[@]}"; do run_target "$t" & done
