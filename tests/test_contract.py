@@ -66,3 +66,43 @@ def test_no_code_probes_algorithm_modules_for_hooks():
                 if f.endswith(".py"):
                     text = open(os.path.join(dirpath, f)).read()
                     assert not probe.search(text), f"{os.path.join(dirpath, f)} probes an algorithm with hasattr/getattr"
+
+
+def test_score_row_by_hand():
+    """The reported row of one grid point: per seed, the mean of the last ``report_last`` evaluations of the
+    final stage; mean and population std over the seeds that neither diverged nor scored non-finite; the
+    normalised std scaled, never offset; the diverged and non-finite seeds listed; extra scores likewise."""
+    import types
+
+    import ml_collections
+    import numpy as np
+
+    from offrl.runner import _summary
+
+    nan = float("nan")
+    c = ml_collections.ConfigDict(dict(algo="td3bc", dataset="d", eval_episodes=10, report_last=2, seed=7, num_seeds=4))
+    info = types.SimpleNamespace(ref_min_score=-100.0, ref_max_score=900.0, score_convention="conv")
+    exp = types.SimpleNamespace(config=c, info=info, algo=types.SimpleNamespace(variant_name=lambda c: "v"))
+    point0 = [1.0, 2.0, 3.0, 4.0]  # grid point 0's members 0-3, never read for point 1
+    evals = [dict(stage="main", raw=point0 + [0.0, 0.0, 0.0, 0.0]),  # older than the last two: not averaged
+             dict(stage="main", raw=point0 + [100.0, 300.0, 10.0, nan]),
+             dict(stage="main", raw=point0 + [200.0, 500.0, nan, 5.0])]
+    diverged = {"6": dict(first_nonfinite_eval=2, first_nonfinite_metric="critic_loss")}
+    extra = {"best": [9.0] * 4 + [50.0, 150.0, 1000.0, 70.0]}
+    row = _summary(exp, evals, {"lr": 1}, slice(4, 8), diverged, extra)
+    np.testing.assert_array_equal(row["per_seed_raw"][:2], [150.0, 400.0])
+    assert np.isnan(row["per_seed_raw"][2:]).all() and row["finite_seeds"] == 2
+    assert row["raw_mean"] == 275.0 and row["raw_std"] == 125.0  # population std of 150 and 400
+    np.testing.assert_allclose(row["per_seed_normalized"][:2], [25.0, 50.0])
+    assert row["normalized_mean"] == pytest.approx(37.5) and row["normalized_std"] == pytest.approx(12.5)
+    assert row["seeds"] == [7, 8, 9, 10] and row["evaluations_averaged"] == 2 and row["hparams"] == {"lr": 1}
+    assert row["diverged"] == [dict(seed=9, first_nonfinite_eval=2, first_nonfinite_metric="critic_loss"),
+                               dict(seed=10, first_nonfinite_eval=None, first_nonfinite_metric=None)]
+    # extra scores: the diverged member is left out even where its value is finite; member 7's is kept
+    best = row["extra_scores"]["best"]
+    assert best["per_seed_raw"] == [50.0, 150.0, 1000.0, 70.0]
+    assert best["raw_mean"] == pytest.approx(90.0) and best["normalized_mean"] == pytest.approx(19.0)
+    # an earlier stage's evaluations never enter the score: after a later stage's, only that stage counts
+    later = _summary(exp, evals + [dict(stage="improve", raw=point0 + [60.0, 80.0, 0.0, 0.0])], {}, slice(4, 8))
+    assert later["evaluations_averaged"] == 1 and later["per_seed_raw"][:2] == [60.0, 80.0]
+    assert later["raw_mean"] == 35.0 and later["finite_seeds"] == 4
