@@ -120,3 +120,7 @@ def test_a_member_with_non_finite_actions_scores_nan_and_leaves_the_others_alone
                      "Hopper-v5", 2, 5, pre, workers=1)
     np.testing.assert_array_equal(res.returns[0], alone.returns[0])  # the finite member is unaffected
     assert np.isnan(res.returns[1]).all() and np.isnan(res.raw[1]) and (res.lengths[1] == 0).all()  # never stepped
+    # every member non-finite at the first step: the loop ends at once, and still nothing scores 0
+    none = evaluate(make_policy_fn(_linear_algo(), None), jax.tree_util.tree_map(lambda x: x[1:], states),
+                    "Hopper-v5", 2, 5, pre, workers=workers)
+    assert np.isnan(none.returns).all() and np.isnan(none.raw).all() and (none.lengths == 0).all()
