@@ -96,6 +96,10 @@ def test_score_row_by_hand():
     np.testing.assert_allclose(row["per_seed_normalized"][:2], [25.0, 50.0])
     assert row["normalized_mean"] == pytest.approx(37.5) and row["normalized_std"] == pytest.approx(12.5)
     assert row["seeds"] == [7, 8, 9, 10] and row["evaluations_averaged"] == 2 and row["hparams"] == {"lr": 1}
+    assert {k: row[k] for k in ("algo", "variant", "dataset", "score_convention", "ref_min_score", "ref_max_score",
+                                "episodes_per_evaluation")} == dict(algo="td3bc", variant="v", dataset="d",
+                                                                    score_convention="conv", ref_min_score=-100.0,
+                                                                    ref_max_score=900.0, episodes_per_evaluation=10)
     assert row["diverged"] == [dict(seed=9, first_nonfinite_eval=2, first_nonfinite_metric="critic_loss"),
                                dict(seed=10, first_nonfinite_eval=None, first_nonfinite_metric=None)]
     # extra scores: the diverged member is left out even where its value is finite; member 7's is kept
@@ -106,3 +110,28 @@ def test_score_row_by_hand():
     later = _summary(exp, evals + [dict(stage="improve", raw=point0 + [60.0, 80.0, 0.0, 0.0])], {}, slice(4, 8))
     assert later["evaluations_averaged"] == 1 and later["per_seed_raw"][:2] == [60.0, 80.0]
     assert later["raw_mean"] == 35.0 and later["finite_seeds"] == 4
+
+
+def test_score_row_without_a_reference_or_without_a_finite_seed():
+    import types
+
+    import ml_collections
+    import numpy as np
+
+    from offrl.runner import _nonfinite, _summary
+
+    c = ml_collections.ConfigDict(dict(algo="bc", dataset="d", eval_episodes=1, report_last=1, seed=0, num_seeds=2))
+    algo = types.SimpleNamespace(variant_name=lambda c: "v")
+    no_ref = types.SimpleNamespace(config=c, algo=algo, info=types.SimpleNamespace(
+        ref_min_score=None, ref_max_score=None, score_convention="none"))
+    row = _summary(no_ref, [dict(stage="main", raw=[1.0, 3.0])], {}, slice(0, 2), None, {"x": [2.0, 4.0]})
+    assert row["raw_mean"] == 2.0 and row["normalized_mean"] is None and row["normalized_std"] is None
+    assert row["per_seed_normalized"] == [None, None] and row["extra_scores"]["x"]["per_seed_normalized"] == [None, None]
+    with_ref = types.SimpleNamespace(config=c, algo=algo, info=types.SimpleNamespace(
+        ref_min_score=0.0, ref_max_score=10.0, score_convention="c"))
+    dead = _summary(with_ref, [dict(stage="main", raw=[float("nan"), float("inf")])], {}, slice(0, 2))
+    assert dead["finite_seeds"] == 0 and dead["raw_mean"] is None and dead["normalized_mean"] is None
+    assert dead["normalized_std"] is None and len(dead["diverged"]) == 2
+    # which members hold a non-finite entry, over every axis after the first
+    np.testing.assert_array_equal(_nonfinite([[1.0, float("nan")], [1.0, 2.0], [float("-inf"), 0.0]]), [True, False, True])
+    np.testing.assert_array_equal(_nonfinite(np.array([[[0.0], [1.0]], [[2.0], [float("nan")]]])), [False, True])
