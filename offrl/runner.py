@@ -360,11 +360,11 @@ def extra_note(rows: list[dict]) -> str:
 def timing_line(t: dict) -> str:
     """The run's last line: where its wall time went (``summary['timing']``)."""
     share = lambda x: f"{100 * x / max(t['wall_s'], 1e-9):.0f}%"  # noqa: E731
-    hidden = f", {t['evaluation_during_training_s']:.0f}s of it while training ran (config.eval_overlap)" \
-        if t["evaluation_during_training_s"] else ""
-    cache = (f"{t['programs_from_cache']} of {t['programs']} programs loaded from the compile cache {t['compile_cache']}"
-             + (f", {t['compile_seconds_saved']:.0f}s of compiling saved" if t["programs_from_cache"] else "")) \
-        if t["compile_cache"] else "no compile cache"
+    hidden = (f", {t['evaluation_during_training_s']:.0f}s of it while training ran (config.eval_overlap)"
+              if t["evaluation_during_training_s"] else "")
+    cache = ((f"{t['programs_from_cache']} of {t['programs']} programs loaded from the compile cache {t['compile_cache']}"
+              + (f", {t['compile_seconds_saved']:.0f}s of compiling saved" if t["programs_from_cache"] else ""))
+             if t["compile_cache"] else "no compile cache")
     return (f"wall time {t['wall_s']:.0f}s: data {t['data_s']:.0f}s ({share(t['data_s'])}), training {t['training_s']:.0f}s "
             f"waited for ({share(t['training_s'])}, compilation included), evaluation {t['evaluation_s']:.0f}s "
             f"({share(t['evaluation_s'])}{hidden}); compilation {t['compilation_s']:.0f}s ({cache})")
