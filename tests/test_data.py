@@ -187,3 +187,35 @@ def test_d4rl_ports_use_d4rl_references_over_their_metadata():
     assert reference_scores("somebody/pen/expert-v0", 1.0, 2.0)[:2] == (1.0, 2.0)
     assert [d4rl_task_name(n) for n in ("pen-human-v1", "antmaze-umaze-diverse-v2", "kitchen-complete-v0",
                                         "offrl/hopper/medium-v0")] == ["pen", "antmaze", "kitchen", None]
+
+
+def test_a_remote_minari_dataset_is_downloaded_once_then_read_from_disk(tmp_path, monkeypatch):
+    """The online path, with Minari's download replaced by a writer of the same dataset into the data root
+    (nothing can be fetched here): a Minari id not on disk is downloaded and loaded, then read from disk; an
+    offrl suite id is never sent to Minari's server."""
+    import minari
+
+    from offrl.data import DatasetNotFoundError, load_dataset
+    from offrl.data.minari_io import open_minari, write_minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    episodes = []
+    for i, t in enumerate((4, 6)):
+        episodes.append(dict(observations=np.full((t + 1, 11), i, np.float32), actions=np.zeros((t, 3), np.float32),
+                             rewards=np.full(t, 10.0 * (i + 1)), terminations=np.eye(t, dtype=bool)[-1],
+                             truncations=np.zeros(t, bool)))
+    fetched = []
+
+    def download_dataset(dataset_id, *args, **kwargs):
+        fetched.append(dataset_id)
+        write_minari(dataset_id, episodes, "Hopper-v5", description="as downloaded")
+
+    monkeypatch.setattr(minari, "download_dataset", download_dataset)
+    for _ in range(2):
+        data, info = load_dataset("mujoco/hopper/simple-v0")
+        assert data.size == 10 and list(info.episode_returns) == [40.0, 120.0] and info.env_id == "Hopper-v5"
+        assert (info.ref_min_score, info.ref_max_score) == (-20.272305, 3234.3)  # D4RL's, found from the task
+    assert fetched == ["mujoco/hopper/simple-v0"]
+    with pytest.raises(DatasetNotFoundError, match="built locally, not downloaded"):
+        open_minari("offrl/nothing/here-v0", download=True)
+    assert fetched == ["mujoco/hopper/simple-v0"]
