@@ -94,6 +94,12 @@ def test_sample_records_the_dataset_row_of_every_batch_row():
     np.testing.assert_array_equal(np.asarray(again.observations), np.asarray(batch.observations)[np.asarray(again.index)])
 
 
+def _cfg(**kw):
+    """The preprocessing keys of a config: no normalisation unless asked."""
+    return ml_collections.ConfigDict(dict(dict(normalize_obs=False, obs_norm_eps=1e-3, reward_normalization="none",
+                                               reward_scale=1.0, reward_bias=0.0, discount=0.5), **kw))
+
+
 def _info(arr, ep_ret, low=-2.0, high=2.0):
     return DatasetInfo("x", "Hopper-v5", 2, 1, np.array([low], np.float32), np.array([high], np.float32),
                        ep_ret, np.ones_like(ep_ret), None, None)
@@ -101,8 +107,7 @@ def _info(arr, ep_ret, low=-2.0, high=2.0):
 
 def test_preprocess_normalises_obs_rescales_actions_and_rewards():
     arr, ep_ret, _ = episodes_to_transitions([_episode(3, 0, terminated=True), _episode(2, 100, truncated=True)], 0.5)
-    cfg = ml_collections.ConfigDict(dict(normalize_obs=True, obs_norm_eps=1e-3, reward_normalization="traj_return",
-                                         reward_scale=2.0, reward_bias=-1.0, discount=0.5))
+    cfg = _cfg(normalize_obs=True, reward_normalization="traj_return", reward_scale=2.0, reward_bias=-1.0)
     arr["actions"] = np.array([[-2.0], [0.0], [2.0], [1.0], [-1.0]], np.float32)
     data, pre = preprocess(to_device(arr), _info(arr, ep_ret), cfg)
     obs = arr["observations"]
@@ -119,9 +124,7 @@ def test_action_box_is_mapped_to_unit_box_and_back(low, high):
     arr, ep_ret, _ = episodes_to_transitions([_episode(3, 0, terminated=True)])
     arr["actions"] = np.array([[low], [(low + high) / 2], [high]], np.float32)
     arr["next_actions"] = np.array([[(low + high) / 2], [high], [high]], np.float32)
-    cfg = ml_collections.ConfigDict(dict(normalize_obs=False, obs_norm_eps=1e-3, reward_normalization="none",
-                                         reward_scale=1.0, reward_bias=0.0, discount=0.5))
-    data, pre = preprocess(to_device(arr), _info(arr, ep_ret, low, high), cfg)
+    data, pre = preprocess(to_device(arr), _info(arr, ep_ret, low, high), _cfg())
     np.testing.assert_allclose(np.asarray(data.actions)[:, 0], [-1, 0, 1], atol=1e-6)
     np.testing.assert_allclose(np.asarray(data.next_actions)[:, 0], [0, 1, 1], atol=1e-6)
     # the policy's actions leave [-1, 1] clipped: never outside the environment's box
@@ -139,8 +142,7 @@ def test_minmax_rewards_and_returns_restart_at_timeouts():
     eps[0]["rewards"] = np.array([-1.0, 3.0, 1.0])
     eps[1]["rewards"] = np.array([2.0, 0.0])
     arr, ep_ret, _ = episodes_to_transitions(eps, 0.5)
-    cfg = ml_collections.ConfigDict(dict(normalize_obs=True, obs_norm_eps=1e-3, reward_normalization="minmax",
-                                         reward_scale=2.0, reward_bias=-1.0, discount=0.5))
+    cfg = _cfg(normalize_obs=True, reward_normalization="minmax", reward_scale=2.0, reward_bias=-1.0)
     data, _ = preprocess(to_device(arr), _info(arr, ep_ret), cfg)
     r = (np.array([-1.0, 3.0, 1.0, 2.0, 0.0]) + 1.0) / 4.0 * 2.0 - 1.0
     np.testing.assert_allclose(np.asarray(data.rewards), r, rtol=1e-6)
@@ -151,10 +153,8 @@ def test_minmax_rewards_and_returns_restart_at_timeouts():
 @pytest.mark.parametrize("low,high", [(-np.inf, 1.0), (-1.0, np.inf)])
 def test_a_half_unbounded_action_box_is_refused(low, high):
     arr, ep_ret, _ = episodes_to_transitions([_episode(3, 0, terminated=True)])
-    cfg = ml_collections.ConfigDict(dict(normalize_obs=False, obs_norm_eps=1e-3, reward_normalization="none",
-                                         reward_scale=1.0, reward_bias=0.0, discount=0.5))
     with pytest.raises(ValueError, match="unbounded action space"):
-        preprocess(to_device(arr), _info(arr, ep_ret, low, high), cfg)
+        preprocess(to_device(arr), _info(arr, ep_ret, low, high), _cfg())
 
 
 def test_scores_and_spread_without_offset():

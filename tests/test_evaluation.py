@@ -13,6 +13,9 @@ from offrl.data.preprocess import Preprocessing
 from offrl.evaluation import evaluate, make_policy_fn
 
 
+IDENTITY = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+
+
 def _linear_algo():
     def act(state, obs, key, config, deterministic=True):
         return jnp.tanh(obs @ state["w"] + state["b"])
@@ -65,7 +68,7 @@ def test_finished_episodes_are_not_stepped_again(monkeypatch):
     monkeypatch.setattr(gym, "make", lambda env: Counting(make(env)))
     rng = np.random.default_rng(1)
     states = {"w": jnp.asarray(rng.normal(0, 1.0, (3, 11, 3)), jnp.float32), "b": jnp.zeros((3, 3), jnp.float32)}
-    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    pre = IDENTITY
     res = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 7, pre, workers=1)
     assert len(set(res.lengths.ravel().tolist())) > 1  # episodes of different lengths: some envs wait for others
     assert len(steps) == res.lengths.sum()
@@ -74,7 +77,7 @@ def test_finished_episodes_are_not_stepped_again(monkeypatch):
 def test_max_steps_stops_every_episode_after_that_many_steps():
     rng = np.random.default_rng(3)
     states = {"w": jnp.asarray(rng.normal(0, 0.3, (2, 11, 3)), jnp.float32), "b": jnp.zeros((2, 3), jnp.float32)}
-    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    pre = IDENTITY
     full = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 11, pre, workers=1)
     short = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 11, pre, workers=1, max_steps=4)
     assert (full.lengths > 4).all() and (short.lengths == 4).all()
@@ -114,7 +117,7 @@ def test_a_member_with_non_finite_actions_scores_nan_and_leaves_the_others_alone
     rng = np.random.default_rng(2)
     w = rng.normal(0, 0.3, (2, 11, 3))
     states = {"w": jnp.asarray(w, jnp.float32), "b": jnp.asarray([[0.0] * 3, [np.nan] * 3], jnp.float32)}
-    pre = Preprocessing(np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32), np.ones(3, np.float32))
+    pre = IDENTITY
     res = evaluate(make_policy_fn(_linear_algo(), None), states, "Hopper-v5", 2, 5, pre, workers=workers)
     alone = evaluate(make_policy_fn(_linear_algo(), None), jax.tree_util.tree_map(lambda x: x[:1], states),
                      "Hopper-v5", 2, 5, pre, workers=1)
