@@ -79,17 +79,30 @@ def test_temperature_step_moves_toward_the_target_entropy(entropy, direction):
     assert float(temp.apply_fn(temp.params)) == 0.5
     new = common.entropy_temperature_update(temp, jnp.asarray(entropy), 3)
     assert float(new.params["value"]) == pytest.approx(0.5 + direction * 0.1, abs=1e-6)
+    # the gradient is the gap itself (entropy + |A|), not only its sign: a second step tells them apart
+    after = common.entropy_temperature_update(new, jnp.asarray(entropy + direction * 1.5), 3)
+    gaps = [np.array([entropy + 3.0]), np.array([entropy + direction * 1.5 + 3.0])]
+    assert float(after.params["value"]) == pytest.approx(numpy_adam(gaps, 0.1, np.array([0.5]))[1][0], abs=1e-6)
 
 
 def test_clipped_gaussian_act():
-    mean, log_std = jnp.array([[2.0, -0.3, 0.1]]), jnp.log(jnp.array([[0.5, 0.5, 3.0]]))
+    mean, log_std = jnp.array([[2.0, -0.3, -1.7]]), jnp.log(jnp.array([[0.5, 0.5, 0.1]]))
     actor = TrainState.create(apply_fn=lambda params, obs: (mean + params["b"], log_std), params={"b": jnp.zeros(3)},
                               tx=optax.sgd(0.0))
     obs, key = jnp.zeros((1, 4)), jax.random.PRNGKey(3)
-    np.testing.assert_allclose(np.asarray(common.clipped_gaussian_act(actor, obs, key, True)), [[1.0, -0.3, 0.1]])
+    np.testing.assert_allclose(np.asarray(common.clipped_gaussian_act(actor, obs, key, True)), [[1.0, -0.3, -1.0]])
     sampled = np.asarray(common.clipped_gaussian_act(actor, obs, key, False))
     np.testing.assert_allclose(sampled, np.clip(np.asarray(nets.gaussian_sample(key, mean, log_std)), -1, 1))
-    assert not np.allclose(sampled, [[1.0, -0.3, 0.1]])
+    assert sampled[0, 2] == -1.0 and sampled[0, 1] != -0.3
+
+
+def test_make_state_initialises_the_module_with_its_optimiser():
+    module = nets.MLP((4,), output_dim=2)
+    state = common.make_state(jax.random.PRNGKey(0), module, (jnp.zeros((1, 3)),), optax.sgd(1.0))
+    direct = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+    for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(direct)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert state.apply_fn(state.params, jnp.ones((5, 3))).shape == (5, 2) and int(state.step) == 0
 
 
 def test_every_and_select():
