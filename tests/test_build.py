@@ -318,3 +318,34 @@ def test_sac_resume_without_the_buffer_refills_it_first(tmp_path):
     # steps 200..250 only refill the buffer (no update); at 300 it holds `warmup` rows and updates resume
     jax.tree_util.tree_map(np.testing.assert_array_equal, before, at250)
     assert not np.array_equal(at250["Dense_0"]["kernel"], at300["Dense_0"]["kernel"])
+
+
+def test_collected_episodes_replay_step_for_step_in_the_environment():
+    """collect_episodes records what the environment did: replaying each episode's actions from its reset seed
+    gives the same observations, rewards and ends; only an episode's last step ends it; the budget is exact and
+    cuts the final episode; the same seed collects the same episodes."""
+    import gymnasium as gym
+
+    from offrl.data.collect import collect_episodes, uniform_policy
+
+    env = gym.make("Hopper-v5")
+    eps = collect_episodes("Hopper-v5", uniform_policy(env.action_space), 150, seed=5)
+    assert sum(len(ep["actions"]) for ep in eps) == 150 and len(eps) > 2
+    for i, ep in enumerate(eps):
+        assert ep["seed"] == 5 + i
+        obs, _ = env.reset(seed=ep["seed"])
+        np.testing.assert_allclose(ep["observations"][0], obs, rtol=1e-6)
+        for t, action in enumerate(ep["actions"]):
+            assert np.all(np.abs(action) <= 1.0)
+            obs, reward, term, trunc, _ = env.step(action)
+            np.testing.assert_allclose(ep["observations"][t + 1], obs, rtol=1e-5, atol=1e-6)
+            assert ep["rewards"][t] == pytest.approx(reward) and ep["terminations"][t] == term
+            assert ep["truncations"][t] == trunc
+        assert not (ep["terminations"][:-1].any() or ep["truncations"][:-1].any())
+        if i < len(eps) - 1:
+            assert ep["terminations"][-1] or ep["truncations"][-1]
+    assert not eps[-1]["terminations"][-1]  # with seed 5 the budget cuts the last episode before it falls
+    again = collect_episodes("Hopper-v5", uniform_policy(env.action_space), 150, seed=5)
+    for a, b in zip(eps, again):
+        for k in ("observations", "actions", "rewards"):
+            np.testing.assert_array_equal(a[k], b[k])

@@ -3,7 +3,7 @@
 #
 #   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
 #        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc brac itrpo bracplus arq diffusion
-#                   dataset preprocess scores d4rl mixtures (the data pipeline) evaluation runner (the score row) common (algos/common.py)
+#                   dataset preprocess scores d4rl mixtures collect (the data pipeline) evaluation runner (the score row) common (algos/common.py)
 #        (default: the first five, in parallel);
 #        ':FUNC,...' mutates only those functions of the target's file (e.g. onestep:exp_weight_loss,stable_action)
 #
@@ -24,14 +24,14 @@ T=$ROOT/experiments/mutation
 declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/algos/bear.py [cql]=offrl/algos/cql.py [td3bc]=offrl/algos/td3bc.py
  [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py
  [brac]=offrl/algos/brac.py [itrpo]=offrl/algos/itrpo.py [bracplus]=offrl/algos/bracplus.py [arq]=offrl/algos/arq.py [diffusion]=offrl/diffusion.py
- [dataset]=offrl/data/dataset.py [preprocess]=offrl/data/preprocess.py [scores]=offrl/data/scores.py [d4rl]=offrl/data/d4rl.py [mixtures]=offrl/data/mixtures.py
+ [dataset]=offrl/data/dataset.py [preprocess]=offrl/data/preprocess.py [scores]=offrl/data/scores.py [d4rl]=offrl/data/d4rl.py [mixtures]=offrl/data/mixtures.py [collect]=offrl/data/collect.py
  [evaluation]=offrl/evaluation.py [runner]=offrl/runner.py [common]=offrl/algos/common.py)
 declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc
  [bppo]=offrl.algos.bppo [bppo_hooks]=offrl.algos.bppo [onestep]=offrl.algos.onestep [iql]=offrl.algos.iql [bc]=offrl.algos.bc
  [brac]=offrl.algos.brac,offrl.algos.itrpo [itrpo]=offrl.algos.itrpo [bracplus]=offrl.algos.bracplus [arq]=offrl.algos.arq
  [diffusion]=offrl.diffusion,offrl.algos.arq
  [dataset]=offrl.data.dataset,offrl.data.preprocess,offrl.data.minari_io,offrl.data.d4rl,offrl.data,offrl.algos.bc [preprocess]=offrl.data.preprocess,offrl.data
- [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures [evaluation]=offrl.evaluation [runner]=offrl.runner [common]=offrl.algos.common)  # after the first: modules reloaded after it (server.py)
+ [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures [collect]=offrl.data.collect [evaluation]=offrl.evaluation [runner]=offrl.runner [common]=offrl.algos.common)  # after the first: modules reloaded after it (server.py)
 declare -A FUNCS=(
  [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
@@ -53,6 +53,7 @@ declare -A FUNCS=(
  [scores]=d4rl_task_name,reference_scores,normalized_score,normalized_spread
  [d4rl]=task_from_path,read_d4rl,d4rl_episodes,load_d4rl
  [mixtures]=num_transitions,_cut,take_transitions,last_transitions,replaced_count,part_taken,contaminate,concatenate
+ [collect]=uniform_policy,collect_episodes
  [evaluation]=evaluate,_next_keys
  [runner]=_plan,scored_evals,_nonfinite,_stats,_summary
  [common]=adam,_is_hyperparam,learning_rate_of,reset_optimizer,make_state,_scalar_value,log_scalar,entropy_temperature_update,clipped_gaussian_act,every,select
@@ -77,6 +78,7 @@ declare -A TESTS=(
  [scores]='tests/test_data.py tests/test_d4rl.py'
  [d4rl]='tests/test_d4rl.py'
  [mixtures]='tests/test_mixtures.py'
+ [collect]='tests/test_build.py::test_collected_episodes_replay_step_for_step_in_the_environment'
  [evaluation]='tests/test_evaluation.py'
  [runner]='tests/test_contract.py'
  [common]='tests/test_common.py'
