@@ -61,6 +61,11 @@ operand, the dataset, once per update whatever the seed count, and the differenc
 with ``--bandwidth`` (GB/s of the device's memory), the time the seeds' traffic (seeds x MB per added
 seed) takes at that bandwidth: for the question of why many seeds cost more than one on a GPU. The
 counts follow the compiled program's fusions, so the same flag on a GPU gives the GPU's own.
+Beside XLA's figure, a second count from the compiled program's text (``instruction_mb``): the bytes
+of every top-level instruction of one update (the scanned body; a nested loop's body once, a
+``conditional`` at its costlier branch), its operands and its output, i.e. what each kernel reads
+and writes if nothing stays in cache: an independent check of XLA's figure (on the CPU the two agree
+within 3%).
 
 ``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
 for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
@@ -75,6 +80,7 @@ import glob
 import importlib
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -472,6 +478,56 @@ def bench_config(name: str, data, seeds: list[int], out: list):
     return cfg, algo
 
 
+_SHAPE = re.compile(r"\b(pred|[subf]\d+)\[([0-9,]*)\]")
+
+
+def _shape_bytes(text: str) -> int:
+    """Bytes of every array shape written in ``text`` (an HLO instruction: its output and operands)."""
+    total = 0
+    for dtype, dims in _SHAPE.findall(text):
+        size = 1 if dtype == "pred" else max(int(dtype[1:]) // 8, 1)
+        total += size * int(np.prod([int(d) for d in dims.split(",") if d]))
+    return total
+
+
+def instruction_mb(hlo: str) -> float:
+    """MB one update's top-level instructions read and write (module docstring, ``--traffic``): the
+    compiled chunk's last ``while`` in ENTRY is the scan over updates, its body is one update."""
+    comps, cur = {}, None
+    for line in hlo.split("\n"):
+        head = re.match(r"^(ENTRY )?%?([\w.\-]+) .*\{$", line)
+        if head:
+            cur = comps.setdefault("ENTRY" if head.group(1) else head.group(2), [])
+        elif cur is not None:
+            cur.append(line)
+
+    def body_bytes(name: str) -> int:
+        total, shapes = 0, {}  # the printed program names its operands without their shapes: look them up
+        for line in comps[name]:
+            if " = " in line:
+                lhs, rhs = line.split(" = ", 1)
+                shapes[lhs.split()[-1]] = re.split(r"\s[a-z\-]+\(", rhs, maxsplit=1)[0]
+        for line in comps[name]:
+            rhs = line.split(" = ", 1)[1].split(", metadata=")[0] if " = " in line else ""
+            op = re.search(r"\s([a-z\-]+)\(([^)]*)\)", rhs)
+            op, operands = (op.group(1), op.group(2)) if op else ("", "")
+            if op in ("", "parameter", "get-tuple-element", "tuple", "constant", "bitcast"):
+                continue
+            if op == "while":
+                total += body_bytes(re.search(r"body=%?([\w.\-]+)", rhs).group(1))
+            elif op == "conditional":
+                branches = re.findall(r"%([\w.\-]+)", rhs.split("branch_computations=")[-1]) if "branch_computations" in rhs \
+                    else re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", rhs)
+                total += max(body_bytes(b) for b in branches)
+            else:
+                total += _shape_bytes(shapes[line.split(" = ", 1)[0].split()[-1]])
+                total += sum(_shape_bytes(shapes.get(o.strip(), "")) for o in operands.split(","))
+        return total
+
+    scan = [line for line in comps["ENTRY"] if " while(" in line][-1]
+    return body_bytes(re.search(r"body=%?([\w.\-]+)", scan).group(1)) / 1e6
+
+
 def bench_traffic(name: str, data, seeds: list[int]) -> None:
     """--traffic: XLA's cost analysis of each stage's compiled chunk at each seed count (module docstring)."""
     _, _, _, init, run, stages = config_stages(name, data)
@@ -480,13 +536,18 @@ def bench_traffic(name: str, data, seeds: list[int]) -> None:
         for n in seeds:
             carry = init(seed_keys(0, n))
             carry = carry._replace(state=prepare(carry.state))
-            cost = run.lower(carry, data, st.name, 0, FLAGS.chunk).compile().cost_analysis()
+            compiled = run.lower(carry, data, st.name, 0, FLAGS.chunk).compile()
+            cost = compiled.cost_analysis()
             cost = (cost[0] if isinstance(cost, list) else cost) or {}
             flop, mb = cost.get("flops", float("nan")) / 1e9, cost.get("bytes accessed", float("nan")) / 1e6
-            first = first or (n, mb)
+            ins = instruction_mb(compiled.as_text())
+            first = first or (n, mb, ins)
             per_seed = (mb - first[1]) / (n - first[0]) if n != first[0] else float("nan")
-            floor = f"{1e3 * per_seed * n / FLAGS.bandwidth:.1f}" if FLAGS.bandwidth and n != first[0] else ""
-            print(f"| {name} | {st.name} | {n} | {flop:.3f} | {mb:.1f} | {per_seed:.1f} | {floor} |", flush=True)
+            ins_seed = (ins - first[2]) / (n - first[0]) if n != first[0] else float("nan")
+            floor = "" if not FLAGS.bandwidth or n == first[0] else \
+                f"{1e3 * per_seed * n / FLAGS.bandwidth:.1f} / {1e3 * ins_seed * n / FLAGS.bandwidth:.1f}"
+            print(f"| {name} | {st.name} | {n} | {flop:.3f} | {mb:.1f} | {per_seed:.1f} | {ins:.1f} | {ins_seed:.1f} "
+                  f"| {floor} |", flush=True)
 
 
 def bench_support(name: str, data, seeds: list[int]):
@@ -682,8 +743,10 @@ def main(_):
                   "| evaluations per run | evaluation per run (s) |")
             print("|---|---|---|---|---|---|---|---|", flush=True)
         elif FLAGS.traffic:
-            print("| config | stage | seeds | GFLOP/update | MB accessed/update | MB per added seed | seeds x that, µs at --bandwidth |")
-            print("|---|---|---|---|---|---|---|", flush=True)
+            print("| config | stage | seeds | GFLOP/update | MB accessed/update (XLA) | MB per added seed (XLA) "
+                  "| MB/update by instruction | MB per added seed by instruction "
+                  "| seeds x MB per added seed, µs at --bandwidth (XLA / by instruction) |")
+            print("|---|---|---|---|---|---|---|---|---|", flush=True)
         elif not FLAGS.sampler:
             print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
                   "| share of matmul | vs minimal TD3+BC |")

@@ -275,3 +275,35 @@ def test_bench_counts_the_flops_of_the_branch_each_step_takes(td3bc_setup):
     assert "td3bc" in bench.config_names("all") and "default" not in bench.config_names("all")
     with pytest.raises(ValueError, match="no config file configs/nope.py"):
         bench.load_config("nope")
+
+
+def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
+    """bench.instruction_mb: the scanned body's kernels, operands and output (x * 2 + y on 1000 floats: 3 x 4000
+    bytes, plus the loop counter's 3 x 4), and a conditional at its costlier branch, not both."""
+    import sys
+
+    import jax.numpy as jnp
+    from jax import lax
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    def count(body, *args):
+        run = jax.jit(lambda c, *a: lax.scan(lambda c, i: (body(c, i, *a), None), c, jnp.arange(4))[0])
+        return bench.instruction_mb(run.lower(jnp.ones(1000), *args).compile().as_text()) * 1e6
+
+    assert count(lambda c, i, y: c * 2.0 + y, jnp.ones(1000)) == pytest.approx(12012)
+    big = jnp.ones((20, 1000))
+
+    def costly(c, big):
+        return c + jnp.sin(big * c).sum(0)  # reads and writes 20 x 1000 floats
+
+    def cheaper(c, big):
+        return c + jnp.cos(big[:5] * c).sum(0)  # writes a quarter of that (its fusion still reads all of big)
+
+    alone = count(lambda c, i, big: costly(c, big), big), count(lambda c, i, big: cheaper(c, big), big)
+    either = [count(lambda c, i, big: lax.cond(i % 2 == 0, *fs, c, big), big)
+              for fs in ((costly, cheaper), (cheaper, costly))]
+    assert alone[0] > 250_000 and 100_000 < alone[1] < 200_000
+    # the costlier branch whichever it is, not the sum (the conditional adds a copy of its 1000-float result)
+    assert either[0] == either[1] and alone[0] <= either[0] < alone[0] + alone[1] / 2
