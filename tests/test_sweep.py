@@ -38,6 +38,7 @@ def test_members_are_point_major_with_the_seeds_inside():
     ("agent.nope=1", "names 'agent.nope', which is not a config key"),
     ("agent.policy_freq=1,2", "cannot sweep 'agent.policy_freq' in one program"),
     ("agent.alpha=a,b", "values for 'agent.alpha' must be numbers, got 'a,b'"),
+    ("agent.alpha=1=2", "values for 'agent.alpha' must be numbers, got '1=2'"),
     ("agent.alpha=", "lists no values for 'agent.alpha'"),
     ("agent.alpha=1 agent.alpha=2", "names 'agent.alpha' twice"),
 ])
