@@ -135,3 +135,26 @@ def test_score_row_without_a_reference_or_without_a_finite_seed():
     # which members hold a non-finite entry, over every axis after the first
     np.testing.assert_array_equal(_nonfinite([[1.0, float("nan")], [1.0, 2.0], [float("-inf"), 0.0]]), [True, False, True])
     np.testing.assert_array_equal(_nonfinite(np.array([[[0.0], [1.0]], [[2.0], [float("nan")]]])), [False, True])
+
+
+def test_results_table_and_diverged_lines_by_hand():
+    """results.md's table row of a score row: variant, dataset, label, seeds (finite/all), normalised and raw
+    mean ± std, every seed's normalised score; the diverged lines name the point, seed and first non-finite."""
+    from offrl.logger import diverged_note, finite_mean, score_table
+
+    row = dict(algo="td3bc", variant="td3bc+", dataset="d", hparams={"agent.alpha": 2.5}, normalized_mean=37.5,
+               normalized_std=12.5, raw_mean=275.0, raw_std=125.0, per_seed_normalized=[25.0, 50.0, None],
+               finite_seeds=2, diverged=[dict(seed=9, first_nonfinite_eval=2000,
+                                              first_nonfinite_metric=dict(metric="train/critic_loss", global_step=1500)),
+                                         dict(seed=10, first_nonfinite_eval=None, first_nonfinite_metric=None)])
+    no_ref = dict(algo="bc", dataset="e", normalized_mean=None, normalized_std=None, raw_mean=None, raw_std=None,
+                  per_seed_normalized=[None])
+    lines = score_table([row, no_ref]).splitlines()
+    assert lines[2] == "| td3bc+ | d | alpha=2.5 | 2/3 finite | 37.5 ± 12.5 | 275.0 ± 125.0 | 25.0, 50.0, nan |"
+    assert lines[3] == "| bc | e | - | 1 | n/a | n/a | nan |"
+    assert diverged_note([row, no_ref]).strip().splitlines() == [
+        "- diverged: alpha=2.5, seed 9: first non-finite training metric train/critic_loss at update 1500; "
+        "first non-finite evaluation at update 2000 (left out of the statistics)",
+        "- diverged: alpha=2.5, seed 10: non-finite score (left out of the statistics)"]
+    assert diverged_note([no_ref]) == ""
+    assert finite_mean([1.0, float("nan"), 3.0, float("inf")]) == 2.0 and finite_mean([float("nan")]) is None

@@ -3,7 +3,7 @@
 #
 #   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
 #        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc brac itrpo bracplus arq diffusion
-#                   dataset preprocess scores d4rl mixtures collect (the data pipeline) evaluation runner (the score row) common (algos/common.py) sweep
+#                   dataset preprocess scores d4rl mixtures collect (the data pipeline) evaluation runner (the score row) common (algos/common.py) sweep logger (results.md)
 #        (default: the first five, in parallel);
 #        ':FUNC,...' mutates only those functions of the target's file (e.g. onestep:exp_weight_loss,stable_action)
 #
@@ -25,13 +25,13 @@ declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/al
  [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py
  [brac]=offrl/algos/brac.py [itrpo]=offrl/algos/itrpo.py [bracplus]=offrl/algos/bracplus.py [arq]=offrl/algos/arq.py [diffusion]=offrl/diffusion.py
  [dataset]=offrl/data/dataset.py [preprocess]=offrl/data/preprocess.py [scores]=offrl/data/scores.py [d4rl]=offrl/data/d4rl.py [mixtures]=offrl/data/mixtures.py [collect]=offrl/data/collect.py
- [evaluation]=offrl/evaluation.py [runner]=offrl/runner.py [common]=offrl/algos/common.py [sweep]=offrl/sweep.py)
+ [evaluation]=offrl/evaluation.py [runner]=offrl/runner.py [common]=offrl/algos/common.py [sweep]=offrl/sweep.py [logger]=offrl/logger.py)
 declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bear [cql]=offrl.algos.cql [td3bc]=offrl.algos.td3bc
  [bppo]=offrl.algos.bppo [bppo_hooks]=offrl.algos.bppo [onestep]=offrl.algos.onestep [iql]=offrl.algos.iql [bc]=offrl.algos.bc
  [brac]=offrl.algos.brac,offrl.algos.itrpo [itrpo]=offrl.algos.itrpo [bracplus]=offrl.algos.bracplus [arq]=offrl.algos.arq
  [diffusion]=offrl.diffusion,offrl.algos.arq
  [dataset]=offrl.data.dataset,offrl.data.preprocess,offrl.data.minari_io,offrl.data.d4rl,offrl.data,offrl.algos.bc [preprocess]=offrl.data.preprocess,offrl.data
- [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures [collect]=offrl.data.collect [evaluation]=offrl.evaluation [runner]=offrl.runner [common]=offrl.algos.common [sweep]=offrl.sweep)  # after the first: modules reloaded after it (server.py)
+ [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures [collect]=offrl.data.collect [evaluation]=offrl.evaluation [runner]=offrl.runner [common]=offrl.algos.common [sweep]=offrl.sweep [logger]=offrl.logger)  # after the first: modules reloaded after it (server.py)
 declare -A FUNCS=(
  [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
@@ -57,6 +57,7 @@ declare -A FUNCS=(
  [evaluation]=evaluate,_next_keys
  [runner]=_plan,scored_evals,_nonfinite,_stats,_summary
  [sweep]=size,hparams,seed_list,parse_grid,members,label
+ [logger]=finite_mean,_fmt,score_table,diverged_note
  [common]=adam,_is_hyperparam,learning_rate_of,reset_optimizer,make_state,_scalar_value,log_scalar,entropy_temperature_update,clipped_gaussian_act,every,select
 )
 declare -A TESTS=(
@@ -84,6 +85,7 @@ declare -A TESTS=(
  [runner]='tests/test_contract.py'
  [common]='tests/test_common.py'
  [sweep]='tests/test_sweep.py'
+ [logger]='tests/test_contract.py'
  [diffusion]='tests/test_arq.py::test_pc_sampler_steps_by_hand tests/test_arq.py::test_dsm_loss_and_fourier_features_by_hand tests/test_arq.py::test_ode_solve_past_its_step_limit_gives_nan_rows_not_an_error_and_steps_are_counted tests/test_arq.py::test_ode_log_likelihood_matches_closed_form tests/test_arq.py::test_pc_sampler_with_exact_score_matches_gaussian tests/test_arq.py::test_per_row_corrector_widens_low_dimensional_samples tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates'
 )
 run_target() {
