@@ -152,9 +152,13 @@ def test_results_table_and_diverged_lines_by_hand():
     lines = score_table([row, no_ref]).splitlines()
     assert lines[2] == "| td3bc+ | d | alpha=2.5 | 2/3 finite | 37.5 ± 12.5 | 275.0 ± 125.0 | 25.0, 50.0, nan |"
     assert lines[3] == "| bc | e | - | 1 | n/a | n/a | nan |"
+    assert lines[:2] == ["| algorithm | dataset | hyperparameters | seeds | normalised score | raw return | per-seed normalised |",
+                         "|---|---|---|---|---|---|---|"]
     assert diverged_note([row, no_ref]).strip().splitlines() == [
         "- diverged: alpha=2.5, seed 9: first non-finite training metric train/critic_loss at update 1500; "
         "first non-finite evaluation at update 2000 (left out of the statistics)",
         "- diverged: alpha=2.5, seed 10: non-finite score (left out of the statistics)"]
     assert diverged_note([no_ref]) == ""
+    alone = dict(no_ref, diverged=[dict(seed=3, first_nonfinite_eval=500, first_nonfinite_metric=None)])  # no grid
+    assert diverged_note([alone]).strip() == "- diverged: seed 3: first non-finite evaluation at update 500 (left out of the statistics)"
     assert finite_mean([1.0, float("nan"), 3.0, float("inf")]) == 2.0 and finite_mean([float("nan")]) is None
