@@ -3,7 +3,8 @@
 #
 #   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
 #        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc brac itrpo bracplus arq diffusion
-#                   dataset preprocess scores d4rl mixtures collect (the data pipeline) evaluation runner (the score row) common (algos/common.py) sweep logger (results.md)
+#                   dataset preprocess scores d4rl mixtures collect (the data pipeline),
+#                   evaluation runner logger (evaluation, the score row, results.md), common (algos/common.py), sweep
 #        (default: the first five, in parallel);
 #        ':FUNC,...' mutates only those functions of the target's file (e.g. onestep:exp_weight_loss,stable_action)
 #
