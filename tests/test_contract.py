@@ -1,8 +1,14 @@
-"""The algorithm contract: one Algorithm record per algorithm, required fields checked at registration."""
+"""The algorithm contract (one Algorithm record per algorithm, required fields checked at registration), and what
+the runner reports from its evaluations: the score row, results.md's table and diverged lines, by hand."""
+import types
+
+import ml_collections
+import numpy as np
 import pytest
 
 from offrl.algos import ALGORITHMS, Algorithm, Stage, get_algorithm
-from offrl.runner import _plan, scored_evals
+from offrl.logger import diverged_note, finite_mean, score_table
+from offrl.runner import _nonfinite, _plan, _summary, scored_evals
 
 
 def _noop(*args, **kwargs):
@@ -72,13 +78,6 @@ def test_score_row_by_hand():
     """The reported row of one grid point: per seed, the mean of the last ``report_last`` evaluations of the
     final stage; mean and population std over the seeds that neither diverged nor scored non-finite; the
     normalised std scaled, never offset; the diverged and non-finite seeds listed; extra scores likewise."""
-    import types
-
-    import ml_collections
-    import numpy as np
-
-    from offrl.runner import _summary
-
     nan = float("nan")
     c = ml_collections.ConfigDict(dict(algo="td3bc", dataset="d", eval_episodes=10, report_last=2, seed=7, num_seeds=4))
     info = types.SimpleNamespace(ref_min_score=-100.0, ref_max_score=900.0, score_convention="conv")
@@ -113,13 +112,6 @@ def test_score_row_by_hand():
 
 
 def test_score_row_without_a_reference_or_without_a_finite_seed():
-    import types
-
-    import ml_collections
-    import numpy as np
-
-    from offrl.runner import _nonfinite, _summary
-
     c = ml_collections.ConfigDict(dict(algo="bc", dataset="d", eval_episodes=1, report_last=1, seed=0, num_seeds=2))
     algo = types.SimpleNamespace(variant_name=lambda c: "v")
     no_ref = types.SimpleNamespace(config=c, algo=algo, info=types.SimpleNamespace(
@@ -140,8 +132,6 @@ def test_score_row_without_a_reference_or_without_a_finite_seed():
 def test_results_table_and_diverged_lines_by_hand():
     """results.md's table row of a score row: variant, dataset, label, seeds (finite/all), normalised and raw
     mean ± std, every seed's normalised score; the diverged lines name the point, seed and first non-finite."""
-    from offrl.logger import diverged_note, finite_mean, score_table
-
     row = dict(algo="td3bc", variant="td3bc+", dataset="d", hparams={"agent.alpha": 2.5}, normalized_mean=37.5,
                normalized_std=12.5, raw_mean=275.0, raw_std=125.0, per_seed_normalized=[25.0, 50.0, None],
                finite_seeds=2, diverged=[dict(seed=9, first_nonfinite_eval=2000,
