@@ -598,13 +598,14 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         return summary
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    diverged_lines = diverged_note(rows)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + f"\n\nScores: {rows[0]['score_convention']}; last {rows[0]['evaluations_averaged']} "
-                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n" + extra_note(rows) + diverged_note(rows))
+                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n" + extra_note(rows) + diverged_lines)
     groups = [(label(p) if p else "mean over seeds", slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
     plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
     logger.close(summary)
-    say(table + ("\n" + diverged_note(rows).strip() if diverged_note(rows) else ""))
+    say(table + ("\n" + diverged_lines.strip() if diverged_lines else ""))
     say(timing_line(summary["timing"]))
     say(f"wrote {workdir}/results.md, results.json, metrics.jsonl, curve.png")
     return summary
