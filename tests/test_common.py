@@ -30,7 +30,7 @@ def numpy_adam(grads, lr, p, weight_decay=0.0, clip=None, schedule=lambda count:
 
 
 def run(tx, p, grads):
-    params, state, out = jnp.asarray(p, jnp.float32), None, []
+    params, out = jnp.asarray(p, jnp.float32), []
     state = tx.init(params)
     for g in grads:
         updates, state = tx.update(jnp.asarray(g, jnp.float32), state, params)
