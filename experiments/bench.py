@@ -56,16 +56,24 @@ the config's whole run (its evaluations x that).
 ``--traffic``: instead of timing, XLA's cost analysis of each stage's compiled chunk at each seed count
 (on the device it runs on, with that backend's fusion): GFLOP and MB of memory accessed per update (a
 ``while`` body is counted once, i.e. one update, and a ``cond`` at its costlier branch), the MB each
-added seed brings (the difference to the smallest seed count; the analysis counts a gather's whole
-operand, the dataset, once per update whatever the seed count, and the difference removes it), and,
-with ``--bandwidth`` (GB/s of the device's memory), the time the seeds' traffic (seeds x MB per added
-seed) takes at that bandwidth: for the question of why many seeds cost more than one on a GPU. The
-counts follow the compiled program's fusions, so the same flag on a GPU gives the GPU's own.
-Beside XLA's figure, a second count from the compiled program's text (``instruction_mb``): the bytes
-of every top-level instruction of one update (the scanned body; a nested loop's body once, a
-``conditional`` at its costlier branch), its operands and its output, i.e. what each kernel reads
-and writes if nothing stays in cache: an independent check of XLA's figure (on the CPU the two agree
-within 3%).
+added seed brings (the difference to the seed count before it, per seed; the analysis counts a
+gather's whole operand, the dataset, once per update whatever the seed count, and the difference
+removes it), and, with ``--bandwidth`` (GB/s of the device's memory), the time the seeds' traffic
+(seeds x MB per added seed) takes at that bandwidth: for the question of why many seeds cost more
+than one on a GPU. The counts follow the compiled program's fusions, so the same flag on a GPU gives
+the GPU's own. Beside XLA's figure, a second count from the compiled program's text
+(``update_kernels``): the bytes of every top-level instruction of one update (the scanned body; a
+nested loop's body once, a ``conditional`` at its costlier branch), its operands and its output,
+i.e. what each kernel reads and writes if nothing stays in cache: an independent check of XLA's
+figure (on the CPU the two agree within 3%); and the number of kernels one update launches.
+
+``--traffic --gpu_target=h100`` (or ``h200``) compiles the same chunks for that GPU without one
+present (XLA's deviceless compilation, from a target description of the GPU: ``GPU_TARGETS``), so
+the kernel counts and bytes are the GPU compiler's own on a machine without a GPU; XLA gives no
+cost analysis there, and ``--bandwidth`` defaults to the GPU's. It needs the jax CUDA plugin of
+jax's version and the host on the CPU:
+``pip install jax-cuda12-plugin==$(python -c 'import jax; print(jax.__version__)')``, then
+``JAX_PLATFORMS=cpu python experiments/bench.py --traffic --gpu_target=h200 --config=td3bc,iql --seeds=4,16,64``.
 
 ``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
 for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
@@ -101,6 +109,7 @@ from absl import app, flags  # noqa: E402
 
 from offrl.algos import get_algorithm  # noqa: E402
 from offrl.envpool import available_cores  # noqa: E402
+from offrl.launch import UsageError, fail  # noqa: E402
 from offrl.data.dataset import Transitions, sample  # noqa: E402
 from offrl.train import make_train, seed_keys, unaliased  # noqa: E402
 
@@ -134,6 +143,9 @@ flags.DEFINE_bool("traffic", False, "Report XLA's FLOPs and bytes accessed per u
                   "(see the docstring), not timings.")
 flags.DEFINE_float("bandwidth", 0.0, "With --traffic: the device's memory bandwidth in GB/s (e.g. 4800 for an H200), for "
                    "the time the bytes take at it; 0: not shown.")
+flags.DEFINE_string("gpu_target", "", "With --traffic: compile for this GPU (h100 or h200) without one present "
+                    "(XLA's deviceless compilation; needs JAX_PLATFORMS=cpu and the jax CUDA plugin), so the counts are the "
+                    "GPU compiler's own.")
 flags.DEFINE_bool("memory", False, "Report compiled memory for an AntMaze-sized dataset (2M x 111-d obs).")
 flags.DEFINE_bool("memory_run", False, "With --memory: also allocate that dataset and run one chunk.")
 FLAGS = flags.FLAGS
@@ -220,7 +232,7 @@ def load_config(name: str):
     path = os.path.join(ROOT, "configs", f"{name}.py")
     mod = importlib.import_module(f"configs.{name}") if os.path.exists(path) else None
     if mod is None or not hasattr(mod, "get_config"):
-        raise ValueError(f"no config file configs/{name}.py: choose one of {', '.join(config_names('all'))} or 'all'")
+        raise UsageError(f"no config file configs/{name}.py: choose one of {', '.join(config_names('all'))} or 'all'")
     return mod.get_config()
 
 
@@ -490,9 +502,15 @@ def _shape_bytes(text: str) -> int:
     return total
 
 
-def instruction_mb(hlo: str) -> float:
-    """MB one update's top-level instructions read and write (module docstring, ``--traffic``): the
-    compiled chunk's last ``while`` in ENTRY is the scan over updates, its body is one update."""
+_NOT_KERNELS = ("", "parameter", "get-tuple-element", "tuple", "constant", "bitcast")
+
+
+def update_kernels(hlo: str) -> tuple[float, int]:
+    """(MB, kernels) of one update's top-level instructions (module docstring, ``--traffic``): the
+    compiled chunk's last ``while`` in ENTRY is the scan over updates, its body is one update. MB: what
+    each instruction reads and writes (its operands and output); kernels: the instructions that run
+    as one (a fusion, a library call, a copy), not the ones that only name a buffer. A nested loop's
+    body counts once; a ``conditional`` counts its costlier branch, for each figure separately."""
     comps, cur = {}, None
     for line in hlo.split("\n"):
         head = re.match(r"^(ENTRY )?%?([\w.\-]+) .*\{$", line)
@@ -501,8 +519,8 @@ def instruction_mb(hlo: str) -> float:
         elif cur is not None:
             cur.append(line)
 
-    def body_bytes(name: str) -> int:
-        total, shapes = 0, {}  # the printed program names its operands without their shapes: look them up
+    def body(name: str) -> tuple[int, int]:
+        total, kernels, shapes = 0, 0, {}  # the printed program names its operands without their shapes: look them up
         for line in comps[name]:
             if " = " in line:
                 lhs, rhs = line.split(" = ", 1)
@@ -511,43 +529,103 @@ def instruction_mb(hlo: str) -> float:
             rhs = line.split(" = ", 1)[1].split(", metadata=")[0] if " = " in line else ""
             op = re.search(r"\s([a-z\-]+)\(([^)]*)\)", rhs)
             op, operands = (op.group(1), op.group(2)) if op else ("", "")
-            if op in ("", "parameter", "get-tuple-element", "tuple", "constant", "bitcast"):
+            if op in _NOT_KERNELS:
                 continue
             if op == "while":
-                total += body_bytes(re.search(r"body=%?([\w.\-]+)", rhs).group(1))
+                b, k = body(re.search(r"body=%?([\w.\-]+)", rhs).group(1))
             elif op == "conditional":
                 branches = re.findall(r"%([\w.\-]+)", rhs.split("branch_computations=")[-1]) if "branch_computations" in rhs \
                     else re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", rhs)
-                total += max(body_bytes(b) for b in branches)
+                each = [body(b) for b in branches]
+                b, k = max(e[0] for e in each), max(e[1] for e in each)
             else:
-                total += _shape_bytes(shapes[line.split(" = ", 1)[0].split()[-1]])
-                total += sum(_shape_bytes(shapes.get(o.strip(), "")) for o in operands.split(","))
-        return total
+                b = _shape_bytes(shapes[line.split(" = ", 1)[0].split()[-1]])
+                b += sum(_shape_bytes(shapes.get(o.strip(), "")) for o in operands.split(","))
+                k = 1
+            total, kernels = total + b, kernels + k
+        return total, kernels
 
     scan = [line for line in comps["ENTRY"] if " while(" in line][-1]
-    return body_bytes(re.search(r"body=%?([\w.\-]+)", scan).group(1)) / 1e6
+    total, kernels = body(re.search(r"body=%?([\w.\-]+)", scan).group(1))
+    return total / 1e6, kernels
+
+
+def instruction_mb(hlo: str) -> float:
+    """MB one update's top-level instructions read and write (``update_kernels``)."""
+    return update_kernels(hlo)[0]
+
+
+# What XLA's GPU compiler asks of a device it does not see (``--gpu_target``): NVIDIA's published figures
+# for the SXM Hopper parts (compute capability 9.0, 132 SMs, 50 MiB of L2; CUDA's per-SM and per-block
+# limits for sm_90), which differ only in their memory.
+_HOPPER = dict(threads_per_block_limit=1024, threads_per_warp=32, shared_memory_per_block=48 * 1024,
+               shared_memory_per_core=228 * 1024, shared_memory_per_block_optin=227 * 1024, threads_per_core_limit=2048,
+               core_count=132, fpus_per_core=128, block_dim_limit_x=2**31 - 1, block_dim_limit_y=65535,
+               block_dim_limit_z=65535, l2_cache_size=50 * 2**20, clock_rate_ghz=1.98, registers_per_core_limit=65536,
+               registers_per_block_limit=65536)
+GPU_TARGETS = {
+    "h100": ("NVIDIA H100 80GB HBM3", dict(_HOPPER, memory_bandwidth=3_350_000_000_000, device_memory_size=80 * 2**30)),
+    "h200": ("NVIDIA H200", dict(_HOPPER, memory_bandwidth=4_800_000_000_000, device_memory_size=141 * 10**9)),
+}
+
+
+def gpu_target_config(name: str) -> str:
+    """The GPU ``name`` (a ``GPU_TARGETS`` key) as XLA's target configuration (``GpuTargetConfigProto``, text)."""
+    desc, info = GPU_TARGETS[name]
+    fields = "".join(f"  {k}: {v}\n" for k, v in info.items())
+    return (f"gpu_device_info {{\n{fields}  cuda_compute_capability {{ major: 9 minor: 0 }}\n}}\n"
+            f'platform_name: "CUDA"\ndevice_description_str: "{desc}"\n')
+
+
+def gpu_target_device(name: str):
+    """A compile-only device for the GPU ``name``: XLA compiles for it (fusion, library calls) without one
+    present. Needs the jax CUDA plugin (``pip install jax-cuda12-plugin==<jax's version>``) and
+    ``JAX_PLATFORMS=cpu``, so that the plugin registers on a machine without CUDA."""
+    from jax.experimental import topologies
+
+    if name not in GPU_TARGETS:
+        raise UsageError(f"--gpu_target={name}: choose one of {', '.join(GPU_TARGETS)}")
+    if jax.config.jax_platforms != "cpu":
+        raise UsageError("--gpu_target compiles for a GPU that is not here: run with JAX_PLATFORMS=cpu")
+    try:
+        topo = topologies.get_topology_desc("offrl", "cuda", target_config=gpu_target_config(name), topology="1x1x1")
+    except NotImplementedError:
+        raise UsageError(f"--gpu_target needs the jax CUDA plugin: pip install jax-cuda12-plugin=={jax.__version__}") from None
+    return topo.devices[0]
+
+
+def on_device(tree, device):
+    """``tree``'s arrays as shapes placed on ``device`` (jax.ShapeDtypeStruct): lowered, never allocated."""
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
 def bench_traffic(name: str, data, seeds: list[int]) -> None:
     """--traffic: XLA's cost analysis of each stage's compiled chunk at each seed count (module docstring)."""
     _, _, _, init, run, stages = config_stages(name, data)
+    device = gpu_target_device(FLAGS.gpu_target) if FLAGS.gpu_target else None
+    bandwidth = FLAGS.bandwidth or (GPU_TARGETS[FLAGS.gpu_target][1]["memory_bandwidth"] / 1e9 if device else 0.0)
     for st, prepare in stages:
-        first = None
+        last = None
         for n in seeds:
             carry = init(seed_keys(0, n))
             carry = carry._replace(state=prepare(carry.state))
-            compiled = run.lower(carry, data, st.name, 0, FLAGS.chunk).compile()
-            cost = compiled.cost_analysis()
+            if device is None:
+                compiled = run.lower(carry, data, st.name, 0, FLAGS.chunk).compile()
+            else:  # the same program, compiled for the GPU --gpu_target names
+                compiled = run.trace(on_device(carry, device), on_device(data, device), st.name, 0, FLAGS.chunk).lower(
+                    lowering_platforms=("cuda",)).compile()
+            cost = compiled.cost_analysis()  # none for a compile-only device
             cost = (cost[0] if isinstance(cost, list) else cost) or {}
             flop, mb = cost.get("flops", float("nan")) / 1e9, cost.get("bytes accessed", float("nan")) / 1e6
-            ins = instruction_mb(compiled.as_text())
-            first = first or (n, mb, ins)
-            per_seed = (mb - first[1]) / (n - first[0]) if n != first[0] else float("nan")
-            ins_seed = (ins - first[2]) / (n - first[0]) if n != first[0] else float("nan")
-            floor = "" if not FLAGS.bandwidth or n == first[0] else \
-                f"{1e3 * per_seed * n / FLAGS.bandwidth:.1f} / {1e3 * ins_seed * n / FLAGS.bandwidth:.1f}"
+            ins, kernels = update_kernels(compiled.as_text())
+            prev, last = last, (n, mb, ins)  # each seed count against the one before it
+            per_seed = (mb - prev[1]) / (n - prev[0]) if prev else float("nan")
+            ins_seed = (ins - prev[2]) / (n - prev[0]) if prev else float("nan")
+            floor = "" if not bandwidth or not prev else \
+                f"{1e3 * per_seed * n / bandwidth:.1f} / {1e3 * ins_seed * n / bandwidth:.1f}"
             print(f"| {name} | {st.name} | {n} | {flop:.3f} | {mb:.1f} | {per_seed:.1f} | {ins:.1f} | {ins_seed:.1f} "
-                  f"| {floor} |", flush=True)
+                  f"| {floor} | {kernels} |", flush=True)
 
 
 def bench_support(name: str, data, seeds: list[int]):
@@ -557,7 +635,7 @@ def bench_support(name: str, data, seeds: list[int]):
 
     cfg = load_config(name)
     if cfg.algo != "arq":
-        raise ValueError(f"--sampler times ARQ's pre-generation: configs/{name}.py is algo {cfg.algo!r}, use --config=arq")
+        raise UsageError(f"--sampler times ARQ's pre-generation: configs/{name}.py is algo {cfg.algo!r}, use --config=arq")
     ag = cfg.agent
     ag.sampler_steps = FLAGS.sampler_steps or ag.sampler_steps
     algo = get_algorithm(cfg.algo)
@@ -566,7 +644,7 @@ def bench_support(name: str, data, seeds: list[int]):
     traces = [t.strip() for t in FLAGS.sampler_traces.split(",") if t.strip()]
     for t in traces:
         if t not in arq.TRACE_ESTIMATORS:
-            raise ValueError(f"--sampler_traces: unknown estimator {t!r}, choose from {arq.TRACE_ESTIMATORS}")
+            raise UsageError(f"--sampler_traces: unknown estimator {t!r}, choose from {arq.TRACE_ESTIMATORS}")
 
     def timed(f, *args):
         t = time.perf_counter()
@@ -727,10 +805,16 @@ def main(_):
         have[n] = [s.name for s in get_algorithm(cfg.algo).stages(cfg)]
     unknown = wanted - {s for v in have.values() for s in v}
     if unknown:
-        raise ValueError(f"--stages: no config here has a stage {', '.join(sorted(unknown))}; their stages: "
+        raise UsageError(f"--stages: no config here has a stage {', '.join(sorted(unknown))}; their stages: "
                          + "; ".join(f"{n}: {', '.join(v)}" for n, v in have.items()))
     if wanted:
         names = [n for n in names if wanted & set(have[n])]
+    if FLAGS.gpu_target and not FLAGS.traffic:
+        raise UsageError("--gpu_target compiles without running: use it with --traffic")
+    if FLAGS.gpu_target:
+        device = gpu_target_device(FLAGS.gpu_target)  # checked before anything runs
+        print(f"compiling for {device.device_kind} (--gpu_target={FLAGS.gpu_target}: deviceless, nothing runs on it; "
+              f"memory bandwidth {GPU_TARGETS[FLAGS.gpu_target][1]['memory_bandwidth'] / 1e12:.2f} TB/s)")
     if FLAGS.header:
         print(f"machine: {machine()}")
         peak0 = matmul_gflops(FLAGS.matmul)
@@ -745,8 +829,8 @@ def main(_):
         elif FLAGS.traffic:
             print("| config | stage | seeds | GFLOP/update | MB accessed/update (XLA) | MB per added seed (XLA) "
                   "| MB/update by instruction | MB per added seed by instruction "
-                  "| seeds x MB per added seed, µs at --bandwidth (XLA / by instruction) |")
-            print("|---|---|---|---|---|---|---|---|---|", flush=True)
+                  "| seeds x MB per added seed, µs at --bandwidth (XLA / by instruction) | kernels/update |")
+            print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         elif not FLAGS.sampler:
             print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
                   "| share of matmul | vs minimal TD3+BC |")
@@ -783,5 +867,12 @@ def main(_):
         os._exit(0)
 
 
+def cli(argv):
+    try:
+        return main(argv)
+    except UsageError as e:  # a bad flag or name: one line, exit status 2
+        fail(str(e))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli)

@@ -307,3 +307,59 @@ def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
     assert alone[0] > 250_000 and 100_000 < alone[1] < 200_000
     # the costlier branch whichever it is, not the sum (the conditional adds a copy of its 1000-float result)
     assert either[0] == either[1] and alone[0] <= either[0] < alone[0] + alone[1] / 2
+
+
+def test_bench_kernel_count_of_one_update_and_the_branch_with_more():
+    """bench.update_kernels' second figure: kernels one update launches (x * 2 + y: one fusion, plus the loop
+    counter's add), a conditional at its branch with more kernels whichever way round, not their sum."""
+    import sys
+
+    import jax.numpy as jnp
+    from jax import lax
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    def kernels(body, *args):
+        run = jax.jit(lambda c, *a: lax.scan(lambda c, i: (body(c, i, *a), None), c, jnp.arange(4))[0])
+        return bench.update_kernels(run.lower(jnp.ones(1000), *args).compile().as_text())[1]
+
+    assert kernels(lambda c, i, y: c * 2.0 + y, jnp.ones(1000)) == 2
+    big = jnp.ones((20, 1000))
+
+    def few(c, big):
+        return c + jnp.sin(big * c).sum(0)
+
+    def many(c, big):  # a sort and a cumulative sum cannot join the reduction's fusion
+        return jnp.cos(few(c, big)) + jnp.sort(c) + jnp.cumsum(c)
+
+    alone = kernels(lambda c, i, big: few(c, big), big), kernels(lambda c, i, big: many(c, big), big)
+    either = [kernels(lambda c, i, big: lax.cond(i % 2 == 0, *fs, c, big), big) for fs in ((few, many), (many, few))]
+    assert alone[0] < alone[1]
+    assert either[0] == either[1] and alone[1] < either[0] < alone[0] + alone[1]
+
+
+def test_bench_gpu_target_refuses_what_it_cannot_compile_for():
+    """--gpu_target: an unknown GPU names the known ones; a host not pinned to the CPU (JAX_PLATFORMS=cpu, which
+    lets the CUDA plugin register without CUDA) is told so; without the plugin, the install line for jax's version."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    with pytest.raises(ValueError, match="--gpu_target=a100: choose one of h100, h200"):
+        bench.gpu_target_device("a100")
+    platforms = jax.config.jax_platforms
+    try:
+        jax.config.update("jax_platforms", "")
+        with pytest.raises(ValueError, match="run with JAX_PLATFORMS=cpu"):
+            bench.gpu_target_device("h100")
+        jax.config.update("jax_platforms", "cpu")
+        try:
+            bench.gpu_target_device("h100")
+        except ValueError as e:  # this machine has no plugin: the message says how to get it
+            assert f"pip install jax-cuda12-plugin=={jax.__version__}" in str(e)
+    finally:
+        jax.config.update("jax_platforms", platforms)
+    text = bench.gpu_target_config("h200")
+    assert "memory_bandwidth: 4800000000000" in text and "core_count: 132" in text and 'platform_name: "CUDA"' in text
