@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import cond_output_elements, tiny_config
 from offrl import checkpoint
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.runner import prepare
@@ -123,3 +123,46 @@ def test_every_algorithm_has_a_config():
     for name in ALGORITHMS:
         cfg = tiny_config(config_name(name))
         assert cfg.algo == name
+
+
+def _forwarded_by_conds(jaxpr, loops: int = 0) -> int:
+    """Elements that the ``lax.cond``s of the scanned update body (``jaxpr`` holds the scan over updates) return
+    straight from their operands: per cond, the most any one branch passes through unchanged, summed over the
+    conds. Loops inside an update (an ODE solver's adaptive steps) are not the update's carry and are skipped."""
+    from jax.extend.core import jaxprs_in_params
+
+    total = 0
+    for e in jaxpr.eqns:
+        name = e.primitive.name
+        if name == "cond" and loops == 1:
+            total += max(sum(int(np.prod(v.aval.shape)) for v in b.jaxpr.outvars if v in set(b.jaxpr.invars))
+                         for b in e.params["branches"])
+        inner = loops + (name in ("scan", "while"))
+        if inner <= 1:
+            total += sum(_forwarded_by_conds(sub, inner) for sub in jaxprs_in_params(e.params))
+    return total
+
+
+def test_no_update_passes_its_state_through_a_cond(run):
+    """No ``lax.cond`` in a stage's scanned update returns what it was given unchanged (more than a few
+    counters). A cond that returns the state (``lax.cond(pred, step_fn, lambda s: s, state)``) copies it twice
+    on every step it changes nothing: into the cond's result, then back into the loop's carry. For TD3+BC's
+    delayed actor step on a GPU that was 33 extra kernels and 3.4 MB per seed per update
+    (docs/performance.md). A cond that returns a gradient, zeros on the other branch, and a ``select`` of
+    the changed values after it, copies nothing."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    tr, cfg = run["tr"], run["cfg"]
+    carry = jax.tree_util.tree_map(lambda x: x[0], run["init"])
+    for st in tr.stages:
+        if st.num_steps:
+            c = carry  # ARQ's stages after pre-generation read its table (filled with synthetic values, as bench does)
+            if bench.needs_support(cfg, tr.stages, st.name):
+                c = carry._replace(state=bench.synthetic_support(carry.state, tr.data, cfg))
+            jaxpr = jax.make_jaxpr(lambda c: tr.run(c, tr.data, st.name, 0, 2))(c).jaxpr
+            n = _forwarded_by_conds(jaxpr)
+            assert n <= 16, f"stage {st.name}: conds pass {n} elements of their operands through unchanged"

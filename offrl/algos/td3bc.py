@@ -42,7 +42,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets, plugins
 from offrl.algos import Algorithm, Spec, Stage, single_stage
-from offrl.algos.common import adam, make_state
+from offrl.algos.common import adam, make_state, select
 from offrl.checks import Checks
 
 
@@ -171,18 +171,21 @@ def update(state: TD3BCState, batch, key, step, config):
     state = state.replace(critic=state.critic.apply_gradients(grads=grads))
     w = w_before if w_before is not None else bc_weights(state, batch, config)
 
-    def actor_step(s: TD3BCState):
-        g, _ = jax.grad(actor_loss, has_aux=True)(s.actor.params, s, batch, config, w)
-        actor = s.actor.apply_gradients(grads=g)
-        return s.replace(
-            actor=actor,
-            actor_target=nets.polyak(s.actor_target, actor.params, ag.tau),
-            critic_target=nets.polyak(s.critic_target, s.critic.params, ag.tau),
-        )
-
-    # the skipped steps compute nothing: the actor's metrics are diagnostics (evaluating the actor
-    # loss on every skipped step only to log it cost 9% of throughput)
-    state = jax.lax.cond(step % ag.policy_freq == 0, actor_step, lambda s: s, state)
+    # Every policy_freq steps: the actor's Adam step and both targets' Polyak steps. The cond computes only
+    # the actor's gradient (zeros on the other steps); the steps themselves are selected after it. A cond
+    # that returned the whole state copied the actor, its moments and both targets twice on every skipped
+    # step (on a GPU 33 kernels, 3.4 MB per seed per update; docs/performance.md). The skipped steps
+    # compute nothing else: the actor's metrics are diagnostics (evaluating the actor loss on every
+    # skipped step only to log it cost 9% of throughput).
+    take = step % ag.policy_freq == 0
+    g = jax.lax.cond(take, lambda s: jax.grad(actor_loss, has_aux=True)(s.actor.params, s, batch, config, w)[0],
+                     lambda s: jax.tree_util.tree_map(jnp.zeros_like, s.actor.params), state)
+    actor = select(take, state.actor.apply_gradients(grads=g), state.actor)
+    state = state.replace(
+        actor=actor,
+        actor_target=select(take, nets.polyak(state.actor_target, actor.params, ag.tau), state.actor_target),
+        critic_target=select(take, nets.polyak(state.critic_target, state.critic.params, ag.tau), state.critic_target),
+    )
     if w is not None:
         info["cr_weight_mean"] = w.mean()
     return state, info
