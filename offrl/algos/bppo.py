@@ -281,7 +281,9 @@ def offline_score(state: BPPOState, params, obs):
 
 def improve_update(state: BPPOState, batch, key, step, config):
     ag = config.agent
-    state = jax.lax.cond(step == 0, _start_improvement, lambda s: s, state)
+    # a select, not a lax.cond: a cond returning the state copies all of it twice on every step it keeps
+    # it (tests/test_algorithms.py); the select touches only the leaves _start_improvement replaces
+    state = select(step == 0, _start_improvement(state), state)
     n_off = int(ag.bppo_off)
     b = batch.observations.shape[0] // (n_off + 1)
     pi_batch = jax.tree_util.tree_map(lambda x: x[:b], batch)
@@ -297,20 +299,12 @@ def improve_update(state: BPPOState, batch, key, step, config):
     state = state.replace(pi=pi)
     metrics.update(info)
 
-    if ag.selection == "offline":
-
-        def check(s: BPPOState):
-            j_new = offline_score(s, s.pi.params, pi_batch.observations)
-            j_k = offline_score(s, s.pi_k, pi_batch.observations)
-            better = j_new > j_k
-            pik = select(better, s.pi.params, s.pi_k)
-            return s.replace(pi_k=pik, replacements=s.replacements + better.astype(jnp.int32)), (j_new, j_k)
-
-        def skip(s: BPPOState):
-            j = offline_score(s, s.pi.params, pi_batch.observations)
-            return s, (j, offline_score(s, s.pi_k, pi_batch.observations))
-
-        state, (j_new, j_k) = jax.lax.cond((step + 1) % ag.select_interval == 0, check, skip, state)
+    if ag.selection == "offline":  # both scores on every step (they are logged); pi_k replaced every select_interval
+        j_new = offline_score(state, state.pi.params, pi_batch.observations)
+        j_k = offline_score(state, state.pi_k, pi_batch.observations)
+        better = ((step + 1) % ag.select_interval == 0) & (j_new > j_k)
+        state = state.replace(pi_k=select(better, state.pi.params, state.pi_k),
+                              replacements=state.replacements + better.astype(jnp.int32))
         metrics.update({"j_offline_pi": j_new, "j_offline_pik": j_k})
 
     if n_off:  # iterative BPPO: after the policy step, N off-policy Q steps on N fresh batches
