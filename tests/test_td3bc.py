@@ -81,10 +81,15 @@ def test_actor_and_targets_move_only_every_policy_freq_steps():
     s1, _ = td3bc.update(state, batch, jax.random.PRNGKey(0), jnp.int32(1), cfg)  # odd step: critic only
     same = jax.tree_util.tree_map(lambda x, y: bool(jnp.all(x == y)), s1.actor.params, state.actor.params)
     assert all(jax.tree_util.tree_leaves(same))
+    # nor do the actor's Adam moments and counts: a skipped step is not an Adam step with a zero gradient
+    same = jax.tree_util.tree_map(lambda x, y: bool(jnp.all(x == y)), (s1.actor.opt_state, s1.actor.step),
+                                  (state.actor.opt_state, state.actor.step))
+    assert all(jax.tree_util.tree_leaves(same))
     assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: bool(jnp.all(x == y)), s1.critic_target, state.critic_target)))
     s2, _ = td3bc.update(state, batch, jax.random.PRNGKey(0), jnp.int32(2), cfg)  # even step: actor + targets
     moved = jax.tree_util.tree_map(lambda x, y: bool(jnp.any(x != y)), s2.actor.params, state.actor.params)
     assert all(jax.tree_util.tree_leaves(moved))
+    assert int(s2.actor.step) == int(state.actor.step) + 1
     # Polyak: target' = 0.995 * target + 0.005 * online (online critic after its step)
     expect = jax.tree_util.tree_map(lambda t, o: 0.995 * t + 0.005 * o, state.critic_target, s2.critic.params)
     for x, y in zip(jax.tree_util.tree_leaves(expect), jax.tree_util.tree_leaves(s2.critic_target)):
