@@ -76,20 +76,3 @@ def np_mlp(layers, x):
         if i + 1 < len(layers):
             x = np.maximum(x, 0.0)
     return x
-
-
-def cond_output_elements(fn, *args) -> int:
-    """The largest total size of the outputs of any lax.cond in ``fn``'s jaxpr (nested jaxprs included)."""
-    import jax
-    from jax.extend.core import jaxprs_in_params  # noqa: F401  (only to fail loudly if the API moved)
-
-    def walk(jaxpr):
-        best = 0
-        for e in jaxpr.eqns:
-            if e.primitive.name == "cond":
-                best = max(best, sum(int(np.prod(v.aval.shape)) for v in e.outvars))
-            for sub in jaxprs_in_params(e.params):
-                best = max(best, walk(sub))
-        return best
-
-    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
