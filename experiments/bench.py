@@ -540,7 +540,8 @@ def update_kernels(hlo: str) -> tuple[float, int]:
                 b, k = max(e[0] for e in each), max(e[1] for e in each)
             else:
                 b = _shape_bytes(shapes[line.split(" = ", 1)[0].split()[-1]])
-                b += sum(_shape_bytes(shapes.get(o.strip(), "")) for o in operands.split(","))
+                operands = re.sub(r"/\*.*?\*/", "", operands)  # the printer marks every fifth operand /*index=5*/
+                b += sum(_shape_bytes(shapes[o.strip()]) for o in operands.split(",") if o.strip())
                 k = 1
             total, kernels = total + b, kernels + k
         return total, kernels
