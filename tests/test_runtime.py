@@ -293,6 +293,9 @@ def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
         return bench.instruction_mb(run.lower(jnp.ones(1000), *args).compile().as_text()) * 1e6
 
     assert count(lambda c, i, y: c * 2.0 + y, jnp.ones(1000)) == pytest.approx(12012)
+    # one fusion of 8 inputs: the printed program marks the sixth /*index=5*/, and it counts too (9 x 4000 + 12)
+    xs = [jnp.full(1000, float(k)) for k in range(7)]
+    assert count(lambda c, i, *a: sum(jnp.sin(c * x) for x in a), *xs) == pytest.approx(36012)
     big = jnp.ones((20, 1000))
 
     def costly(c, big):
@@ -363,3 +366,4 @@ def test_bench_gpu_target_refuses_what_it_cannot_compile_for():
         jax.config.update("jax_platforms", platforms)
     text = bench.gpu_target_config("h200")
     assert "memory_bandwidth: 4800000000000" in text and "core_count: 132" in text and 'platform_name: "CUDA"' in text
+
