@@ -143,6 +143,8 @@ def make_train(algo, config, data: Transitions) -> Train:
             state, metrics = st.update(c.state, batch, k_update, step)
             return Carry(state, key, c.hparams), metrics
 
+        if st.begin is not None:  # once per chunk, outside the scanned updates: applied when the stage starts
+            carry = carry._replace(state=jax.lax.cond(jnp.asarray(start) == 0, st.begin, lambda s: s, carry.state))
         steps = jnp.asarray(start, jnp.int32) + jnp.arange(length, dtype=jnp.int32)
         carry, metrics = jax.lax.scan(body, carry, steps)
         return carry, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)

@@ -213,6 +213,9 @@ def test_online_selection_with_real_rollouts_and_runner_chunk_plan(pipeline, onl
     # changing when it evaluates; the result names the variant
     assert [c for c in _plan(bppo.stages(cfg), 4, bppo.chunk_every(cfg)) if c[0] == "improve"] == [
         ("improve", 0, 4), ("improve", 4, 1), ("improve", 5, 3), ("improve", 8, 2)]
+    # the improvement begins (once, at its step 0) with pi and pi_k from pi_b; no other stage has a begin
+    assert {st.name: st.begin for st in bppo.stages(cfg)} == {"value": None, "q": None, "bc": None,
+                                                               "improve": bppo._start_improvement}
     assert bppo.variant(cfg) == "BPPO (online selection every 5 step(s))"
     cfg.agent.selection = "none"
     assert bppo.chunk_every(cfg) == {"bc": 2000} and bppo.variant(cfg) == "Onestep BPPO"  # BC checkpoint choice only

@@ -596,8 +596,9 @@ def test_main_update_starts_from_pi0_at_its_first_step_only_and_steps_the_gp_wei
                           gp_weight=_with_multiplier(state.gp_weight, 0.5, sgd=True))
     batch = _batch(np.random.default_rng(45), n=6)
     raw = _raw(state.gp_weight)
+    begin = {st.name: st for st in bp.stages(cfg)}["train"].begin  # start_main, once at the stage's step 0
     for step, start in ((0, pi0), (1, state.actor_target)):
-        new, m = bp.update(state, batch, jax.random.PRNGKey(46), jnp.int32(step), cfg)
+        new, m = bp.update(begin(state) if step == 0 else state, batch, jax.random.PRNGKey(46), jnp.int32(step), cfg)
         want = jax.tree_util.tree_map(lambda t, p: 0.9 * t + 0.1 * p, start, new.actor.params)  # Polyak from pi0 at step 0
         for x, y in zip(jax.tree_util.tree_leaves(new.actor_target), jax.tree_util.tree_leaves(want)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)

@@ -145,11 +145,17 @@ def test_bppo_acts_with_pi_b_until_improvement_then_with_pi():
     np.testing.assert_allclose(np.asarray(bppo.act(pik, obs, None, cfg)), bppo_policy_np(perturb(state.bc.params, 1.2), obs)[0], rtol=1e-5)
 
 
+def _improve_begin(cfg):
+    """BPPO's improvement stage's ``begin``, as the runtime applies it at its step 0 (``bppo_setup``'s config has
+    no batch size to build the stages with; tests/test_bppo.py checks that the stage begins with this)."""
+    return bppo._start_improvement
+
+
 def test_bppo_improvement_starts_from_pi_b_and_offline_selection_keeps_the_better_policy():
     cfg, state = bppo_setup(selection="offline", select_interval=1)
     state = state.replace(pi=state.pi.replace(params=perturb(state.bc.params)), pi_k=perturb(state.bc.params, 2.0))
     batch = _batch(b=8)
-    _, m0 = bppo.improve_update(state, batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
+    _, m0 = bppo.improve_update(_improve_begin(cfg)(state), batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
     np.testing.assert_allclose(float(m0["ratio_pi_pik"]), 1.0, rtol=1e-6)  # step 0: pi = pi_k = pi_b
     # later steps: of two policies far apart (pi moves by ~lr per step), the better one must end as pi_k
     p1, p2 = perturb(state.bc.params, 1.5, 0.1), perturb(state.bc.params, 0.5, -0.1)
@@ -183,7 +189,7 @@ def test_bppo_improvement_step_0_starts_pi_and_pi_k_from_pi_b_with_a_fresh_optim
     s1, _ = bppo.improve_update(state.replace(pi=state.pi.replace(params=perturb(state.bc.params))), batch,
                                 jax.random.PRNGKey(1), jnp.asarray(3), cfg)  # a later step: no restart
     moved = s1.replace(bc=s1.bc.replace(params=perturb(state.bc.params, 0.9)))
-    s, m = bppo.improve_update(moved, batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
+    s, m = bppo.improve_update(_improve_begin(cfg)(moved), batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
     assert bool(s.improving) and not bool(state.improving)
     assert _same(s.pi_k, moved.bc.params)  # pi_k = pi_b (Onestep keeps it)
     np.testing.assert_allclose(float(m["ratio_pi_pik"]), 1.0, rtol=1e-6)  # pi = pi_b when the loss is taken
@@ -510,14 +516,16 @@ def test_onestep_acts_inside_the_box():
 def test_onestep_improvement_resets_the_optimiser_only_at_its_first_step():
     cfg, state = onestep_setup()
     batch = _batch()
-    s, _ = onestep.behavior_update(state, batch, None, 0, cfg)
-    assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(s.behavior_params), jax.tree_util.tree_leaves(s.actor.params)))
-    _, m = onestep.behavior_update(state, batch, None, 0, cfg)  # pi_b: the plain NLL of dataset actions at s
+    s, m = onestep.behavior_update(state, batch, None, 0, cfg)  # pi_b: the plain NLL of dataset actions at s
     mean, ls = onestep_policy_np(state.actor.params, batch.observations)
     np.testing.assert_allclose(float(m["behavior_loss"]), -np.mean(np_logp(np.asarray(batch.actions, np.float64), mean, ls)), rtol=1e-5)
     count = lambda st: int(jax.tree_util.tree_leaves(st.actor.opt_state)[0])  # noqa: E731
     assert count(s) == 1
-    s0, _ = onestep.improve_update(s, batch, jax.random.PRNGKey(0), jnp.asarray(0), cfg)
+    # the improvement stage's start (its ``begin``, once; tests/test_runtime.py runs it through the stage):
+    # pi_b frozen as the behaviour stage left it, a fresh Adam
+    start = onestep.start_improvement(s)
+    assert _same(start.behavior_params, s.actor.params) and _same(start.actor.params, s.actor.params) and count(start) == 0
+    s0, _ = onestep.improve_update(start, batch, jax.random.PRNGKey(0), jnp.asarray(0), cfg)
     assert count(s0) == 1  # fresh Adam at step 0, then one update
     s1, m1 = onestep.improve_update(s0, batch, jax.random.PRNGKey(1), jnp.asarray(1), cfg)
     assert count(s1) == 2

@@ -367,3 +367,28 @@ def test_bench_gpu_target_refuses_what_it_cannot_compile_for():
     text = bench.gpu_target_config("h200")
     assert "memory_bandwidth: 4800000000000" in text and "core_count: 132" in text and 'platform_name: "CUDA"' in text
 
+
+def test_a_stage_begins_once_when_it_starts_and_not_when_it_resumes(tiny_dataset):
+    """``Stage.begin`` runs before the stage's update at step 0 and not at a resumed chunk's first step, alone
+    and seed-vmapped (the chunk's start is then a traced value). Onestep's improvement stage freezes pi_b
+    there (``behavior_params``) and resets the actor's Adam; its updates no longer do either."""
+    cfg = tiny_config("onestep", steps=4, num_seeds=2)
+    data, info = load_dataset(cfg.dataset)
+    data, _ = preprocess(data, info, cfg)
+    tr = make_train(get_algorithm("onestep"), cfg, data)
+    init, run = tr.vmapped()
+    carry = init(seed_keys(0, 2))
+    carry, _ = run(carry, data, "behavior", 0, 2)  # the actor's Adam has counted 2 steps
+    stale = jax.tree_util.tree_map(lambda x: x + 1.0, carry.state.behavior_params)
+    carry = carry._replace(state=carry.state.replace(behavior_params=stale))
+    count = lambda c: np.asarray(jax.tree_util.tree_leaves(c.state.actor.opt_state)[0])  # noqa: E731
+    np.testing.assert_array_equal(count(carry), [2, 2])
+
+    started, _ = run(carry, data, "train", 0, 1)
+    _close(started.state.behavior_params, carry.state.actor.params, tol=0)  # pi_b: the actor as the stage began
+    np.testing.assert_array_equal(count(started), [1, 1])  # a fresh Adam, then one step
+    resumed, _ = run(carry, data, "train", 3, 1)
+    _close(resumed.state.behavior_params, stale, tol=0)
+    np.testing.assert_array_equal(count(resumed), [3, 3])
+    alone, _ = jax.jit(tr.run, static_argnums=(2, 4))(jax.tree_util.tree_map(lambda x: x[1], carry), data, "train", 0, 1)
+    _close(alone.state, jax.tree_util.tree_map(lambda x: x[1], started.state))

@@ -19,6 +19,10 @@ fields, nothing else. Required:
   the runtime's one sampler, with ``batch.index`` the dataset row of each (so an update can look
   up per-row tables it built from the dataset, e.g. ARQ's pre-generated candidates); ``step`` is the stage-local update index (int32 scalar, the
   same for every seed, so ``lax.cond`` on it stays a real branch under the seed vmap).
+  A stage's optional ``begin(state) -> state`` runs once, when the stage starts (before its update
+  at step 0, not when a resumed run continues it): a swap into a pretrained policy, an optimiser
+  reset, a frozen copy of the behaviour policy. In ``update`` such a swap would cost every step (a
+  ``select``, or a ``lax.cond`` that copies the state; tests/test_algorithms.py).
   Single-stage algorithms use :func:`single_stage`.
 - ``act(state, obs, key, config, deterministic=True) -> actions`` in [-1, 1]^A (the runtime
   rescales dataset actions into that box and back for the environment).
@@ -82,6 +86,7 @@ class Stage(NamedTuple):
     num_steps: int
     batch_size: int  # offrl.data.dataset.WHOLE_DATASET (0): every transition once, in order
     evaluate: bool = True  # evaluate the policy in the environment during this stage
+    begin: Optional[Callable] = None  # state -> state, once when the stage starts (its step 0)
 
 
 def _accept(config) -> None:

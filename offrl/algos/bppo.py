@@ -281,9 +281,6 @@ def offline_score(state: BPPOState, params, obs):
 
 def improve_update(state: BPPOState, batch, key, step, config):
     ag = config.agent
-    # a select, not a lax.cond: a cond returning the state copies all of it twice on every step it keeps
-    # it (tests/test_algorithms.py); the select touches only the leaves _start_improvement replaces
-    state = select(step == 0, _start_improvement(state), state)
     n_off = int(ag.bppo_off)
     b = batch.observations.shape[0] // (n_off + 1)
     pi_batch = jax.tree_util.tree_map(lambda x: x[:b], batch)
@@ -348,7 +345,7 @@ def stages(config) -> list[Stage]:
         Stage("value", bind(value_update), ag.v_steps, bs, evaluate=False),
         Stage("q", bind(q_update), ag.q_steps, bs, evaluate=False),
         Stage("bc", bind(bc_update), ag.bc_steps, bs),
-        Stage("improve", bind(improve_update), ag.pi_steps, bs * (1 + int(ag.bppo_off))),
+        Stage("improve", bind(improve_update), ag.pi_steps, bs * (1 + int(ag.bppo_off)), begin=_start_improvement),
     ]
 
 

@@ -106,7 +106,7 @@ from flax.training.train_state import TrainState
 
 from offrl import nets
 from offrl.algos import Algorithm, Spec, Stage
-from offrl.algos.common import adam, make_state, select
+from offrl.algos.common import adam, make_state
 from offrl.checks import Checks
 
 ACT_MODES = ("q_select", "mean")
@@ -520,9 +520,6 @@ def start_main(state: BRACPlusState) -> BRACPlusState:
 
 def update(state: BRACPlusState, batch, key, step, config):
     ag = config.agent
-    # a select, not a lax.cond: a cond returning the state copies all of it twice on every step it keeps
-    # it (tests/test_algorithms.py); the select touches only the leaves start_main replaces
-    state = select(step == 0, start_main(state), state)
     k_b, k_c, k_a = jax.random.split(key, 3)
     info = {}
     if ag.train_behavior_in_main:
@@ -562,7 +559,7 @@ def stages(config) -> list[Stage]:
               evaluate=False),
         Stage("pretrain", lambda s, b, k, t: pretrain_update(s, b, k, t, config), ag.pretrain_steps, config.batch_size,
               evaluate=False),
-        Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size),
+        Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size, begin=start_main),
     ]
 
 
