@@ -145,17 +145,12 @@ def test_bppo_acts_with_pi_b_until_improvement_then_with_pi():
     np.testing.assert_allclose(np.asarray(bppo.act(pik, obs, None, cfg)), bppo_policy_np(perturb(state.bc.params, 1.2), obs)[0], rtol=1e-5)
 
 
-def _improve_begin(cfg):
-    """BPPO's improvement stage's ``begin``, as the runtime applies it at its step 0 (``bppo_setup``'s config has
-    no batch size to build the stages with; tests/test_bppo.py checks that the stage begins with this)."""
-    return bppo._start_improvement
-
-
 def test_bppo_improvement_starts_from_pi_b_and_offline_selection_keeps_the_better_policy():
     cfg, state = bppo_setup(selection="offline", select_interval=1)
     state = state.replace(pi=state.pi.replace(params=perturb(state.bc.params)), pi_k=perturb(state.bc.params, 2.0))
     batch = _batch(b=8)
-    _, m0 = bppo.improve_update(_improve_begin(cfg)(state), batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
+    # the stage's begin (tests/test_bppo.py: the improvement stage begins with _start_improvement), then step 0
+    _, m0 = bppo.improve_update(bppo._start_improvement(state), batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
     np.testing.assert_allclose(float(m0["ratio_pi_pik"]), 1.0, rtol=1e-6)  # step 0: pi = pi_k = pi_b
     # later steps: of two policies far apart (pi moves by ~lr per step), the better one must end as pi_k
     p1, p2 = perturb(state.bc.params, 1.5, 0.1), perturb(state.bc.params, 0.5, -0.1)
@@ -189,7 +184,7 @@ def test_bppo_improvement_step_0_starts_pi_and_pi_k_from_pi_b_with_a_fresh_optim
     s1, _ = bppo.improve_update(state.replace(pi=state.pi.replace(params=perturb(state.bc.params))), batch,
                                 jax.random.PRNGKey(1), jnp.asarray(3), cfg)  # a later step: no restart
     moved = s1.replace(bc=s1.bc.replace(params=perturb(state.bc.params, 0.9)))
-    s, m = bppo.improve_update(_improve_begin(cfg)(moved), batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
+    s, m = bppo.improve_update(bppo._start_improvement(moved), batch, jax.random.PRNGKey(1), jnp.asarray(0), cfg)
     assert bool(s.improving) and not bool(state.improving)
     assert _same(s.pi_k, moved.bc.params)  # pi_k = pi_b (Onestep keeps it)
     np.testing.assert_allclose(float(m["ratio_pi_pik"]), 1.0, rtol=1e-6)  # pi = pi_b when the loss is taken
