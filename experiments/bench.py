@@ -84,6 +84,7 @@ and runs one chunk, reporting the device's peak (``memory_stats``) or the proces
 from __future__ import annotations
 
 import faulthandler
+import functools
 import glob
 import importlib
 import os
@@ -578,6 +579,7 @@ def gpu_target_config(name: str) -> str:
             f'platform_name: "CUDA"\ndevice_description_str: "{desc}"\n')
 
 
+@functools.lru_cache(maxsize=None)  # main checks it first; each config's --traffic reuses it
 def gpu_target_device(name: str):
     """A compile-only device for the GPU ``name``: XLA compiles for it (fusion, library calls) without one
     present. Needs the jax CUDA plugin (``pip install jax-cuda12-plugin==<jax's version>``) and
