@@ -65,7 +65,7 @@ the GPU's own. Beside XLA's figure, a second count from the compiled program's t
 (``update_kernels``): the bytes of every top-level instruction of one update (the scanned body; a
 nested loop's body once, a ``conditional`` at its costlier branch), its operands and its output,
 i.e. what each kernel reads and writes if nothing stays in cache: an independent check of XLA's
-figure (on the CPU the two agree within 3%); and the number of kernels one update launches.
+figure (on the CPU the two agree within 1%); and the number of kernels one update launches.
 
 ``--traffic --gpu_target=h100`` (or ``h200``) compiles the same chunks for that GPU without one
 present (XLA's deviceless compilation, from a target description of the GPU: ``GPU_TARGETS``), so
@@ -550,11 +550,6 @@ def update_kernels(hlo: str) -> tuple[float, int]:
     scan = [line for line in comps["ENTRY"] if " while(" in line][-1]
     total, kernels = body(re.search(r"body=%?([\w.\-]+)", scan).group(1))
     return total / 1e6, kernels
-
-
-def instruction_mb(hlo: str) -> float:
-    """MB one update's top-level instructions read and write (``update_kernels``)."""
-    return update_kernels(hlo)[0]
 
 
 # What XLA's GPU compiler asks of a device it does not see (``--gpu_target``): NVIDIA's published figures

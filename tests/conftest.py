@@ -76,3 +76,19 @@ def np_mlp(layers, x):
         if i + 1 < len(layers):
             x = np.maximum(x, 0.0)
     return x
+
+
+def cond_eqns(jaxpr, update_body: bool = False, loops: int = 0):
+    """The ``lax.cond`` equations of ``jaxpr`` and of every jaxpr nested in it. ``update_body``: only those of
+    the scanned update body (``jaxpr`` holds the scan over updates), not those of loops inside an update
+    (an ODE solver's adaptive steps), which are not the update's carry."""
+    from jax.extend.core import jaxprs_in_params
+
+    for e in jaxpr.eqns:
+        name = e.primitive.name
+        if name == "cond" and (not update_body or loops == 1):
+            yield e
+        inner = loops + (name in ("scan", "while"))
+        if not update_body or inner <= 1:
+            for sub in jaxprs_in_params(e.params):
+                yield from cond_eqns(sub, update_body, inner)

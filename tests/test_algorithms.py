@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import cond_eqns, tiny_config
 from offrl import checkpoint
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.runner import prepare
@@ -125,21 +125,14 @@ def test_every_algorithm_has_a_config():
         assert cfg.algo == name
 
 
-def _forwarded_by_conds(jaxpr, loops: int = 0) -> int:
+def _forwarded_by_conds(jaxpr) -> int:
     """Elements that the ``lax.cond``s of the scanned update body (``jaxpr`` holds the scan over updates) return
     straight from their operands: per cond, the most any one branch passes through unchanged, summed over the
-    conds. Loops inside an update (an ODE solver's adaptive steps) are not the update's carry and are skipped."""
-    from jax.extend.core import jaxprs_in_params
-
+    conds."""
     total = 0
-    for e in jaxpr.eqns:
-        name = e.primitive.name
-        if name == "cond" and loops == 1:
-            passed = [[v for v in b.jaxpr.outvars if v in set(b.jaxpr.invars)] for b in e.params["branches"]]
-            total += max(sum(int(np.prod(v.aval.shape)) for v in vs) for vs in passed)
-        inner = loops + (name in ("scan", "while"))
-        if inner <= 1:
-            total += sum(_forwarded_by_conds(sub, inner) for sub in jaxprs_in_params(e.params))
+    for e in cond_eqns(jaxpr, update_body=True):
+        passed = [[v for v in b.jaxpr.outvars if v in set(b.jaxpr.invars)] for b in e.params["branches"]]
+        total += max(sum(int(np.prod(v.aval.shape)) for v in vs) for vs in passed)
     return total
 
 

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import cond_eqns, tiny_config
 from offrl.algos import get_algorithm
 from offrl.data import load_dataset, preprocess
 from offrl.train import make_train, seed_keys
@@ -186,18 +186,8 @@ def test_diagnostics_run_outside_the_scan_change_no_state_and_are_logged(td3bc_s
 
 def _cond_output_elements(fn, *args) -> int:
     """The largest total size of the outputs of any lax.cond in ``fn``'s jaxpr (nested jaxprs included)."""
-    from jax.extend.core import jaxprs_in_params  # noqa: F401  (only to fail loudly if the API moved)
-
-    def walk(jaxpr):
-        best = 0
-        for e in jaxpr.eqns:
-            if e.primitive.name == "cond":
-                best = max(best, sum(int(np.prod(v.aval.shape)) for v in e.outvars))
-            for sub in jaxprs_in_params(e.params):
-                best = max(best, walk(sub))
-        return best
-
-    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    conds = cond_eqns(jax.make_jaxpr(fn)(*args).jaxpr)
+    return max((sum(int(np.prod(v.aval.shape)) for v in e.outvars) for e in conds), default=0)
 
 
 @pytest.mark.parametrize("name", ["td3bc", "bear"])
@@ -278,7 +268,7 @@ def test_bench_counts_the_flops_of_the_branch_each_step_takes(td3bc_setup):
 
 
 def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
-    """bench.instruction_mb: the scanned body's kernels, operands and output (x * 2 + y on 1000 floats: 3 x 4000
+    """bench.update_kernels' first figure: the scanned body's kernels, operands and output (x * 2 + y on 1000 floats: 3 x 4000
     bytes, plus the loop counter's 3 x 4), and a conditional at its costlier branch, not both."""
     import sys
 
@@ -290,7 +280,7 @@ def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
 
     def count(body, *args):
         run = jax.jit(lambda c, *a: lax.scan(lambda c, i: (body(c, i, *a), None), c, jnp.arange(4))[0])
-        return bench.instruction_mb(run.lower(jnp.ones(1000), *args).compile().as_text()) * 1e6
+        return bench.update_kernels(run.lower(jnp.ones(1000), *args).compile().as_text())[0] * 1e6
 
     assert count(lambda c, i, y: c * 2.0 + y, jnp.ones(1000)) == pytest.approx(12012)
     # one fusion of 8 inputs: the printed program marks the sixth /*index=5*/, and it counts too (9 x 4000 + 12)
