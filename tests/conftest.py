@@ -78,6 +78,16 @@ def np_mlp(layers, x):
     return x
 
 
+def all_eqns(jaxpr):
+    """Every equation of ``jaxpr`` and of every jaxpr nested in it."""
+    from jax.extend.core import jaxprs_in_params
+
+    for e in jaxpr.eqns:
+        yield e
+        for sub in jaxprs_in_params(e.params):
+            yield from all_eqns(sub)
+
+
 def cond_eqns(jaxpr, update_body: bool = False, loops: int = 0):
     """The ``lax.cond`` equations of ``jaxpr`` and of every jaxpr nested in it. ``update_body``: only those of
     the scanned update body (``jaxpr`` holds the scan over updates), not those of loops inside an update

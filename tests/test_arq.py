@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from conftest import np_mlp
+from conftest import all_eqns, np_mlp
 from configs.arq import get_config
 from offrl.algos import Spec, arq
 from offrl.data.dataset import Transitions, sample
@@ -421,6 +421,40 @@ def test_score_update_keeps_an_ema_of_the_weights():
     for e, old, p in zip(*(jax.tree_util.tree_leaves(t) for t in (new.score_ema, state.score_ema, new.score.params))):
         np.testing.assert_allclose(np.asarray(e), 0.999 * np.asarray(old) + 0.001 * np.asarray(p), rtol=1e-5, atol=1e-6)
     assert np.isfinite(float(m["score_loss"]))
+
+
+def _size_one_batched_dots(jaxpr) -> list:
+    """dot_generals (in ``jaxpr`` and every sub-jaxpr) batched over an axis of size 1."""
+    return [e for e in all_eqns(jaxpr) if e.primitive.name == "dot_general"
+            and any(e.invars[0].aval.shape[d] == 1 for d in e.params["dimension_numbers"][1][0])]
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_score_loss_is_each_members_dsm_loss_on_its_own_slice_and_key(members):
+    """The ensemble's loss: member i's DSM loss on the i-th slice of the batch with the i-th split key,
+    summed for the gradient and averaged for the log. One member is not vmapped: a dot batched over an
+    axis of size 1 made XLA's GPU program copy the score net's weights and Adam moments on every update
+    (docs/performance.md, eighth session)."""
+    from offrl import nets
+    from offrl.diffusion import dsm_loss
+
+    cfg = small_config(score_hidden_dims=(8,), score_batch_size=8, num_score_models=members)
+    state = arq.init(jax.random.PRNGKey(0), Spec(1, 1), cfg)
+    state, _ = arq.standardize_update(state, two_mode_data(n=64), None, 0, cfg)
+    batch, key = two_mode_data(n=8 * members, seed=3), jax.random.PRNGKey(4)
+    _, m = arq.score_update(state, batch, key, 0, cfg)
+    x0 = state.std.actions(batch.actions).reshape(members, 8, 1)
+    c = state.std.states(batch.observations).reshape(members, 8, 1)
+    keys = jax.random.split(key, members)
+    want = [float(dsm_loss(state.score.apply_fn, jax.tree_util.tree_map(lambda p: p[i], state.score.params), x0[i], c[i],
+                           keys[i], arq._sde(cfg), cfg.agent.dsm_t_min)) for i in range(members)]
+    np.testing.assert_allclose(float(m["score_loss"]), np.mean(want), rtol=1e-5)
+
+    jaxpr = jax.make_jaxpr(lambda st: arq.score_update(st, batch, key, 0, cfg))(state)
+    assert not _size_one_batched_dots(jaxpr.jaxpr), "one score model's update is vmapped over a member axis of size 1"
+    ones = nets.vmap_members(lambda p, x: (p * x, jnp.sum(x)))(jnp.ones((1, 3)), jnp.arange(3.0)[None])
+    np.testing.assert_array_equal(np.asarray(ones[0]), [[0.0, 1.0, 2.0]])
+    assert ones[1].shape == (1,)
 
 
 @pytest.mark.parametrize("act_likelihood", [True, False])

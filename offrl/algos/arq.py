@@ -223,7 +223,7 @@ def score_update(state: ARQState, batch, key, step, config):
     sde = _sde(config)
 
     def loss(params):
-        per_member = jax.vmap(lambda p, x, cc, k: dsm_loss(state.score.apply_fn, p, x, cc, k, sde, ag.dsm_t_min))(
+        per_member = nets.vmap_members(lambda p, x, cc, k: dsm_loss(state.score.apply_fn, p, x, cc, k, sde, ag.dsm_t_min))(
             params, x0, c, keys)
         return per_member.sum(), per_member.mean()
 
