@@ -292,14 +292,38 @@ def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
         return c + jnp.sin(big * c).sum(0)  # reads and writes 20 x 1000 floats
 
     def cheaper(c, big):
-        return c + jnp.cos(big[:5] * c).sum(0)  # writes a quarter of that (its fusion still reads all of big)
+        return c + jnp.cos(big[:5] * c).sum(0)  # reads and writes a quarter of that: its fusion reads the slice only
 
     alone = count(lambda c, i, big: costly(c, big), big), count(lambda c, i, big: cheaper(c, big), big)
     either = [count(lambda c, i, big: lax.cond(i % 2 == 0, *fs, c, big), big)
               for fs in ((costly, cheaper), (cheaper, costly))]
-    assert alone[0] > 250_000 and 100_000 < alone[1] < 200_000
+    # cheaper: (c + 5 rows of big) -> 5 rows; 5 rows -> their sum; c + sum; the counter (not 20 rows of big)
+    assert alone[0] > 250_000 and alone[1] == pytest.approx((1 + 5 + 5) * 4000 + (5 + 1) * 4000 + 3 * 4000 + 12)
     # the costlier branch whichever it is, not the sum (the conditional adds a copy of its 1000-float result)
     assert either[0] == either[1] and alone[0] <= either[0] < alone[0] + alone[1] / 2
+
+
+def test_bench_instruction_bytes_count_the_rows_a_gather_reads_not_its_table():
+    """A sampled batch reads its rows of the dataset, not the dataset: a fusion's operand that it only indexes
+    (gather, dynamic slice) counts the part it reads. Counted whole, a 4 MB table would be read every update,
+    and ARQ's per-seed table of candidates made each added seed look 3-7x costlier than it is."""
+    import sys
+
+    import jax.numpy as jnp
+    from jax import lax
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    def count(body, table):
+        run = jax.jit(lambda c, t: lax.scan(lambda c, i: (body(c, i, t), None), c, jnp.arange(4))[0])
+        return bench.update_kernels(run.lower(jnp.ones(1000), table).compile().as_text())[0] * 1e6
+
+    table = jnp.ones((1000, 1000))  # 4 MB
+    one_row = count(lambda c, i, t: c + t[i * 7], table)
+    rows = count(lambda c, i, t: c + jnp.sin(t[(i * 7 + jnp.arange(8) * 101) % 1000]).sum(0), table)
+    assert 3 * 4000 <= one_row < 10 * 4000  # c, its row, the sum (and the counter, the index)
+    assert 8 * 4000 <= rows < 30 * 4000  # its 8 rows, not the 1000
 
 
 def test_bench_kernel_count_of_one_update_and_the_branch_with_more():
