@@ -187,6 +187,22 @@ def test_mmd_both_forms_against_numpy(kernel):
     np.testing.assert_allclose(np.asarray(same), 1e-3, rtol=1e-2)  # sqrt(0 + 1e-6): the root stays differentiable
 
 
+@pytest.mark.parametrize("members", [1, 3])
+def test_vmap_members_equals_vmap_and_one_member_is_not_batched(members):
+    """nets.vmap_members(f) is jax.vmap(f) over the leading member axis (every argument's, every output's),
+    and with one member it runs f once on the arguments without that axis: no matmul batched over size 1."""
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(members, 4, 2)), jnp.float32)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(members, 5, 4)), jnp.float32)
+    f = lambda w, x: (x @ w, {"sum": jnp.sum(x, -1)})  # noqa: E731
+    got, want = nets.vmap_members(f)(w, x), jax.vmap(f)(w, x)
+    for g, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-6)
+    dots = [e for e in jax.make_jaxpr(nets.vmap_members(f))(w, x).jaxpr.eqns if e.primitive.name == "dot_general"]
+    batch_dims = [e.params["dimension_numbers"][1][0] for e in dots]
+    assert batch_dims == [(0,) if members > 1 else ()], batch_dims  # the one matmul, batched over members or not
+
+
 def test_polyak_moves_target_by_tau_toward_online():
     t, o = {"w": jnp.asarray([1.0, 2.0])}, {"w": jnp.asarray([3.0, -2.0])}
     np.testing.assert_allclose(np.asarray(nets.polyak(t, o, 0.25)["w"]), [1.5, 1.0])

@@ -34,7 +34,7 @@ declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bea
  [dataset]=offrl.data.dataset,offrl.data.preprocess,offrl.data.minari_io,offrl.data.d4rl,offrl.data,offrl.algos.bc [preprocess]=offrl.data.preprocess,offrl.data
  [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures [collect]=offrl.data.collect [evaluation]=offrl.evaluation [runner]=offrl.runner [common]=offrl.algos.common [sweep]=offrl.sweep [logger]=offrl.logger)  # after the first: modules reloaded after it (server.py)
 declare -A FUNCS=(
- [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl
+ [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl,vmap_members
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
  [bear]=policy_samples,vae_samples,_q,vae_loss,critic_loss,critic_objective,critic_grads,actor_loss,alpha_loss,update,act,init
  [cql]=cql_logsumexp,_sample_pi,_q_many,critic_loss,actor_loss,update
@@ -62,7 +62,7 @@ declare -A FUNCS=(
  [common]=adam,_is_hyperparam,learning_rate_of,reset_optimizer,make_state,_scalar_value,log_scalar,entropy_temperature_update,clipped_gaussian_act,every,select
 )
 declare -A TESTS=(
- [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl'
+ [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl_or_vmap_members'
  [plugins]='tests/test_equations.py tests/test_plugins.py -k critic_weights_or_cr__or_gp__or_td3bcpp_or_bearpp_or_action_grads_or_gradient_penalty_or_penalty_is_zero_or_minmax_or_critic_objective'
  [bear]='tests/test_equations.py -k bear'
  [cql]='tests/test_equations.py -k cql'
@@ -75,7 +75,7 @@ declare -A TESTS=(
  [brac]='tests/test_baselines.py tests/test_itrpo.py -k (brac_or_itrpo)_and_not_paper_tables'
  [itrpo]='tests/test_itrpo.py -k not_paper_tables'
  [bracplus]='tests/test_bracplus.py -k not_paper_table'
- [arq]='tests/test_arq.py::test_kth_next_value_by_hand tests/test_arq.py::test_support_mean_averages_the_finite_entries_only tests/test_arq.py::test_awr_advantage_and_implicit_choice_by_hand tests/test_arq.py::test_implicit_act_clips_candidates_and_picks_among_the_supported tests/test_arq.py::test_explicit_act_is_the_clipped_gaussian_actor tests/test_arq.py::test_score_update_keeps_an_ema_of_the_weights tests/test_arq.py::test_q_update_target_and_loss_from_pregenerated_support_by_hand tests/test_arq.py::test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand tests/test_arq.py::test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference tests/test_arq.py::test_support_rows_map_states_and_episode_ends tests/test_arq.py::test_with_support_is_pregenerates_layout_for_any_values tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes'
+ [arq]='tests/test_arq.py::test_kth_next_value_by_hand tests/test_arq.py::test_support_mean_averages_the_finite_entries_only tests/test_arq.py::test_awr_advantage_and_implicit_choice_by_hand tests/test_arq.py::test_implicit_act_clips_candidates_and_picks_among_the_supported tests/test_arq.py::test_explicit_act_is_the_clipped_gaussian_actor tests/test_arq.py::test_score_update_keeps_an_ema_of_the_weights tests/test_arq.py::test_score_loss_is_each_members_dsm_loss_on_its_own_slice_and_key tests/test_arq.py::test_q_update_target_and_loss_from_pregenerated_support_by_hand tests/test_arq.py::test_policy_update_weights_from_candidates_at_each_rows_own_state_by_hand tests/test_arq.py::test_standardize_stage_takes_the_whole_datasets_statistics_as_the_reference tests/test_arq.py::test_support_rows_map_states_and_episode_ends tests/test_arq.py::test_with_support_is_pregenerates_layout_for_any_values tests/test_arq.py::test_implicit_policy_acts_with_in_support_candidates tests/test_arq.py::test_score_training_on_two_mode_mixture_puts_samples_in_both_modes'
  [dataset]='tests/test_data.py tests/test_d4rl.py tests/test_baselines.py::test_percent_bc_keeps_exactly_the_top_episodes'
  [preprocess]='tests/test_data.py tests/test_evaluation.py::test_vectorised_evaluation_matches_plain_rollouts'
  [scores]='tests/test_data.py tests/test_d4rl.py'
