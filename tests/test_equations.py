@@ -21,6 +21,7 @@ import optax
 import pytest
 from flax.training.train_state import TrainState
 
+from conftest import all_eqns
 from offrl import nets, plugins
 from offrl.algos import Spec, bear, cql, td3bc
 from offrl.data.dataset import Transitions
@@ -201,6 +202,30 @@ def test_vmap_members_equals_vmap_and_one_member_is_not_batched(members):
     dots = [e for e in jax.make_jaxpr(nets.vmap_members(f))(w, x).jaxpr.eqns if e.primitive.name == "dot_general"]
     batch_dims = [e.params["dimension_numbers"][1][0] for e in dots]
     assert batch_dims == [(0,) if members > 1 else ()], batch_dims  # the one matmul, batched over members or not
+
+
+@pytest.mark.parametrize("per_member", [False, True])
+def test_ensemble_members_are_their_own_critics_and_every_matmul_is_batched_over_them(per_member):
+    """An Ensemble's member i is Critic i: the same values as applying each member's parameters alone (with
+    its own actions, per_member). Every matmul is batched over the member axis. A shared input (every
+    member reads the same observations) is broadcast to the members: batched as it was, JAX put the member
+    axis among the first layer's output columns and transposed it back, and the GPU program moved every
+    first-layer activation once more per update (docs/performance.md, eighth session)."""
+    net = nets.critic_ensemble(3, (4, 4))
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(B, OBS)), jnp.float32)
+    act = jnp.asarray(np.random.default_rng(1).normal(size=(3, B, ACT) if per_member else (B, ACT)), jnp.float32)
+    params = net.init(jax.random.PRNGKey(0), obs, act[0] if per_member else act)
+    f = nets.bind(net.apply, params)
+    call = (lambda o, a: f.per_member(o, a)) if per_member else f
+    got = call(obs, act)
+    alone = nets.Critic((4, 4))
+    for i in range(3):
+        p_i = jax.tree_util.tree_map(lambda x: x[i], params["params"]["VmapCritic_0"])
+        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(alone.apply({"params": p_i}, obs, act[i] if per_member else act)),
+                                   rtol=1e-5, atol=1e-6)
+    dots = [e for e in all_eqns(jax.make_jaxpr(call)(obs, act).jaxpr) if e.primitive.name == "dot_general"]
+    assert len(dots) == 3 and all(e.params["dimension_numbers"][1][0] == (0,) for e in dots), \
+        [e.params["dimension_numbers"] for e in dots]
 
 
 def test_polyak_moves_target_by_tau_toward_online():
