@@ -67,8 +67,10 @@ nested loop's body once, a ``conditional`` at its costlier branch), its operands
 i.e. what each kernel reads and writes if nothing stays in cache, except that of an operand a kernel
 only indexes (a gather, a slice) it counts the part read: the batch's rows, not the dataset, and not
 ARQ's per-seed table of candidates, which XLA's figure counts whole for every added seed. Per added
-seed the two agree within 1% on the CPU where no per-seed table is indexed (td3bc, iql); and the
-number of kernels one update launches.
+seed the two agree within 1% on the CPU where no per-seed table is indexed (td3bc, iql). Then the
+number of kernels one update launches, and the MB its ``copy`` kernels move: work that computes
+nothing, which the GPU program showed where the CPU's did not (a ``cond`` returning its state, an axis
+of size 1, docs/performance.md).
 
 ``--traffic --gpu_target=h100`` (or ``h200``) compiles the same chunks for that GPU without one
 present (XLA's deviceless compilation, from a target description of the GPU: ``GPU_TARGETS``), so
@@ -554,13 +556,15 @@ def _partial_reads(lines: list[str]) -> dict[int, int]:
     return out
 
 
-def update_kernels(hlo: str) -> tuple[float, int]:
-    """(MB, kernels) of one update's top-level instructions (module docstring, ``--traffic``): the
+def update_kernels(hlo: str) -> tuple[float, int, float]:
+    """(MB, kernels, MB of copies) of one update's top-level instructions (module docstring, ``--traffic``): the
     compiled chunk's last ``while`` in ENTRY is the scan over updates, its body is one update. MB: what
     each instruction reads and writes (its operands and output; of an operand it only indexes, a
     gather's or slice's, the part it reads); kernels: the instructions that run as one (a fusion, a
-    library call, a copy), not the ones that only name a buffer. A nested loop's body counts once; a
-    ``conditional`` counts its costlier branch, for each figure separately."""
+    library call, a copy), not the ones that only name a buffer; MB of copies: the bytes of its
+    ``copy`` kernels, which move a buffer and compute nothing (a layout change, or a value the loop's
+    carry cannot alias). A nested loop's body counts once; a ``conditional`` counts its costlier
+    branch, for each figure separately."""
     comps, cur = {}, None
     for line in hlo.split("\n"):
         head = re.match(r"^(ENTRY )?%?([\w.\-]+) .*\{$", line)
@@ -569,8 +573,8 @@ def update_kernels(hlo: str) -> tuple[float, int]:
         elif cur is not None:
             cur.append(line)
 
-    def body(name: str) -> tuple[int, int]:
-        total, kernels, shapes = 0, 0, {}  # the printed program names its operands without their shapes: look them up
+    def body(name: str) -> tuple[int, int, int]:
+        total, kernels, copies, shapes = 0, 0, 0, {}  # the printed program names its operands without their shapes: look them up
         for line in comps[name]:
             if " = " in line:
                 lhs, rhs = line.split(" = ", 1)
@@ -582,12 +586,11 @@ def update_kernels(hlo: str) -> tuple[float, int]:
             if op in _NOT_KERNELS:
                 continue
             if op == "while":
-                b, k = body(re.search(r"body=%?([\w.\-]+)", rhs).group(1))
+                b, k, c = body(re.search(r"body=%?([\w.\-]+)", rhs).group(1))
             elif op == "conditional":
                 branches = re.findall(r"%([\w.\-]+)", rhs.split("branch_computations=")[-1]) if "branch_computations" in rhs \
                     else re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", rhs)
-                each = [body(b) for b in branches]
-                b, k = max(e[0] for e in each), max(e[1] for e in each)
+                b, k, c = (max(figure) for figure in zip(*(body(b) for b in branches)))
             else:
                 out = _shape_bytes(shapes[line.split(" = ", 1)[0].split()[-1]])
                 partial = {0: out} if op in _PARTIAL_READS else {}
@@ -595,13 +598,13 @@ def update_kernels(hlo: str) -> tuple[float, int]:
                 if called:
                     partial = _partial_reads(comps[called.group(1)])
                 b = out + sum(partial.get(i, _shape_bytes(shapes[o])) for i, o in enumerate(_operand_names(operands)))
-                k = 1
-            total, kernels = total + b, kernels + k
-        return total, kernels
+                k, c = 1, b if op == "copy" else 0
+            total, kernels, copies = total + b, kernels + k, copies + c
+        return total, kernels, copies
 
     scan = [line for line in comps["ENTRY"] if " while(" in line][-1]
-    total, kernels = body(re.search(r"body=%?([\w.\-]+)", scan).group(1))
-    return total / 1e6, kernels
+    total, kernels, copies = body(re.search(r"body=%?([\w.\-]+)", scan).group(1))
+    return total / 1e6, kernels, copies / 1e6
 
 
 # What XLA's GPU compiler asks of a device it does not see (``--gpu_target``): NVIDIA's published figures
@@ -668,14 +671,14 @@ def bench_traffic(name: str, data, seeds: list[int]) -> None:
             cost = compiled.cost_analysis()  # none for a compile-only device
             cost = (cost[0] if isinstance(cost, list) else cost) or {}
             flop, mb = cost.get("flops", float("nan")) / 1e9, cost.get("bytes accessed", float("nan")) / 1e6
-            ins, kernels = update_kernels(compiled.as_text())
+            ins, kernels, copies = update_kernels(compiled.as_text())
             prev, last = last, (n, mb, ins)  # each seed count against the one before it
             per_seed = (mb - prev[1]) / (n - prev[0]) if prev else float("nan")
             ins_seed = (ins - prev[2]) / (n - prev[0]) if prev else float("nan")
             floor = "" if not bandwidth or not prev else \
                 f"{1e3 * per_seed * n / bandwidth:.1f} / {1e3 * ins_seed * n / bandwidth:.1f}"
             print(f"| {name} | {st.name} | {n} | {flop:.3f} | {mb:.1f} | {per_seed:.1f} | {ins:.1f} | {ins_seed:.1f} "
-                  f"| {floor} | {kernels} |", flush=True)
+                  f"| {floor} | {kernels} | {copies:.1f} |", flush=True)
 
 
 def bench_support(name: str, data, seeds: list[int]):
@@ -879,8 +882,9 @@ def main(_):
         elif FLAGS.traffic:
             print("| config | stage | seeds | GFLOP/update | MB accessed/update (XLA) | MB per added seed (XLA) "
                   "| MB/update by instruction | MB per added seed by instruction "
-                  "| seeds x MB per added seed, µs at --bandwidth (XLA / by instruction) | kernels/update |")
-            print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+                  "| seeds x MB per added seed, µs at --bandwidth (XLA / by instruction) | kernels/update "
+                  "| MB of copies/update |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         elif not FLAGS.sampler:
             print("| config | stage | seeds | compile (s) | updates/s per seed | seed-updates/s | GFLOP/update | GFLOP/s | matmul GFLOP/s "
                   "| share of matmul | vs minimal TD3+BC |")

@@ -328,7 +328,8 @@ def test_bench_instruction_bytes_count_the_rows_a_gather_reads_not_its_table():
 
 def test_bench_kernel_count_of_one_update_and_the_branch_with_more():
     """bench.update_kernels' second figure: kernels one update launches (x * 2 + y: one fusion, plus the loop
-    counter's add), a conditional at its branch with more kernels whichever way round, not their sum."""
+    counter's add), a conditional at its branch with more kernels whichever way round, not their sum; and
+    its third, the bytes of copy kernels: none for c * 2, some for a carry that swaps its halves."""
     import sys
 
     import jax.numpy as jnp
@@ -342,6 +343,12 @@ def test_bench_kernel_count_of_one_update_and_the_branch_with_more():
         return bench.update_kernels(run.lower(jnp.ones(1000), *args).compile().as_text())[1]
 
     assert kernels(lambda c, i, y: c * 2.0 + y, jnp.ones(1000)) == 2
+    assert bench.update_kernels(jax.jit(lambda c: lax.scan(lambda c, i: (c * 2.0, None), c, jnp.arange(4))[0]).lower(
+        jnp.ones(1000)).compile().as_text())[2] == 0
+    # a carry whose two halves swap places every update cannot be updated in place: the loop copies them
+    swap = jax.jit(lambda a, b: lax.scan(lambda c, i: ((c[1], c[0] * 2.0), None), (a, b), jnp.arange(4))[0])
+    _, _, copied = bench.update_kernels(swap.lower(jnp.ones(1000), jnp.ones(1000)).compile().as_text())
+    assert copied * 1e6 >= 2 * 8000 and copied * 1e6 % 8000 == 0  # each copy reads and writes 1000 floats
     big = jnp.ones((20, 1000))
 
     def few(c, big):
