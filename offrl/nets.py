@@ -83,7 +83,8 @@ class Ensemble(nn.Module):
         # the front, and the GPU program then transposes every first-layer activation on every update
         # (docs/performance.md, eighth session: 7% of TD3+BC's bytes per seed, 30% of ARQ's Q stage's).
         axes = (None,) * len(args) if self.in_axes is None else tuple(self.in_axes)
-        args = tuple(a if ax == 0 or a is None else jnp.broadcast_to(a, (self.num,) + jnp.shape(a)) for a, ax in zip(args, axes))
+        args = tuple(a if ax == 0 or a is None else jnp.broadcast_to(a, (self.num,) + jnp.shape(a))
+                     for a, ax in zip(args, axes))
         vmapped = nn.vmap(
             self.net_cls,
             variable_axes={"params": 0},

@@ -223,8 +223,8 @@ def score_update(state: ARQState, batch, key, step, config):
     sde = _sde(config)
 
     def loss(params):
-        per_member = nets.vmap_members(lambda p, x, cc, k: dsm_loss(state.score.apply_fn, p, x, cc, k, sde, ag.dsm_t_min))(
-            params, x0, c, keys)
+        member_loss = lambda p, x, cc, k: dsm_loss(state.score.apply_fn, p, x, cc, k, sde, ag.dsm_t_min)  # noqa: E731
+        per_member = nets.vmap_members(member_loss)(params, x0, c, keys)
         return per_member.sum(), per_member.mean()
 
     grads, value = jax.grad(loss, has_aux=True)(state.score.params)
