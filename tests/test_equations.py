@@ -196,6 +196,7 @@ def test_vmap_members_equals_vmap_and_one_member_is_not_batched(members):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(members, 5, 4)), jnp.float32)
     f = lambda w, x: (x @ w, {"sum": jnp.sum(x, -1)})  # noqa: E731
     got, want = nets.vmap_members(f)(w, x), jax.vmap(f)(w, x)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
     for g, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         assert g.shape == e.shape
         np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-6)
