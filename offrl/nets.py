@@ -133,19 +133,26 @@ def bind(apply_fn: Callable, params) -> Callable:
     return lambda *args: apply_fn(params, *args)
 
 
-def vmap_members(fn: Callable) -> Callable:
-    """``jax.vmap(fn)`` over a leading member axis; with one member, ``fn`` on the squeezed arguments.
+def vmap_members(fn: Callable, in_axes=0) -> Callable:
+    """``jax.vmap(fn, in_axes)`` over a leading member axis (``in_axes``: 0 or None, or a tuple of them,
+    one per argument); with one member, ``fn`` on the mapped arguments without that axis, and the axis
+    put back on every output. Values are equal.
 
-    Values are equal. The squeeze is for XLA's GPU compiler: a matmul batched over seeds (vmapped
-    by the runtime) and a member axis of size 1 gets its weights laid out in two ways, and every
-    update then copies the weights and Adam moments between them (ARQ's score stage at 4 seeds on
-    an H200 target: 34 copies, 59 MB per update)."""
+    The squeeze is for XLA's GPU compiler. A matmul batched over an axis of size 1 and another axis
+    (seeds, or an ensemble) gets its operands laid out in two ways, and every update copies weights
+    and Adam moments between them: ARQ's score stage, one score model under 4 vmapped seeds, 34 copies
+    (59 MB) per update on an H200 target; and every ensemble under one seed (``Train.vmapped``).
+    docs/performance.md, eighth session."""
+    axes = in_axes if isinstance(in_axes, tuple) else None
 
     def call(*args):
-        sizes = {x.shape[0] for x in jax.tree_util.tree_leaves(args)}
-        if sizes != {1}:
-            return jax.vmap(fn)(*args)
-        out = fn(*jax.tree_util.tree_map(lambda x: x[0], args))
+        each = axes if axes is not None else (in_axes,) * len(args)
+        if len(each) != len(args) or any(ax not in (0, None) for ax in each):
+            raise ValueError(f"vmap_members maps axis 0 or nothing of each argument, got in_axes={in_axes!r}")
+        mapped = [a for a, ax in zip(args, each) if ax == 0]
+        if {x.shape[0] for x in jax.tree_util.tree_leaves(mapped)} != {1}:
+            return jax.vmap(fn, in_axes=each)(*args)
+        out = fn(*(jax.tree_util.tree_map(lambda x: x[0], a) if ax == 0 else a for a, ax in zip(args, each)))
         return jax.tree_util.tree_map(lambda x: x[None], out)
 
     return call

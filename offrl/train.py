@@ -27,6 +27,7 @@ import numpy as np
 
 from offrl.algos import Spec, Stage
 from offrl.data.dataset import Transitions, sample
+from offrl.nets import vmap_members
 
 
 DIAGNOSTICS_STREAM = 0x5D1A6  # folded into a member's key: diagnostics draw their own batch, the run's keys stay put
@@ -65,7 +66,9 @@ class Train(NamedTuple):
             init = jax.jit(lambda keys, hparams=None: jax.lax.map(lambda kh: self.init(*kh), (keys, hparams)))
         else:
             init = jax.jit(jax.vmap(self.init))
-        run = jax.jit(jax.vmap(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4),
+        # one member runs without the member axis (nets.vmap_members): with it, XLA's GPU program copies
+        # ensembles' weights on every update (1.3-10 MB; H200 target, docs/performance.md, eighth session)
+        run = jax.jit(vmap_members(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4),
                       donate_argnums=(0,) if donate else ())
         return init, run
 
@@ -73,7 +76,7 @@ class Train(NamedTuple):
         """``diagnose`` jit-compiled over the member axis (data shared), or None without diagnostics."""
         if self.diagnose is None:
             return None
-        return jax.jit(jax.vmap(self.diagnose, in_axes=(0, None, None)), static_argnums=2)
+        return jax.jit(vmap_members(self.diagnose, in_axes=(0, None, None)), static_argnums=2)
 
 
 def unaliased(tree):
