@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import cond_eqns, tiny_config
+from conftest import all_eqns, cond_eqns, tiny_config
 from offrl.algos import get_algorithm
 from offrl.data import load_dataset, preprocess
 from offrl.train import make_train, seed_keys
@@ -387,6 +387,27 @@ def test_bench_gpu_target_refuses_what_it_cannot_compile_for():
         jax.config.update("jax_platforms", platforms)
     text = bench.gpu_target_config("h200")
     assert "memory_bandwidth: 4800000000000" in text and "core_count: 132" in text and 'platform_name: "CUDA"' in text
+
+
+def test_one_member_runs_without_the_member_axis(tiny_dataset):
+    """Train.vmapped's run with one member is the unvmapped ``run`` with the axis put back (nets.vmap_members):
+    the same numbers bit for bit, and no matmul batched over an axis of size 1. Under a member axis of size 1,
+    XLA's GPU program copied the critics' weights on every update (docs/performance.md, eighth session). IQL:
+    TD3+BC's actor loss reads Q1 as an ensemble of one (nets.first_members), whose matmuls have that axis."""
+    cfg = tiny_config("iql", steps=4, num_seeds=1)
+    data, info = load_dataset(cfg.dataset)
+    data, _ = preprocess(data, info, cfg)
+    tr = make_train(get_algorithm("iql"), cfg, data)
+    init, run = tr.vmapped()
+    carry = init(seed_keys(0, 1))
+    out, metrics = run(carry, data, "train", 0, 2)
+    alone, metrics_1 = jax.jit(tr.run, static_argnums=(2, 4))(jax.tree_util.tree_map(lambda x: x[0], carry), data, "train", 0, 2)
+    _close(jax.tree_util.tree_map(lambda x: x[0], out), alone, tol=0)
+    _close(jax.tree_util.tree_map(lambda x: x[0], metrics), metrics_1, tol=0)
+    assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(carry)
+    jaxpr = jax.make_jaxpr(run, static_argnums=(2, 4))(carry, data, "train", 0, 2).jaxpr
+    dots = [e for e in all_eqns(jaxpr) if e.primitive.name == "dot_general"]
+    assert dots and not [e for e in dots if any(e.invars[0].aval.shape[d] == 1 for d in e.params["dimension_numbers"][1][0])]
 
 
 def test_a_stage_begins_once_when_it_starts_and_not_when_it_resumes(tiny_dataset):
