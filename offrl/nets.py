@@ -143,10 +143,9 @@ def vmap_members(fn: Callable, in_axes=0) -> Callable:
     and Adam moments between them: ARQ's score stage, one score model under 4 vmapped seeds, 34 copies
     (59 MB) per update on an H200 target; and every ensemble under one seed (``Train.vmapped``).
     docs/performance.md, eighth session."""
-    axes = in_axes if isinstance(in_axes, tuple) else None
 
     def call(*args):
-        each = axes if axes is not None else (in_axes,) * len(args)
+        each = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
         if len(each) != len(args) or any(ax not in (0, None) for ax in each):
             raise ValueError(f"vmap_members maps axis 0 or nothing of each argument, got in_axes={in_axes!r}")
         mapped = [a for a, ax in zip(args, each) if ax == 0]

@@ -203,6 +203,14 @@ def test_vmap_members_equals_vmap_and_one_member_is_not_batched(members):
     dots = [e for e in jax.make_jaxpr(nets.vmap_members(f))(w, x).jaxpr.eqns if e.primitive.name == "dot_general"]
     batch_dims = [e.params["dimension_numbers"][1][0] for e in dots]
     assert batch_dims == [(0,) if members > 1 else ()], batch_dims  # the one matmul, batched over members or not
+    # in_axes: a shared (unmapped) argument is passed as it is, to every member
+    shared = nets.vmap_members(lambda w, x: x[0] @ w, in_axes=(0, None))(w, x)
+    np.testing.assert_allclose(np.asarray(shared), np.asarray(jax.vmap(lambda w, x: x[0] @ w, in_axes=(0, None))(w, x)),
+                               rtol=1e-6)
+    assert shared.shape == (members, 5, 2)
+    for bad in (1, (0,), (0, 1)):  # another axis; one entry for two arguments; an axis other than 0 or None
+        with pytest.raises(ValueError, match="vmap_members maps axis 0 or nothing"):
+            nets.vmap_members(f, in_axes=bad)(w, x)
 
 
 @pytest.mark.parametrize("per_member", [False, True])
