@@ -50,6 +50,7 @@ class Train(NamedTuple):
 
     def vmapped(self, donate: bool = False):
         """(init, run) jit-compiled over a leading seed (or grid x seed) axis; data is shared, not copied.
+        With one member, ``run`` is the unvmapped program with the axis put back (``nets.vmap_members``).
 
         ``donate``: ``run`` donates its carry, so the chunk writes its new state into the old one's
         memory instead of beside it, and the carry passed in is deleted. The runner does; use it when
@@ -66,8 +67,8 @@ class Train(NamedTuple):
             init = jax.jit(lambda keys, hparams=None: jax.lax.map(lambda kh: self.init(*kh), (keys, hparams)))
         else:
             init = jax.jit(jax.vmap(self.init))
-        # one member runs without the member axis (nets.vmap_members): with it, XLA's GPU program copies
-        # ensembles' weights on every update (1.3-10 MB; H200 target, docs/performance.md, eighth session)
+        # with a member axis of size 1, XLA's GPU program copied ensembles' weights on every update (about
+        # 1-5 MB; H200 target, docs/performance.md, eighth session), and on the CPU most algorithms ran slower
         run = jax.jit(vmap_members(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4),
                       donate_argnums=(0,) if donate else ())
         return init, run
