@@ -389,17 +389,22 @@ def test_bench_gpu_target_refuses_what_it_cannot_compile_for():
     assert "memory_bandwidth: 4800000000000" in text and "core_count: 132" in text and 'platform_name: "CUDA"' in text
 
 
+def _vmapped(algo: str, num_seeds: int):
+    """(Train, data, vmapped run, initial carry) of ``algo``'s tiny config with ``num_seeds`` members."""
+    cfg = tiny_config(algo, steps=4, num_seeds=num_seeds)
+    data, info = load_dataset(cfg.dataset)
+    data, _ = preprocess(data, info, cfg)
+    tr = make_train(get_algorithm(algo), cfg, data)
+    init, run = tr.vmapped()
+    return tr, data, run, init(seed_keys(0, num_seeds))
+
+
 def test_one_member_runs_without_the_member_axis(tiny_dataset):
     """Train.vmapped's run with one member is the unvmapped ``run`` with the axis put back (nets.vmap_members):
     the same numbers bit for bit, and no matmul batched over an axis of size 1. Under a member axis of size 1,
     XLA's GPU program copied the critics' weights on every update (docs/performance.md, eighth session). IQL:
     TD3+BC's actor loss reads Q1 as an ensemble of one (nets.first_members), whose matmuls have that axis."""
-    cfg = tiny_config("iql", steps=4, num_seeds=1)
-    data, info = load_dataset(cfg.dataset)
-    data, _ = preprocess(data, info, cfg)
-    tr = make_train(get_algorithm("iql"), cfg, data)
-    init, run = tr.vmapped()
-    carry = init(seed_keys(0, 1))
+    tr, data, run, carry = _vmapped("iql", 1)
     out, metrics = run(carry, data, "train", 0, 2)
     alone, metrics_1 = jax.jit(tr.run, static_argnums=(2, 4))(jax.tree_util.tree_map(lambda x: x[0], carry), data, "train", 0, 2)
     _close(jax.tree_util.tree_map(lambda x: x[0], out), alone, tol=0)
@@ -414,12 +419,7 @@ def test_a_stage_begins_once_when_it_starts_and_not_when_it_resumes(tiny_dataset
     """``Stage.begin`` runs before the stage's update at step 0 and not at a resumed chunk's first step, alone
     and seed-vmapped (the chunk's start is then a traced value). Onestep's improvement stage freezes pi_b
     there (``behavior_params``) and resets the actor's Adam; its updates no longer do either."""
-    cfg = tiny_config("onestep", steps=4, num_seeds=2)
-    data, info = load_dataset(cfg.dataset)
-    data, _ = preprocess(data, info, cfg)
-    tr = make_train(get_algorithm("onestep"), cfg, data)
-    init, run = tr.vmapped()
-    carry = init(seed_keys(0, 2))
+    tr, data, run, carry = _vmapped("onestep", 2)
     carry, _ = run(carry, data, "behavior", 0, 2)  # the actor's Adam has counted 2 steps
     stale = jax.tree_util.tree_map(lambda x: x + 1.0, carry.state.behavior_params)
     carry = carry._replace(state=carry.state.replace(behavior_params=stale))
