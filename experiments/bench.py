@@ -513,20 +513,22 @@ _PARTIAL_READS = ("gather", "dynamic-slice", "slice")  # read only the part they
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?(%[\w.\-]+) = (.*?)\s([a-z\-]+)\(([^)]*)\)")
 
 
-def _operand_names(operands: str) -> list[str]:
-    operands = re.sub(r"/\*.*?\*/", "", operands)  # the printer marks every fifth operand /*index=5*/
-    return [o.strip() for o in operands.split(",") if o.strip()]
+def _instructions(lines: list[str]) -> list[tuple[str, str, str, list[str], str]]:
+    """A computation's instructions: (name, output shape, opcode, operand names, the line)."""
+    out = []
+    for line in lines:
+        m = _INSTRUCTION.match(line)
+        if m:
+            operands = re.sub(r"/\*.*?\*/", "", m.group(4))  # the printer marks every fifth operand /*index=5*/
+            out.append((m.group(1), m.group(2), m.group(3), [o.strip() for o in operands.split(",") if o.strip()], line))
+    return out
 
 
 def _partial_reads(lines: list[str]) -> dict[int, int]:
     """Of a fused computation's parameters, those it only indexes (a gather, a dynamic or static slice,
     through bitcasts): parameter number -> the bytes of the parts it reads. A gather's whole operand
     (the dataset, ARQ's per-seed table of candidates) is not what it reads."""
-    ins = {}
-    for line in lines:
-        m = _INSTRUCTION.match(line)
-        if m:
-            ins[m.group(1)] = (m.group(2), m.group(3), _operand_names(m.group(4)), line)
+    ins = {name: rest for name, *rest in _instructions(lines)}
     users = {}
     for name, (_, _, operands, _) in ins.items():
         for i, o in enumerate(operands):
@@ -574,15 +576,12 @@ def update_kernels(hlo: str) -> tuple[float, int, float]:
             cur.append(line)
 
     def body(name: str) -> tuple[int, int, int]:
-        total, kernels, copies, shapes = 0, 0, 0, {}  # the printed program names its operands without their shapes: look them up
-        for line in comps[name]:
-            if " = " in line:
-                lhs, rhs = line.split(" = ", 1)
-                shapes[lhs.split()[-1]] = re.split(r"\s[a-z\-]+\(", rhs, maxsplit=1)[0]
-        for line in comps[name]:
-            rhs = line.split(" = ", 1)[1].split(", metadata=")[0] if " = " in line else ""
-            op = re.search(r"\s([a-z\-]+)\(([^)]*)\)", rhs)
-            op, operands = (op.group(1), op.group(2)) if op else ("", "")
+        total, kernels, copies = 0, 0, 0
+        # the printed program names its operands without their shapes: look them up
+        instructions = _instructions(comps[name])
+        shapes = {out: shape for out, shape, _, _, _ in instructions}
+        for _, shape, op, operands, line in instructions:
+            rhs = line.split(" = ", 1)[1].split(", metadata=")[0]
             if op in _NOT_KERNELS:
                 continue
             if op == "while":
@@ -592,12 +591,12 @@ def update_kernels(hlo: str) -> tuple[float, int, float]:
                     else re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", rhs)
                 b, k, c = (max(figure) for figure in zip(*(body(b) for b in branches)))
             else:
-                out = _shape_bytes(shapes[line.split(" = ", 1)[0].split()[-1]])
+                out = _shape_bytes(shape)
                 partial = {0: out} if op in _PARTIAL_READS else {}
                 called = re.search(r"calls=%?([\w.\-]+)", rhs) if op == "fusion" else None
                 if called:
                     partial = _partial_reads(comps[called.group(1)])
-                b = out + sum(partial.get(i, _shape_bytes(shapes[o])) for i, o in enumerate(_operand_names(operands)))
+                b = out + sum(partial.get(i, _shape_bytes(shapes[o])) for i, o in enumerate(operands))
                 k, c = 1, b if op == "copy" else 0
             total, kernels, copies = total + b, kernels + k, copies + c
         return total, kernels, copies
