@@ -88,6 +88,13 @@ def all_eqns(jaxpr):
             yield from all_eqns(sub)
 
 
+def size_one_batched_dots(jaxpr) -> list:
+    """The matmuls (``dot_general``, nested ones included) batched over an axis of size 1: the pattern whose
+    GPU program copies weights on every update (docs/performance.md, eighth session)."""
+    return [e for e in all_eqns(jaxpr) if e.primitive.name == "dot_general"
+            and any(e.invars[0].aval.shape[d] == 1 for d in e.params["dimension_numbers"][1][0])]
+
+
 def cond_eqns(jaxpr, update_body: bool = False, loops: int = 0):
     """The ``lax.cond`` equations of ``jaxpr`` and of every jaxpr nested in it. ``update_body``: only those of
     the scanned update body (``jaxpr`` holds the scan over updates), not those of loops inside an update

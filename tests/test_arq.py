@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from conftest import all_eqns, np_mlp
+from conftest import np_mlp, size_one_batched_dots
 from configs.arq import get_config
 from offrl.algos import Spec, arq
 from offrl.data.dataset import Transitions, sample
@@ -423,12 +423,6 @@ def test_score_update_keeps_an_ema_of_the_weights():
     assert np.isfinite(float(m["score_loss"]))
 
 
-def _size_one_batched_dots(jaxpr) -> list:
-    """dot_generals (in ``jaxpr`` and every sub-jaxpr) batched over an axis of size 1."""
-    return [e for e in all_eqns(jaxpr) if e.primitive.name == "dot_general"
-            and any(e.invars[0].aval.shape[d] == 1 for d in e.params["dimension_numbers"][1][0])]
-
-
 @pytest.mark.parametrize("members", [1, 2])
 def test_score_loss_is_each_members_dsm_loss_on_its_own_slice_and_key(members):
     """The ensemble's loss: member i's DSM loss on the i-th slice of the batch with the i-th split key,
@@ -450,7 +444,7 @@ def test_score_loss_is_each_members_dsm_loss_on_its_own_slice_and_key(members):
     np.testing.assert_allclose(float(m["score_loss"]), np.mean(want), rtol=1e-5)
 
     jaxpr = jax.make_jaxpr(lambda st: arq.score_update(st, batch, key, 0, cfg))(state)
-    assert not _size_one_batched_dots(jaxpr.jaxpr), "one score model's update is vmapped over a member axis of size 1"
+    assert not size_one_batched_dots(jaxpr.jaxpr), "one score model's update is vmapped over a member axis of size 1"
 
 
 @pytest.mark.parametrize("act_likelihood", [True, False])
