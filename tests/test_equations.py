@@ -237,6 +237,38 @@ def test_ensemble_members_are_their_own_critics_and_every_matmul_is_batched_over
         [e.params["dimension_numbers"] for e in dots]
 
 
+def test_dense_layers_fold_leading_axes_on_the_cpu_with_the_same_values_names_and_gradients():
+    """``nets.Dense`` (``folding_dot_general``): on a (states, actions, features) input, the same outputs and
+    parameter gradients as ``nn.Dense``, the same parameter names, and in the CPU program one contracted
+    axis per matmul (the plain layer's weight gradient contracts states and actions at once)."""
+    import flax.linen as nn
+    import re
+
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(B, 4, OBS + ACT)), jnp.float32)
+    ours = nets.Critic((4, 4))
+    params = ours.init(jax.random.PRNGKey(0), x)
+
+    def plain_critic(p, x):  # the same network with flax's own Dense layers
+        h = x
+        for i in range(2):
+            h = nn.relu(nn.Dense(4).apply({"params": p["params"]["MLP_0"][f"Dense_{i}"]}, h))
+        return nn.Dense(1).apply({"params": p["params"]["MLP_0"]["Dense_2"]}, h).squeeze(-1)
+
+    assert set(params["params"]["MLP_0"]) == {"Dense_0", "Dense_1", "Dense_2"}  # checkpoints keep loading
+    loss = lambda f: lambda p: (f(p, x) ** 2).sum()  # noqa: E731
+    np.testing.assert_allclose(np.asarray(ours.apply(params, x)), np.asarray(plain_critic(params, x)), rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(ours.apply))(params)),
+                    jax.tree_util.tree_leaves(jax.grad(loss(plain_critic))(params))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+    def contracted(f):
+        text = jax.jit(jax.grad(loss(f))).lower(params).as_text()
+        return [m.group(1) for m in re.finditer(r"stablehlo\.dot_general[^\n]*contracting_dims = \[([\d, ]+)\]", text)]
+
+    assert contracted(ours.apply) and all("," not in c for c in contracted(ours.apply)), contracted(ours.apply)
+    assert any("," in c for c in contracted(plain_critic))
+
+
 def test_polyak_moves_target_by_tau_toward_online():
     t, o = {"w": jnp.asarray([1.0, 2.0])}, {"w": jnp.asarray([3.0, -2.0])}
     np.testing.assert_allclose(np.asarray(nets.polyak(t, o, 0.25)["w"]), [1.5, 1.0])
