@@ -136,6 +136,41 @@ def _forwarded_by_conds(jaxpr) -> int:
     return total
 
 
+def _multi_contracted_dots(stablehlo: str) -> list:
+    """The matmuls of a lowered program that contract more than one axis of an operand."""
+    import re
+
+    return [m.group(0) for m in re.finditer(r"stablehlo\.dot_general[^\n]*contracting_dims = \[(\d+(?:, \d+)*)\]", stablehlo)
+            if "," in m.group(1)]
+
+
+def test_every_matmul_of_a_cpu_update_contracts_one_axis(run):
+    """In the program lowered for the CPU, no matmul of an update contracts two axes at once: a layer's
+    input of rank > 2 (states x sampled actions) is folded into a matrix (``nets.folding_dot_general``), and
+    BRAC+'s VAE members read their own copy of a shared input. XLA's CPU backend runs such a matmul as a
+    plain dot instead of an XNNPACK fusion: CQL's update, with its critics on (256 states x 10 actions),
+    ran 1.2-1.3x slower (docs/performance.md, ninth session)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench
+
+    tr, cfg = run["tr"], run["cfg"]
+    carry = jax.tree_util.tree_map(lambda x: x[0], run["init"])
+    matmuls = 0
+    for st in tr.stages:
+        if st.num_steps:
+            c = carry
+            if bench.needs_support(cfg, tr.stages, st.name):
+                c = carry._replace(state=bench.synthetic_support(carry.state, tr.data, cfg))
+            text = jax.jit(lambda c: tr.run(c, tr.data, st.name, 0, 2)).lower(c).as_text()
+            matmuls += text.count("stablehlo.dot_general")
+            dots = _multi_contracted_dots(text)
+            assert not dots, f"stage {st.name}: {dots[:3]}"
+    assert matmuls, "the pattern reads the lowered program's matmuls"
+
+
 def test_no_update_passes_its_state_through_a_cond(run):
     """No ``lax.cond`` in a stage's scanned update returns what it was given unchanged (more than a few
     counters). A cond that returns the state (``lax.cond(pred, step_fn, lambda s: s, state)``) copies it twice

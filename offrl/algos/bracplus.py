@@ -351,15 +351,20 @@ def kl_upper_bound(vae_apply, vae_params, obs, raw_act, mean_pi, log_std_pi, key
     ``raw_act`` of N(mean_pi, exp(log_std_pi)): mean over ``num_latents`` z ~ q_b(z | s, u) and over
     the ensemble of KL(N(mean_pi, std_pi) || p_b(u | s, z)) + KL(q_b(z | s, u) || N(0, I))."""
 
-    def member(p, k):
+    def member(p, k, obs, raw_act):
         mu, std = vae_apply(p, obs, raw_act, method=BehaviorVAE.encode)
         z = mu + std * jax.random.normal(k, (num_latents,) + mu.shape, mu.dtype)
         mean_b, std_b = vae_apply(p, jnp.broadcast_to(obs, (num_latents,) + obs.shape), z, method=BehaviorVAE.decode)
         kl_dec = nets.gaussian_kl(mean_pi, log_std_pi, mean_b, jnp.log(std_b)).mean(0)
         return kl_dec + nets.standard_normal_kl(mu, jnp.log(std))
 
-    keys = jax.random.split(key, params_count(vae_params))
-    return jax.vmap(member)(vae_params, keys).mean(0)
+    n = params_count(vae_params)
+    keys = jax.random.split(key, n)
+    # Each member reads its own copy of (s, u), as nets.Ensemble: the gradient w.r.t. a shared input is
+    # then a matmul per member and a sum, not one matmul contracting (members, hidden) at once, which
+    # XLA's CPU backend runs outside XNNPACK (docs/performance.md, ninth session).
+    obs_m, raw_m = (jnp.broadcast_to(x, (n,) + x.shape) for x in (obs, raw_act))
+    return jax.vmap(member)(vae_params, keys, obs_m, raw_m).mean(0)
 
 
 def _policy_kl(state: BRACPlusState, actor_apply, actor_params, obs, key, num: int, config):
