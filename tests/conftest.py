@@ -98,12 +98,15 @@ def size_one_batched_dots(jaxpr) -> list:
 def cond_eqns(jaxpr, update_body: bool = False, loops: int = 0):
     """The ``lax.cond`` equations of ``jaxpr`` and of every jaxpr nested in it. ``update_body``: only those of
     the scanned update body (``jaxpr`` holds the scan over updates), not those of loops inside an update
-    (an ODE solver's adaptive steps), which are not the update's carry."""
+    (an ODE solver's adaptive steps), which are not the update's carry. The conds of ``lax.platform_dependent``
+    (``nets.folding_dot_general``) are left out: their index is a ``platform_index``, and a program lowered for
+    one platform keeps that platform's branch and no conditional."""
     from jax.extend.core import jaxprs_in_params
 
+    platform = {v for e in jaxpr.eqns if e.primitive.name == "platform_index" for v in e.outvars}
     for e in jaxpr.eqns:
         name = e.primitive.name
-        if name == "cond" and (not update_body or loops == 1):
+        if name == "cond" and (not update_body or loops == 1) and e.invars[0] not in platform:
             yield e
         inner = loops + (name in ("scan", "while"))
         if not update_body or inner <= 1:
