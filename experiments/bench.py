@@ -398,6 +398,19 @@ def time_calls(fns: list, min_time: float) -> list[list[float]]:
     return times
 
 
+def ab(chunks: list, min_time: float, seeds: int = 1) -> tuple[float, float, float, int, float]:
+    """Two compiled chunks of the same stage (``Chunked``), A and B, timed in turn: (A's and B's
+    seed-updates/s, the median over the call pairs of B's speed over A's, the number of pairs, the largest
+    difference between their states after the warm-up chunk: float rounding, which Adam can amplify on tiny
+    gradients). Used by the A/B scripts (``one_member_ab.py``, ``fold_ab.py``)."""
+    leaves = [jax.tree_util.tree_leaves(c.carry.state) for c in chunks]
+    diff = max((float(np.nanmax(np.abs(np.asarray(a, float) - np.asarray(b, float))))
+                for a, b in zip(*leaves) if np.size(a)), default=0.0)
+    times = time_calls(chunks, min_time)
+    speed = [c.chunk * seeds / np.median(t) for c, t in zip(chunks, times)]
+    return speed[0], speed[1], float(np.median([a / b for a, b in zip(*times)])), len(times[0]), diff
+
+
 class Chunked:
     """A compiled, seed-vmapped chunk of one stage, called repeatedly on its own carry."""
 

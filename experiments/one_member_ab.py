@@ -15,7 +15,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 
 import bench  # noqa: E402  (its flags: --config, --stages, --chunk, --min_time)
@@ -33,15 +32,9 @@ def main(_):
                 carry = init(bench.seed_keys(0, 1))
                 chunks.append(bench.Chunked(fn, carry._replace(state=prepare(carry.state)), data, st.name,
                                             bench.FLAGS.chunk))
-            leaves = [jax.tree_util.tree_leaves(c.carry.state) for c in chunks]
-            diff = max((float(np.abs(np.asarray(a, float) - np.asarray(b, float)).max())
-                        for a, b in zip(*leaves) if np.size(a)), default=0.0)
-            times = bench.time_calls(chunks, bench.FLAGS.min_time)
-            speed = [bench.FLAGS.chunk / np.median(t) for t in times]
-            ratio = np.median([a / b for a, b in zip(*times)])
-            print(f"{name} {st.name}: vmapped over one member {speed[0]:.1f}, without the axis {speed[1]:.1f} updates/s; "
-                  f"ratio {ratio:.3f} (median of {len(times[0])} call pairs); states differ by at most {diff:.1e}",
-                  flush=True)
+            slow, fast, ratio, pairs, diff = bench.ab(chunks, bench.FLAGS.min_time)
+            print(f"{name} {st.name}: vmapped over one member {slow:.1f}, without the axis {fast:.1f} updates/s; "
+                  f"ratio {ratio:.3f} (median of {pairs} call pairs); states differ by at most {diff:.1e}", flush=True)
 
 
 if __name__ == "__main__":

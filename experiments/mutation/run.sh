@@ -34,7 +34,7 @@ declare -A MOD=([nets]=offrl.nets [plugins]=offrl.plugins [bear]=offrl.algos.bea
  [dataset]=offrl.data.dataset,offrl.data.preprocess,offrl.data.minari_io,offrl.data.d4rl,offrl.data,offrl.algos.bc [preprocess]=offrl.data.preprocess,offrl.data
  [scores]=offrl.data.scores,offrl.data.minari_io,offrl.data.d4rl,offrl.data [d4rl]=offrl.data.d4rl [mixtures]=offrl.data.mixtures [collect]=offrl.data.collect [evaluation]=offrl.evaluation [runner]=offrl.runner [common]=offrl.algos.common [sweep]=offrl.sweep [logger]=offrl.logger)  # after the first: modules reloaded after it (server.py)
 declare -A FUNCS=(
- [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl,vmap_members
+ [nets]=gaussian_log_prob,gaussian_entropy,gaussian_kl,gaussian_sample,tanh_log_det_jacobian,tanh_gaussian_sample,tanh_gaussian_log_prob,mmd,mean_kernel,polyak,standard_normal_kl,vmap_members,folding_dot_general
  [plugins]=safe_norm,action_grads,gradient_penalty,gp_inputs,gp_penalty,gp_penalty_grads,_weighted_penalty,_gp_step,reduce_critics,minmax_weights,percentile_clamp,critic_weights,cr_weights_before
  [bear]=policy_samples,vae_samples,_q,vae_loss,critic_loss,critic_objective,critic_grads,actor_loss,alpha_loss,update,act,init
  [cql]=cql_logsumexp,_sample_pi,_q_many,critic_loss,actor_loss,update
@@ -62,7 +62,7 @@ declare -A FUNCS=(
  [common]=adam,_is_hyperparam,learning_rate_of,reset_optimizer,make_state,_scalar_value,log_scalar,entropy_temperature_update,clipped_gaussian_act,every,select
 )
 declare -A TESTS=(
- [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl_or_vmap_members'
+ [nets]='tests/test_equations.py -k gaussian_or_tanh_or_mmd_or_polyak_or_vae_or_kl_or_vmap_members_or_dense_layers_fold'
  [plugins]='tests/test_equations.py tests/test_plugins.py -k critic_weights_or_cr__or_gp__or_td3bcpp_or_bearpp_or_action_grads_or_gradient_penalty_or_penalty_is_zero_or_minmax_or_critic_objective'
  [bear]='tests/test_equations.py -k bear'
  [cql]='tests/test_equations.py -k cql'
