@@ -27,9 +27,9 @@ def folding_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_e
     first of ``rhs``). In a program lowered for the CPU, an ``lhs`` of rank > 2 (states x sampled actions
     x features, say) is folded into a matrix first and the result unfolded after: the layer's weight
     gradient is then a matmul over one contracted axis. Over two (CQL's 256 states x 10 actions), XLA's
-    CPU backend runs it as a plain dot outside XNNPACK, and CQL's update ran 1.2-1.3x slower. On a GPU
-    the fold made XLA fuse CQL's critic passes worse (+9% bytes per update, H200 target), so other
-    platforms get the plain dot (``lax.platform_dependent``: only one branch is lowered and compiled).
+    CPU program transposes the activations for it (9 transposes of (2, 256, 10, 256) per CQL update), and
+    CQL's update ran 1.2-1.3x slower. On a GPU the fold made XLA fuse CQL's critic passes worse (+9%
+    bytes per update, H200 target), so other platforms get the plain dot (``lax.platform_dependent``: only one branch is lowered and compiled).
     Equal values either way (docs/performance.md, ninth session)."""
 
     def plain(lhs, rhs):

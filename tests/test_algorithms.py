@@ -147,9 +147,9 @@ def _multi_contracted_dots(stablehlo: str) -> list:
 def test_every_matmul_of_a_cpu_update_contracts_one_axis(run):
     """In the program lowered for the CPU, no matmul of an update contracts two axes at once: a layer's
     input of rank > 2 (states x sampled actions) is folded into a matrix (``nets.folding_dot_general``), and
-    BRAC+'s VAE members read their own copy of a shared input. XLA's CPU backend runs such a matmul as a
-    plain dot instead of an XNNPACK fusion: CQL's update, with its critics on (256 states x 10 actions),
-    ran 1.2-1.3x slower (docs/performance.md, ninth session)."""
+    BRAC+'s VAE members read their own copy of a shared input. XLA's CPU program transposes activations for
+    such a matmul: CQL's update, with its critics on (256 states x 10 actions), ran 1.2-1.3x slower
+    (docs/performance.md, ninth session)."""
     import os
     import sys
 

@@ -267,6 +267,13 @@ def test_dense_layers_fold_leading_axes_on_the_cpu_with_the_same_values_names_an
 
     assert contracted(ours.apply) and all("," not in c for c in contracted(ours.apply)), contracted(ours.apply)
     assert any("," in c for c in contracted(plain_critic))
+    # other dimension numbers than a Dense layer's are left to the plain dot
+    rng = np.random.default_rng(3)
+    for dims, rhs in (((((1,), (0,)), ((), ())), rng.normal(size=(4, 6))),  # x's middle axis
+                      ((((2,), (1,)), ((), ())), rng.normal(size=(3, OBS + ACT)))):  # the kernel's second
+        rhs = jnp.asarray(rhs, jnp.float32)
+        np.testing.assert_allclose(np.asarray(jax.jit(nets.folding_dot_general, static_argnums=2)(x, rhs, dims)),
+                                   np.asarray(jax.lax.dot_general(x, rhs, dims)), rtol=1e-6)
 
 
 def test_polyak_moves_target_by_tau_toward_online():
