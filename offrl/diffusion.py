@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from offrl import nets
 from offrl.nets import LOG_2PI
 
 TRACE_ESTIMATORS = ("hutchinson", "exact")
@@ -93,7 +94,7 @@ class ScoreNet(nn.Module):
     @nn.compact
     def __call__(self, x, c, t):
         width = self.hidden_dims[0]
-        dense = lambda n: nn.Dense(n, kernel_init=nn.initializers.xavier_uniform())  # noqa: E731
+        dense = lambda n: nets.Dense(n, kernel_init=nn.initializers.xavier_uniform())  # noqa: E731
         o = dense(width)(jnp.concatenate([x, c], axis=-1))
         te = dense(width)(GaussianFourierFeatures(width, self.fourier_scale)(t))
         for _ in self.hidden_dims:
