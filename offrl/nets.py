@@ -29,19 +29,17 @@ def folding_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_e
     gradient is then a matmul over one contracted axis. Over two (CQL's 256 states x 10 actions), XLA's
     CPU program transposes the activations for it (9 transposes of (2, 256, 10, 256) per CQL update), and
     CQL's update ran 1.2-1.3x slower. On a GPU the fold made XLA fuse CQL's critic passes worse (+9%
-    bytes per update, H200 target), so other platforms get the plain dot (``lax.platform_dependent``: only one branch is lowered and compiled).
-    Equal values either way (docs/performance.md, ninth session)."""
+    bytes per update, H200 target), so other platforms get the plain dot (``lax.platform_dependent``:
+    only one branch is lowered and compiled). Equal values either way (docs/performance.md, ninth
+    session). Other dimension numbers always get the plain dot."""
 
     def plain(lhs, rhs):
         return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
 
-    if lhs.ndim <= 2:
+    if lhs.ndim <= 2 or dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
         return plain(lhs, rhs)
 
     def folded(lhs, rhs):
-        (lc, rc), batch = dimension_numbers
-        if lc != (lhs.ndim - 1,) or rc != (0,) or batch != ((), ()):
-            return plain(lhs, rhs)
         out = jax.lax.dot_general(lhs.reshape((-1, lhs.shape[-1])), rhs, (((1,), (0,)), ((), ())), precision,
                                   preferred_element_type)
         return out.reshape(lhs.shape[:-1] + out.shape[1:])

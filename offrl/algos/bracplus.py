@@ -360,9 +360,9 @@ def kl_upper_bound(vae_apply, vae_params, obs, raw_act, mean_pi, log_std_pi, key
 
     n = params_count(vae_params)
     keys = jax.random.split(key, n)
-    # Each member reads its own copy of (s, u), as nets.Ensemble: the gradient w.r.t. a shared input is
-    # then a matmul per member and a sum, not one matmul contracting (members, hidden) at once, which
-    # XLA's CPU backend runs outside XNNPACK (docs/performance.md, ninth session).
+    # Each member reads its own copy of (s, u), as in nets.Ensemble: the gradient w.r.t. a shared input is
+    # then a matmul per member and a sum, not one matmul contracting (members, hidden) at once (2-3 fewer
+    # kernels per update on an H200 target; docs/performance.md, ninth session).
     obs_m, raw_m = (jnp.broadcast_to(x, (n,) + x.shape) for x in (obs, raw_act))
     return jax.vmap(member)(vae_params, keys, obs_m, raw_m).mean(0)
 
