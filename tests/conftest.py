@@ -95,6 +95,15 @@ def size_one_batched_dots(jaxpr) -> list:
             and any(e.invars[0].aval.shape[d] == 1 for d in e.params["dimension_numbers"][1][0])]
 
 
+def contracting_dims(stablehlo: str) -> list[tuple[int, ...]]:
+    """The contracted axes of the left operand of every matmul (``stablehlo.dot_general``) in a lowered
+    program's text (``jax.jit(f).lower(...).as_text()``)."""
+    import re
+
+    return [tuple(int(d) for d in m.group(1).split(","))
+            for m in re.finditer(r"stablehlo\.dot_general[^\n]*contracting_dims = \[(\d+(?:, \d+)*)\]", stablehlo)]
+
+
 def cond_eqns(jaxpr, update_body: bool = False, loops: int = 0):
     """The ``lax.cond`` equations of ``jaxpr`` and of every jaxpr nested in it. ``update_body``: only those of
     the scanned update body (``jaxpr`` holds the scan over updates), not those of loops inside an update

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import cond_eqns, tiny_config
+from conftest import cond_eqns, contracting_dims, tiny_config
 from offrl import checkpoint
 from offrl.algos import ALGORITHMS, get_algorithm
 from offrl.runner import prepare
@@ -136,20 +136,9 @@ def _forwarded_by_conds(jaxpr) -> int:
     return total
 
 
-def _multi_contracted_dots(stablehlo: str) -> list:
-    """The matmuls of a lowered program that contract more than one axis of an operand."""
-    import re
-
-    return [m.group(0) for m in re.finditer(r"stablehlo\.dot_general[^\n]*contracting_dims = \[(\d+(?:, \d+)*)\]", stablehlo)
-            if "," in m.group(1)]
-
-
-def test_every_matmul_of_a_cpu_update_contracts_one_axis(run):
-    """In the program lowered for the CPU, no matmul of an update contracts two axes at once: a layer's
-    input of rank > 2 (states x sampled actions) is folded into a matrix (``nets.folding_dot_general``), and
-    BRAC+'s VAE members read their own copy of a shared input. XLA's CPU program transposes activations for
-    such a matmul: CQL's update, with its critics on (256 states x 10 actions), ran 1.2-1.3x slower
-    (docs/performance.md, ninth session)."""
+def _stage_carries(run):
+    """(stage, single-seed carry) for every stage with updates. ARQ's stages after pre-generation read its
+    table, filled with synthetic values as bench does."""
     import os
     import sys
 
@@ -158,16 +147,27 @@ def test_every_matmul_of_a_cpu_update_contracts_one_axis(run):
 
     tr, cfg = run["tr"], run["cfg"]
     carry = jax.tree_util.tree_map(lambda x: x[0], run["init"])
-    matmuls = 0
     for st in tr.stages:
         if st.num_steps:
             c = carry
             if bench.needs_support(cfg, tr.stages, st.name):
                 c = carry._replace(state=bench.synthetic_support(carry.state, tr.data, cfg))
-            text = jax.jit(lambda c: tr.run(c, tr.data, st.name, 0, 2)).lower(c).as_text()
-            matmuls += text.count("stablehlo.dot_general")
-            dots = _multi_contracted_dots(text)
-            assert not dots, f"stage {st.name}: {dots[:3]}"
+            yield st, c
+
+
+def test_every_matmul_of_a_cpu_update_contracts_one_axis(run):
+    """In the program lowered for the CPU, no matmul of an update contracts two axes at once: a layer's
+    input of rank > 2 (states x sampled actions) is folded into a matrix (``nets.folding_dot_general``), and
+    BRAC+'s VAE members read their own copy of a shared input. XLA's CPU program transposes activations for
+    such a matmul: CQL's update, with its critics on (256 states x 10 actions), ran 1.2-1.3x slower
+    (docs/performance.md, ninth session)."""
+    tr = run["tr"]
+    matmuls = 0
+    for st, c in _stage_carries(run):
+        dims = contracting_dims(jax.jit(lambda c: tr.run(c, tr.data, st.name, 0, 2)).lower(c).as_text())
+        matmuls += len(dims)
+        wide = [d for d in dims if len(d) > 1]
+        assert not wide, f"stage {st.name}: matmuls contracting axes {wide[:3]}"
     assert matmuls, "the pattern reads the lowered program's matmuls"
 
 
@@ -178,19 +178,8 @@ def test_no_update_passes_its_state_through_a_cond(run):
     delayed actor step on a GPU that was, on average, 50 copy kernels and 5.0 MB per seed per update
     (docs/performance.md). A cond that returns a gradient, zeros on the other branch, and a ``select`` of
     the changed values after it, copies nothing."""
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
-    import bench
-
-    tr, cfg = run["tr"], run["cfg"]
-    carry = jax.tree_util.tree_map(lambda x: x[0], run["init"])
-    for st in tr.stages:
-        if st.num_steps:
-            c = carry  # ARQ's stages after pre-generation read its table (filled with synthetic values, as bench does)
-            if bench.needs_support(cfg, tr.stages, st.name):
-                c = carry._replace(state=bench.synthetic_support(carry.state, tr.data, cfg))
-            jaxpr = jax.make_jaxpr(lambda c: tr.run(c, tr.data, st.name, 0, 2))(c).jaxpr
-            n = _forwarded_by_conds(jaxpr)
-            assert n <= 16, f"stage {st.name}: conds pass {n} elements of their operands through unchanged"
+    tr = run["tr"]
+    for st, c in _stage_carries(run):
+        jaxpr = jax.make_jaxpr(lambda c: tr.run(c, tr.data, st.name, 0, 2))(c).jaxpr
+        n = _forwarded_by_conds(jaxpr)
+        assert n <= 16, f"stage {st.name}: conds pass {n} elements of their operands through unchanged"
