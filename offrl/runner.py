@@ -258,6 +258,30 @@ def _check_workdir(workdir: str, config, algo: Algorithm, ckpt_path: Optional[st
     )
 
 
+def _check_workdir_path(workdir: str) -> None:
+    """ValueError (one line) when ``workdir`` cannot become the run's directory: it is a file, or the
+    nearest part of its path that exists is a file or is not writable. Creates nothing, so a run that
+    fails later (bad data, bad grid) leaves no empty directory behind."""
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"workdir {workdir} is a file: give a directory (new or an earlier run's)")
+    base = path
+    while not os.path.exists(base):
+        base = os.path.dirname(base)
+    if not os.path.isdir(base):
+        raise ValueError(f"workdir {workdir} cannot be created: {base} is a file: give a directory path")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {workdir} cannot be created: {base} is not writable: give a writable directory")
+
+
+def _make_dir(path: str, workdir: str) -> None:
+    """``os.makedirs``, with what the checks above cannot see (e.g. a read-only file system) as one line."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"workdir {workdir} cannot be created ({e.strerror or e}): give a writable directory") from None
+
+
 def _with_num_steps(config, num_steps: int):
     c = config.copy_and_resolve_references()
     c.num_steps = num_steps
@@ -393,6 +417,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
                     contexts: list) -> dict:
     """``run_experiment``'s body; ``contexts`` receives its EvalContext, which the caller closes."""
     t_start = time.time()
+    _check_workdir_path(workdir)
     exp = prepare(config, algo)
     t_data = time.time() - t_start  # loading / building and preprocessing the dataset
     compile_cache.use(exp.compile_cache)
@@ -411,7 +436,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         if lead:
             print(msg, file=out, flush=True)
 
-    os.makedirs(own_dir, exist_ok=True)
+    _make_dir(own_dir, workdir)
     if lead:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json(indent=2))

@@ -146,6 +146,19 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tiny_dataset, tmp_path, args,
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.parametrize("under", [False, True])
+def test_a_workdir_that_is_or_lies_under_a_file_fails_in_one_line_before_any_work(tiny_dataset, tmp_path, under):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    workdir = blocker / "run" if under else blocker
+    proc = launch(*TINY, f"--workdir={workdir}", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]  # one line, no traceback
+    want = f"workdir {workdir} cannot be created: {blocker} is a file" if under else f"workdir {workdir} is a file"
+    assert want in proc.stderr and "[td3bc]" not in proc.stdout  # refused before the dataset and training
+    assert blocker.read_text() == "keep me" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
 def test_missing_dataset_error_names_directory_and_remedy(tiny_dataset):
     from offrl.data import DatasetNotFoundError, load_dataset
 
