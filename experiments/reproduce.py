@@ -173,15 +173,48 @@ def aggregate_lines(results: dict, tasks, columns, plot_path: str, reps: int = 2
     return lines
 
 
-def main(_):
-    from offrl.runner import run_experiment
+def check_flags():
+    """The table module, its columns and tasks from the flags; every bad flag is one line (exit 2) before
+    anything runs or is written."""
+    from offrl.launch import UsageError, check_overrides, fail
 
+    here = os.path.join(ROOT, "configs", "tables")
+    known = sorted(f[:-3] for f in os.listdir(here) if f.endswith(".py") and not f.startswith("_"))
+    if FLAGS.table not in known:
+        fail(f"no table '{FLAGS.table}' in configs/tables: choose one of {', '.join(known)}")
     table = importlib.import_module(f"configs.tables.{FLAGS.table}")
     columns = [c for c in (FLAGS.columns.split(",") if FLAGS.columns else table.COLUMNS) if c]
     tasks = [t for t in (FLAGS.tasks.split(",") if FLAGS.tasks else table.PAPER) if t]
     for c in columns:
         if c not in table.COLUMNS:
-            raise app.UsageError(f"unknown column '{c}': the table has {', '.join(table.COLUMNS)}")
+            fail(f"unknown column '{c}': the table has {', '.join(table.COLUMNS)}")
+    for t in tasks:
+        if LEVEL.match(t) is None:
+            fail(f"task '{t}' is not a D4RL name like hopper-medium-v2 (the table has {', '.join(table.PAPER)})")
+    if FLAGS.source not in ("offrl", "minari") and not os.path.isdir(FLAGS.source):
+        fail(f"--source={FLAGS.source} is neither offrl, minari nor a directory: give one of those "
+             f"(a directory holds <task>.hdf5 files)")
+    for item in FLAGS.set:
+        key, eq, value = item.partition("=")
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            eq = ""
+        if not key or not eq:
+            fail(f"--set={item}: give key=value with a Python literal value (quote strings: --set=agent.x='y')")
+        for c in columns:  # a misspelt key would otherwise be added to the config and silently do nothing
+            try:
+                check_overrides([f"--config.{key}"], importlib.import_module(f"configs.{table.COLUMNS[c]}").get_config())
+            except UsageError as e:
+                fail(f"--set={item} for column {c} (configs/{table.COLUMNS[c]}.py): {e}")
+    return table, columns, tasks
+
+
+def main(_):
+    from offrl.launch import fail
+    from offrl.runner import run_experiment
+
+    table, columns, tasks = check_flags()
     results = {}
     for task in tasks:
         for col in columns:
@@ -204,8 +237,7 @@ def main(_):
             try:
                 results[task, col] = json.load(open(done)) if os.path.exists(done) else run_experiment(cfg, wd)
             except (ValueError, FileNotFoundError, FileExistsError) as e:  # e.g. a dataset built with another size
-                print(f"error: {col} on {task}: {e}", file=sys.stderr)
-                sys.exit(2)
+                fail(f"{col} on {task}: {e}")
     lines = [f"## {table.TITLE}", "", f"ours (source: {FLAGS.source}, {FLAGS.num_seeds} seeds) / paper", "",
              "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for task in tasks:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 from test_d4rl import write_d4rl
@@ -60,3 +61,22 @@ def test_bppo_cell_scores_only_the_improvement_stage_and_gets_the_datasets_setti
     np.testing.assert_allclose(result["per_seed_raw"], improve, rtol=1e-6)
     with_bc = np.mean([e["raw"] for e in evals], axis=0)
     assert not np.allclose(with_bc, improve)  # the BC evaluations would have changed the number
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--table=bppo_tabel1", "no table 'bppo_tabel1' in configs/tables: choose one of arq_table2, bppo_table1"),
+    ("--columns=TD3BC", "unknown column 'TD3BC': the table has CQL, TD3+BC"),
+    ("--tasks=hopper_medium", "task 'hopper_medium' is not a D4RL name like hopper-medium-v2"),
+    ("--source=/nowhere/d4rl", "--source=/nowhere/d4rl is neither offrl, minari nor a directory"),
+    ("--set=agent.hiden_dims=(8,8)", "--set=agent.hiden_dims=(8,8) for column BC (configs/bc.py): unknown config key "
+                                     "'agent.hiden_dims': did you mean agent.hidden_dims?"),
+    ("--set=agent.loss=mse", "--set=agent.loss=mse: give key=value with a Python literal value"),
+])
+def test_bad_flags_fail_in_one_line_and_write_nothing(tmp_path, flag, message):
+    work = tmp_path / "tables"
+    args = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--columns=BC",
+            "--tasks=hopper-medium-v2", f"--workdir={work}", flag]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]  # one line, no traceback
+    assert not work.exists() and "skip " not in proc.stdout
