@@ -167,6 +167,22 @@ def test_build_help_lists_envs_levels_and_defaults():
         assert text in out, text
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--env=Hoper-v5"], "unknown Gymnasium environment 'Hoper-v5'"),
+    (["--env=Hopper-v5", "--levels=medium,expert-random-300"], "unknown level 'expert-random-300'"),
+    (["--env=Hopper-v5", "--select_from=/nowhere/sac"], "--select_from=/nowhere/sac is not a directory"),
+])
+def test_build_refuses_bad_input_in_one_line_and_builds_nothing(tmp_path, monkeypatch, capsys, args, message):
+    from offrl.data import build
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    with pytest.raises(SystemExit) as e:
+        build.main([*args, "--size=100"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "datasets").exists()
+
+
 # 8. the README's reproduce example, as written but with a tiny budget: the HalfCheetah cells build their
 # data offline from the committed policies, train and fill the table; an environment without policies is skipped
 def test_readme_reproduce_example_runs(tmp_path):

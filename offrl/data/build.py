@@ -577,12 +577,20 @@ def main(argv=None):
                    help="with --select_from: re-evaluate only the k best checkpoints by training-time return")
     p.add_argument("--report", default=None, help="write the build report (JSON) here")
     a = p.parse_args(argv)
-    if a.select_from:
-        check_env(a.env)
-        select_behavior(a.select_from, a.env, a.behavior_dir, reevaluate_top=a.reevaluate_top)
-        return
-    t = time.time()
-    rep = build_suite(a.env, a.levels.split(","), a.size, a.seed, resume=a.resume, behavior_dir=a.behavior_dir)
+    from offrl.launch import fail
+
+    try:
+        if a.select_from:
+            if not os.path.isdir(a.select_from):
+                fail(f"--select_from={a.select_from} is not a directory: give the --out directory of a SAC run "
+                     f"(python -m offrl.data.sac --env={a.env} --out=DIR)")
+            check_env(a.env)
+            select_behavior(a.select_from, a.env, a.behavior_dir, reevaluate_top=a.reevaluate_top)
+            return
+        t = time.time()
+        rep = build_suite(a.env, a.levels.split(","), a.size, a.seed, resume=a.resume, behavior_dir=a.behavior_dir)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # unknown env or level, no policies, built already
+        fail(str(e))
     print(f"[build] done in {time.time() - t:.1f}s")
     if a.report:
         with open(a.report, "w") as f:
