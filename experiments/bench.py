@@ -862,7 +862,17 @@ def run_isolated(names: list[str], stages: dict | None = None) -> list[str]:
 
 def main(_):
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` prints every thread's stack
-    seeds = [int(s) for s in FLAGS.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in FLAGS.seeds.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 1:
+        raise UsageError(f"--seeds={FLAGS.seeds}: give comma-separated seed counts of at least 1, e.g. --seeds=1,4")
+    for name, least in (("chunk", 1), ("size", 1), ("matmul", 1), ("sampler_repeats", 1), ("min_time", 0),
+                        ("flops_steps", 0), ("sampler_steps", 0), ("sampler_train", 0), ("config_timeout", 0),
+                        ("bandwidth", 0)):
+        if FLAGS[name].value < least:
+            raise UsageError(f"--{name}={FLAGS[name].value}: give a value of at least {least}")
     names = config_names(FLAGS.config)
     wanted, have = {s.strip() for s in FLAGS.stages.split(",") if s.strip()}, {}
     for n in names:  # every name checked before anything runs

@@ -1,11 +1,12 @@
 """The runtime: seed-vmapped training equals seed-alone training; chunked equals one scan."""
 import os
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import all_eqns, cond_eqns, size_one_batched_dots, tiny_config
+from conftest import ROOT, all_eqns, cond_eqns, size_one_batched_dots, tiny_config
 from offrl.algos import get_algorithm
 from offrl.data import load_dataset, preprocess
 from offrl.train import make_train, seed_keys
@@ -433,3 +434,18 @@ def test_a_stage_begins_once_when_it_starts_and_not_when_it_resumes(tiny_dataset
     np.testing.assert_array_equal(count(resumed), [3, 3])
     alone, _ = jax.jit(tr.run, static_argnums=(2, 4))(jax.tree_util.tree_map(lambda x: x[1], carry), data, "train", 0, 1)
     _close(alone.state, jax.tree_util.tree_map(lambda x: x[1], started.state))
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--seeds=0,4", "--seeds=0,4: give comma-separated seed counts of at least 1"),
+    ("--seeds=1,four", "--seeds=1,four: give comma-separated seed counts of at least 1"),
+    ("--chunk=0", "--chunk=0: give a value of at least 1"),
+    ("--stages=trian", "--stages: no config here has a stage trian; their stages: bc: train"),
+])
+def test_bench_refuses_bad_flags_in_one_line_before_timing_anything(flag, message):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench.py"), "--config=bc", flag],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "machine:" not in proc.stdout, proc.stderr[-2000:]
