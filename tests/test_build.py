@@ -349,3 +349,18 @@ def test_collected_episodes_replay_step_for_step_in_the_environment():
     for a, b in zip(eps, again):
         for k in ("observations", "actions", "rewards"):
             np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env=Hoper-v5"], "unknown Gymnasium environment 'Hoper-v5'"),
+    (["--env=Hopper-v5", "--steps=0"], "sac.steps=0 is invalid: must be an integer >= 1"),
+    (["--env=Hopper-v5", "--ckpt_every=0"], "sac.ckpt_every=0 is invalid"),
+    (["--env=Hopper-v5", "--warmup=-1"], "sac.warmup=-1 is invalid: must be an integer >= 0"),
+])
+def test_sac_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "sac"
+    with pytest.raises(SystemExit) as e:
+        sac.main([*args, f"--out={out}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

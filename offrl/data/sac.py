@@ -321,6 +321,14 @@ def train(env_id: str, steps: int, out: str, seed: int = 0, warmup: int = 5000, 
     """
     import gymnasium as gym
 
+    from offrl.checks import Checks
+    from offrl.data.build import check_env
+
+    check = Checks(dict(steps=steps, warmup=warmup, chunk=chunk, batch_size=batch_size, ckpt_every=ckpt_every,
+                        eval_episodes=eval_episodes, log_every=log_every), "sac")
+    check.integer(1, "steps", "chunk", "batch_size", "ckpt_every", "eval_episodes", "log_every")
+    check.integer(0, "warmup")
+    check_env(env_id)  # an unknown id is one line (ValueError), before anything is written
     if resume_every % ckpt_every or resume_every <= 0:
         raise ValueError(f"resume_every ({resume_every}) must be a positive multiple of ckpt_every ({ckpt_every})")
     os.makedirs(out, exist_ok=True)
@@ -456,7 +464,9 @@ def main(argv=None):
               ckpt_every=a.ckpt_every, eval_episodes=a.eval_episodes, log_every=a.log_every,
               resume_every=a.resume_every, stop_after=a.stop_after)
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        from offrl.launch import fail
+
+        fail(str(e))
 
 
 if __name__ == "__main__":
