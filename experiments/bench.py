@@ -860,14 +860,20 @@ def run_isolated(names: list[str], stages: dict | None = None) -> list[str]:
     return failed
 
 
-def main(_):
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` prints every thread's stack
+def seed_counts() -> list[int]:
+    """--seeds as a list of ints; UsageError unless each is an integer >= 1."""
     try:
         seeds = [int(s) for s in FLAGS.seeds.split(",")]
     except ValueError:
         seeds = []
     if not seeds or min(seeds) < 1:
         raise UsageError(f"--seeds={FLAGS.seeds}: give comma-separated seed counts of at least 1, e.g. --seeds=1,4")
+    return seeds
+
+
+def main(_):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` prints every thread's stack
+    seeds = seed_counts()
     for name, least in (("chunk", 1), ("size", 1), ("matmul", 1), ("sampler_repeats", 1), ("min_time", 0),
                         ("flops_steps", 0), ("sampler_steps", 0), ("sampler_train", 0), ("config_timeout", 0),
                         ("bandwidth", 0)):
@@ -943,12 +949,17 @@ def main(_):
         os._exit(0)
 
 
-def cli(argv):
-    try:
-        return main(argv)
-    except UsageError as e:  # a bad flag or name: one line, exit status 2
-        fail(str(e))
+def one_line_errors(entry):
+    """``entry`` (an absl main) with a bad flag or name (UsageError) as one line, exit status 2; this file's
+    flags are shared by fold_ab.py and one_member_ab.py, which run their mains through it too."""
+    def run(argv):
+        try:
+            return entry(argv)
+        except UsageError as e:
+            fail(str(e))
+
+    return run
 
 
 if __name__ == "__main__":
-    app.run(cli)
+    app.run(one_line_errors(main))

@@ -33,7 +33,7 @@ def plain_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_ele
 def main(_):
     data = bench.synthetic(bench.FLAGS.size)
     for name in bench.config_names(bench.FLAGS.config):
-        for n in [int(s) for s in bench.FLAGS.seeds.split(",")]:
+        for n in bench.seed_counts():
             chunks = {}
             for dot in (plain_dot_general, FOLDING):
                 nets.folding_dot_general = dot  # nets.Dense looks it up when a network is traced
@@ -52,4 +52,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(bench.one_line_errors(main))

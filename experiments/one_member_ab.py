@@ -38,4 +38,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(bench.one_line_errors(main))
