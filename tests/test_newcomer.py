@@ -3,7 +3,6 @@ using a trained policy, diverged members, wandb without a network, quiet start-u
 Errors: exit status 2, one line, nothing written."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

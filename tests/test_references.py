@@ -16,7 +16,6 @@ import pytest
 
 from conftest import np_mlp
 from test_baselines import _batch, _layers
-from offrl import nets
 from offrl.algos import Spec, bc, bppo, iql, onestep
 
 LOG_2PI = math.log(2 * math.pi)

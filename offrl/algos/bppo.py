@@ -49,7 +49,6 @@ carries it as the extra score ``best_pik`` (``extra_scores``), next to the last 
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import flax.linen as nn

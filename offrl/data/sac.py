@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import time
-from functools import partial
 from typing import Optional, Sequence
 
 import jax
