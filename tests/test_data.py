@@ -189,7 +189,7 @@ def test_d4rl_ports_use_d4rl_references_over_their_metadata():
                                         "offrl/hopper/medium-v0")] == ["pen", "antmaze", "kitchen", None]
 
 
-def test_a_remote_minari_dataset_is_downloaded_once_then_read_from_disk(tmp_path, monkeypatch):
+def test_a_remote_minari_dataset_is_downloaded_once_then_read_from_disk(tmp_path, monkeypatch, caplog):
     """The online path, with Minari's download replaced by a writer of the same dataset into the data root
     (nothing can be fetched here): a Minari id not on disk is downloaded and loaded, then read from disk; an
     offrl suite id is never sent to Minari's server."""
@@ -219,3 +219,19 @@ def test_a_remote_minari_dataset_is_downloaded_once_then_read_from_disk(tmp_path
     with pytest.raises(DatasetNotFoundError, match="built locally, not downloaded"):
         open_minari("offrl/nothing/here-v0", download=True)
     assert fetched == ["mujoco/hopper/simple-v0"]
+
+    # offline: Hugging Face's per-request retry warnings stay quiet (the error says it once) and its level is restored
+    import logging
+
+    from huggingface_hub.utils import logging as hub_logging
+
+    def offline(dataset_id, *args, **kwargs):
+        logging.getLogger("huggingface_hub.utils._http").warning("'[Errno -2]' thrown while requesting GET ...")
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(minari, "download_dataset", offline)
+    before = hub_logging.get_verbosity()
+    with caplog.at_level(logging.WARNING), pytest.raises(DatasetNotFoundError, match="could not be downloaded"):
+        open_minari("mujoco/hopper/expert-v0")
+    assert not [r for r in caplog.records if "thrown while requesting" in r.getMessage()]
+    assert hub_logging.get_verbosity() == before

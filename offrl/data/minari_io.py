@@ -49,6 +49,13 @@ def open_minari(dataset_id: str, download: bool = True):
             f"dataset '{dataset_id}' is not in {root} (MINARI_DATASETS_PATH); offrl datasets are "
             f"built locally, not downloaded: {hint}"
         )
+    try:  # Minari's remote is on Hugging Face: its per-request retry warnings are said once, by the error below
+        from huggingface_hub.utils import logging as hub_logging
+    except ImportError:
+        hub_logging = None
+    level = hub_logging.get_verbosity() if hub_logging else None
+    if hub_logging:
+        hub_logging.set_verbosity_error()
     try:
         minari.download_dataset(dataset_id)
     except Exception as e:  # network down, unknown remote id, ...
@@ -57,6 +64,9 @@ def open_minari(dataset_id: str, download: bool = True):
             f"downloaded ({type(e).__name__}: {e}). Go online and retry, check the id with "
             f"`minari list remote`, or {hint}"
         ) from e
+    finally:
+        if hub_logging:
+            hub_logging.set_verbosity(level)
     return minari.load_dataset(dataset_id)
 
 
