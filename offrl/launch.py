@@ -245,7 +245,7 @@ def _define_flags():
         "a config name (td3bc, iql, ...: the configs/ shipped with offrl) or a config file path",
     )
     flags.DEFINE_string("workdir", None, "Run directory (default: runs/<algo>_<dataset>_<time>).")
-    flags.DEFINE_integer("stop_after", None, "Stop (with a checkpoint) after this many updates.")
+    flags.DEFINE_integer("stop_after", None, "Stop (with a checkpoint) after this many updates.", lower_bound=1)
     flags.DEFINE_bool("print_config", False, "Print every config key with its value and meaning, then exit.")
 
 

@@ -135,6 +135,7 @@ def test_evaluation_over_worker_processes_gives_the_same_scores(full_run, tmp_pa
         (["--config=nope"], "no config named 'nope': choose one of"),
         (["--config.agent.alhpa=1"], "unknown config key 'agent.alhpa': did you mean agent.alpha"),
         (["--config.dataset=/nowhere/hopper_medium-v2.hdf5"], "D4RL file '/nowhere/hopper_medium-v2.hdf5' does not exist"),
+        (["--stop_after=0"], "flag --stop_after=0: 0 is not a positive integer"),
     ],
 )
 def test_bad_inputs_fail_clearly_and_write_nothing(tiny_dataset, tmp_path, args, message):
