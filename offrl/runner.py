@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from concurrent.futures import Future, ThreadPoolExecutor
 import json
 import os
 import sys
@@ -96,6 +97,7 @@ class EvalContext:
         self.overlap = None  # whether evaluations overlap training, decided at the first (config.eval_overlap)
         self.platform = jax.devices()[0].platform  # where training runs
         self.timing = None  # under "auto" on an accelerator: (host, accelerator) seconds per policy call
+        self._trainer = None  # the thread that runs the next chunk while this one evaluates (``dispatch``)
 
     def overlaps(self, states) -> bool:
         """Whether to evaluate ``states`` from a host copy while training goes on: ``config.eval_overlap``
@@ -132,6 +134,20 @@ class EvalContext:
         with jax.default_device(copy.device):
             host = best(self.host, copy, jax.device_put(obs, copy.device), jax.device_put(keys, copy.device))
         return host, best(self.policy_fn, states, obs, keys)
+
+    def dispatch(self, run, *args) -> Future:
+        """``run(*args)``, the next chunk, started before an overlapping evaluation. XLA:GPU drives a
+        compiled loop from the host thread that launched it (jax-ml/jax#2491), so on a GPU the call
+        returns only once the whole chunk has trained: called here, the evaluation would start after
+        it. A thread of its own lets this thread evaluate meanwhile. Under jax.distributed it runs here,
+        in order: every process must launch its computations in the same order."""
+        if jax.process_count() > 1:
+            done = Future()
+            done.set_result(run(*args))
+            return done
+        if self._trainer is None:
+            self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="offrl-chunk")
+        return self._trainer.submit(run, *args)
 
     def snapshot(self, states) -> Snapshot:
         """A copy of what this process's members' policies read, on the host CPU (``evaluate`` takes it)."""
@@ -172,6 +188,9 @@ class EvalContext:
         return res
 
     def close(self) -> None:
+        if self._trainer is not None:  # a chunk still training (the run stopped by an error) finishes first
+            self._trainer.shutdown(wait=True)
+            self._trainer = None
         for envs in self.envs.values():
             envs.close()
         self.envs = {}
@@ -505,8 +524,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             tc, hidden = time.time(), 0.0
             carry, metrics = run(unaliased(carry), data, stage_name, start, length)
         else:  # trained while the last chunk's policies were evaluated (hidden: seconds of that)
-            (carry, metrics), tc, hidden = pending
-            pending = None
+            (nxt, tc, hidden), pending = pending, None
+            carry, metrics = nxt.result()
         metrics = fetch(metrics)
         waited = max(time.time() - tc - hidden, 1e-9)  # wall time this chunk was waited for
         t_train += waited
@@ -545,7 +564,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
                 snap = ctx.snapshot(carry.state)
                 if save:
                     host_carry = jax.tree_util.tree_map(np.array, jax.device_get(local_members(carry)[1]))
-                nxt = run(unaliased(carry), data, *todo[ci + 1])
+                nxt = ctx.dispatch(run, unaliased(carry), data, *todo[ci + 1])
                 te = time.time()
                 res = ctx.evaluate(snap, base_seed=base_seed)
                 pending = (nxt, te, time.time() - te)

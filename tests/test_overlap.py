@@ -154,3 +154,38 @@ def test_on_without_a_cpu_backend_is_refused_before_anything_is_written(tiny_dat
         runner.run_experiment(tiny_config("td3bc", eval_overlap="on"), str(tmp_path / "run"), out=io.StringIO())
     assert not (tmp_path / "run").exists()
     assert runner.prepare(tiny_config("td3bc", eval_overlap="auto")).config.eval_overlap == "auto"  # auto then stays off
+
+
+def test_the_next_chunk_trains_in_its_own_thread_while_the_copy_is_evaluated(tiny_dataset, tmp_path, monkeypatch):
+    """XLA:GPU returns from a compiled loop only when it has run (the launching thread drives it), so a
+    chunk launched from the evaluating thread would not overlap its evaluation. Each overlapped chunk
+    here waits until the evaluation has started: it can only see that from another thread."""
+    import threading
+
+    from offrl.runner import EvalContext, Snapshot
+    from offrl.train import Train
+
+    evaluating, seen = threading.Event(), []
+    vmapped, evaluate = Train.vmapped, EvalContext.evaluate
+
+    def blocking_vmapped(self, donate=False):
+        init, run = vmapped(self, donate)
+
+        def run_like_a_gpu(*args):
+            if threading.current_thread() is not threading.main_thread():
+                seen.append(evaluating.wait(timeout=120))
+                evaluating.clear()
+            return run(*args)
+
+        return init, run_like_a_gpu
+
+    def noting_evaluate(self, states, *args, **kwargs):
+        if isinstance(states, Snapshot):
+            evaluating.set()
+        return evaluate(self, states, *args, **kwargs)
+
+    monkeypatch.setattr(Train, "vmapped", blocking_vmapped)
+    monkeypatch.setattr(EvalContext, "evaluate", noting_evaluate)
+    records, saved, printed = _run(tmp_path, "threaded", "on", monkeypatch)
+    assert seen == [True, True]  # the chunks after the evaluations at 5 and 10 trained beside them
+    assert [r["kind"] for r in records] == ["train", "eval"] * 3 and [s for s, _, _ in saved] == [5, 10, 15]
