@@ -408,9 +408,12 @@ def timing_line(t: dict) -> str:
     cache = ((f"{t['programs_from_cache']} of {t['programs']} programs loaded from the compile cache {t['compile_cache']}"
               + (f", {t['compile_seconds_saved']:.0f}s of compiling saved" if t["programs_from_cache"] else ""))
              if t["compile_cache"] else "no compile cache")
+    # what no column holds: diagnostics, logging, checkpoints, and any launch that blocked its thread
+    rest = t["wall_s"] - t["data_s"] - t["training_s"] - t["evaluation_s"]
     return (f"wall time {t['wall_s']:.0f}s: data {t['data_s']:.0f}s ({share(t['data_s'])}), training {t['training_s']:.0f}s "
             f"waited for ({share(t['training_s'])}, compilation included), evaluation {t['evaluation_s']:.0f}s "
-            f"({share(t['evaluation_s'])}{hidden}); compilation {t['compilation_s']:.0f}s ({cache})")
+            f"({share(t['evaluation_s'])}{hidden}), the rest {max(rest, 0.0):.0f}s ({share(max(rest, 0.0))}: "
+            f"host work between chunks); compilation {t['compilation_s']:.0f}s ({cache})")
 
 
 def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=sys.stdout,
