@@ -4,11 +4,11 @@
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh e2e     # up to E2E_LIMIT seconds (default 540)
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh overlap # about 3-4 minutes
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh cpu     # about 3 minutes, the host's CPU only
-# A lent device gives 15 minutes in all, start-up included, so not all three fit: run e2e first (the
-# goal itself; with evaluation overlapping training, projected at 5-6 minutes), then bench; overlap
-# (an A/B of what the overlap saves) only with time left.
+# A lent device gives 15 minutes in all, start-up included, so not all of them fit: run e2e first (the
+# goal itself: 268 s on an H200 in the tenth session, before each chunk was launched from its own thread;
+# about 155 s expected since), then bench; overlap (an A/B of what the overlap saves) only with time left.
 # bench:
-#   1. why 16 vmapped seeds give 7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
+#   1. why 16 vmapped seeds give 7.0-7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
 #      seeds, profiled (bench.py --profile_dir), the ops that grow summarised side by side
 #      (profile_summary.py), then 16 seeds again under XLA flag variants (CUDA graphs off, Triton
 #      GEMMs off, no autotuning) and matmul precisions (full float32, bfloat16), each a hypothesis
