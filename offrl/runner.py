@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from concurrent.futures import Future, ThreadPoolExecutor
 import json
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -409,10 +409,10 @@ def timing_line(t: dict) -> str:
               + (f", {t['compile_seconds_saved']:.0f}s of compiling saved" if t["programs_from_cache"] else ""))
              if t["compile_cache"] else "no compile cache")
     # what no column holds: diagnostics, logging, checkpoints, and any launch that blocked its thread
-    rest = t["wall_s"] - t["data_s"] - t["training_s"] - t["evaluation_s"]
+    rest = max(t["wall_s"] - t["data_s"] - t["training_s"] - t["evaluation_s"], 0.0)
     return (f"wall time {t['wall_s']:.0f}s: data {t['data_s']:.0f}s ({share(t['data_s'])}), training {t['training_s']:.0f}s "
             f"waited for ({share(t['training_s'])}, compilation included), evaluation {t['evaluation_s']:.0f}s "
-            f"({share(t['evaluation_s'])}{hidden}), the rest {max(rest, 0.0):.0f}s ({share(max(rest, 0.0))}: "
+            f"({share(t['evaluation_s'])}{hidden}), the rest {rest:.0f}s ({share(rest)}: "
             f"host work between chunks); compilation {t['compilation_s']:.0f}s ({cache})")
 
 
