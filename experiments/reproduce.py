@@ -194,6 +194,8 @@ def check_flags():
     if FLAGS.source not in ("offrl", "minari") and not os.path.isdir(FLAGS.source):
         fail(f"--source={FLAGS.source} is neither offrl, minari nor a directory: give one of those "
              f"(a directory holds <task>.hdf5 files)")
+    # each column's config, read once: a misspelt --set key would otherwise be added to it and do nothing
+    defaults = {c: importlib.import_module(f"configs.{table.COLUMNS[c]}").get_config() for c in columns} if FLAGS.set else {}
     for item in FLAGS.set:
         key, eq, value = item.partition("=")
         try:
@@ -202,9 +204,9 @@ def check_flags():
             eq = ""
         if not key or not eq:
             fail(f"--set={item}: give key=value with a Python literal value (quote strings: --set=agent.x='y')")
-        for c in columns:  # a misspelt key would otherwise be added to the config and silently do nothing
+        for c, config in defaults.items():
             try:
-                check_overrides([f"--config.{key}"], importlib.import_module(f"configs.{table.COLUMNS[c]}").get_config())
+                check_overrides([f"--config.{key}"], config)
             except UsageError as e:
                 fail(f"--set={item} for column {c} (configs/{table.COLUMNS[c]}.py): {e}")
     return table, columns, tasks
