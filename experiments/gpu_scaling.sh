@@ -4,9 +4,10 @@
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh e2e     # up to E2E_LIMIT seconds (default 540)
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh overlap # about 3-4 minutes
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh cpu     # about 3 minutes, the host's CPU only
+#   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh gemm    # about 4-5 minutes
 # A lent device gives 15 minutes in all, start-up included, so not all of them fit: run e2e first (the
 # goal itself: 268 s on an H200 in the tenth session, before each chunk was launched from its own thread;
-# about 155 s expected since), then bench; overlap (an A/B of what the overlap saves) only with time left.
+# about 155 s expected since), then gemm (the 16-seed ratio's last lead), then bench; overlap (an A/B of what the overlap saves) only with time left.
 # bench:
 #   1. why 16 vmapped seeds give 7.0-7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
 #      seeds, profiled (bench.py --profile_dir), the ops that grow summarised side by side
@@ -28,6 +29,12 @@
 # cpu:
 #   5. the device host's 16 cores as JAX CPU devices: 16 TD3+BC seeds on 1 CPU device, then sharded over 16
 #      (XLA_FLAGS=--xla_force_host_platform_device_count); on the 2-core machine 2 devices gave 1.05-1.4x.
+# gemm:
+#   6. the 16-seed ratio under XLA's GEMM choices: the tenth session's profile put half of the 16-seed update
+#      in batched [32,256,256] and [16,256,256] matmuls at ~57 TFLOP/s, with the GPU busy throughout, so what
+#      is left is how XLA tiles them. TD3+BC at 1 and 16 seeds with the default flags, then each GEMM flag
+#      alone (exhaustive Triton tile search, cuBLASLt, cuDNN GEMM fusions, Triton warp specialisation,
+#      Triton for every GEMM); a flag this XLA does not know ends its own run only.
 # The lent device's image has jax, flax, optax, chex but not ml_collections, gymnasium, mujoco or minari:
 # carry their wheels (e.g. in an ignored .whl/) and the dataset (an ignored .dsets/), and start the call with
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
@@ -85,6 +92,16 @@ cpu)
             "$OUT/cpu_$k/metrics.jsonl" | tail -3 | cut -d' ' -f2 | tr '\n' ' ')" | tee -a "$OUT/cpu.txt"
     done
     ;;
+gemm)
+    { nvidia-smi -L; echo "host cores: $(nproc)"; } 2>&1 | tee "$OUT/device.txt"
+    for flag in "" --xla_gpu_exhaustive_tiling_search=true --xla_gpu_enable_cublaslt=true \
+                --xla_gpu_cudnn_gemm_fusion_level=2 --xla_gpu_experimental_enable_triton_warp_specialization=true \
+                --xla_gpu_triton_gemm_any=true; do
+        echo "== XLA_FLAGS=$flag" | tee -a "$OUT/gemm.txt"
+        XLA_FLAGS="$flag" timeout 120 $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 \
+            --flops_steps=0 --baseline=false --noheader 2>&1 | quiet | grep -E "^\||rror|nknown" | tee -a "$OUT/gemm.txt"
+    done
+    ;;
 *)
-    echo "usage: gpu_scaling.sh bench|e2e|overlap|cpu" >&2; exit 2 ;;
+    echo "usage: gpu_scaling.sh bench|e2e|overlap|cpu|gemm" >&2; exit 2 ;;
 esac
