@@ -94,11 +94,12 @@ cpu)
     ;;
 gemm)
     { nvidia-smi -L; echo "host cores: $(nproc)"; } 2>&1 | tee "$OUT/device.txt"
-    for flag in "" --xla_gpu_exhaustive_tiling_search=true --xla_gpu_enable_cublaslt=true \
-                --xla_gpu_cudnn_gemm_fusion_level=2 --xla_gpu_experimental_enable_triton_warp_specialization=true \
-                --xla_gpu_triton_gemm_any=true; do
+    # the exhaustive tile search last: its autotuning may take minutes
+    for flag in "" --xla_gpu_enable_cublaslt=true --xla_gpu_cudnn_gemm_fusion_level=2 \
+                --xla_gpu_experimental_enable_triton_warp_specialization=true --xla_gpu_triton_gemm_any=true \
+                --xla_gpu_exhaustive_tiling_search=true; do
         echo "== XLA_FLAGS=$flag" | tee -a "$OUT/gemm.txt"
-        XLA_FLAGS="$flag" timeout 120 $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 \
+        XLA_FLAGS="$flag" timeout 150 $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 \
             --flops_steps=0 --baseline=false --noheader 2>&1 | quiet | grep -E "^\||rror|nknown" | tee -a "$OUT/gemm.txt"
     done
     ;;
