@@ -7,7 +7,8 @@
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh gemm    # about 4-5 minutes
 # A lent device gives 15 minutes in all, start-up included, so not all of them fit: run e2e first (the
 # goal itself: 268 s on an H200 in the tenth session, before each chunk was launched from its own thread;
-# about 155 s expected since), then gemm (the 16-seed ratio's last lead), then bench; overlap (an A/B of what the overlap saves) only with time left.
+# about 155 s expected since), then gemm (the 16-seed ratio's last lead), then bench; overlap (an A/B of
+# what the overlap saves) only with time left.
 # bench:
 #   1. why 16 vmapped seeds give 7.0-7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
 #      seeds, profiled (bench.py --profile_dir), the ops that grow summarised side by side
@@ -45,9 +46,10 @@ PART=${1:-bench}
 PY=${PY:-python3}; OUT=${OUT:-runs/gpu_scaling}; E2E_LIMIT=${E2E_LIMIT:-540}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 quiet() { grep -v "^I[0-9]"; }
+device_info() { { nvidia-smi -L; echo "host cores: $(nproc)"; } 2>&1 | tee "$OUT/device.txt"; }
 case "$PART" in
 bench)
-    { nvidia-smi -L; echo "host cores: $(nproc)"; } 2>&1 | tee "$OUT/device.txt"
+    device_info
     $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 --flops_steps=0 --matmul=8192 \
         --profile_dir="$OUT/prof" 2>&1 | quiet | tee "$OUT/bench_td3bc.txt"
     $PY experiments/profile_summary.py "$OUT/prof/td3bc_train_1" "$OUT/prof/td3bc_train_16" --top 25 | tee "$OUT/profile.md"
@@ -93,7 +95,7 @@ cpu)
     done
     ;;
 gemm)
-    { nvidia-smi -L; echo "host cores: $(nproc)"; } 2>&1 | tee "$OUT/device.txt"
+    device_info
     # the exhaustive tile search last: its autotuning may take minutes
     for flag in "" --xla_gpu_enable_cublaslt=true --xla_gpu_cudnn_gemm_fusion_level=2 \
                 --xla_gpu_experimental_enable_triton_warp_specialization=true --xla_gpu_triton_gemm_any=true \
