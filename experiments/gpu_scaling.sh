@@ -46,6 +46,16 @@ PART=${1:-bench}
 PY=${PY:-python3}; OUT=${OUT:-runs/gpu_scaling}; E2E_LIMIT=${E2E_LIMIT:-540}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 quiet() { grep -v "^I[0-9]"; }
+# TD3+BC at 1 and 16 seeds once per environment assignment (a hypothesis each), its rows (or the error that
+# ended it: a flag this XLA does not know) appended to $OUT/$1; 150 s each
+variants() {
+    local file="$OUT/$1"; shift
+    for var in "$@"; do
+        echo "== $var" | tee -a "$file"
+        env "$var" timeout 150 $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 \
+            --flops_steps=0 --baseline=false --noheader 2>&1 | quiet | grep -E "^\||rror|nknown" | tee -a "$file"
+    done
+}
 device_info() { { nvidia-smi -L; echo "host cores: $(nproc)"; } 2>&1 | tee "$OUT/device.txt"; }
 case "$PART" in
 bench)
@@ -59,13 +69,9 @@ bench)
         | tee "$OUT/traffic.txt"
     # matmul precision: float32 inputs run as TF32 on tensor cores by default; if 16 seeds take as long in full
     # float32 (no tensor cores), the matmuls are not where the added seeds' time goes; bfloat16 bounds the other side
-    for var in "XLA_FLAGS=--xla_gpu_enable_command_buffer=" "XLA_FLAGS=--xla_gpu_enable_triton_gemm=false" \
-               "XLA_FLAGS=--xla_gpu_autotune_level=0" "JAX_DEFAULT_MATMUL_PRECISION=float32" \
-               "JAX_DEFAULT_MATMUL_PRECISION=bfloat16"; do
-        echo "== $var" | tee -a "$OUT/variants.txt"
-        env "$var" $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 --flops_steps=0 \
-            --baseline=false --noheader 2>&1 | quiet | grep "^|" | tee -a "$OUT/variants.txt"
-    done
+    variants variants.txt "XLA_FLAGS=--xla_gpu_enable_command_buffer=" "XLA_FLAGS=--xla_gpu_enable_triton_gemm=false" \
+        "XLA_FLAGS=--xla_gpu_autotune_level=0" "JAX_DEFAULT_MATMUL_PRECISION=float32" \
+        "JAX_DEFAULT_MATMUL_PRECISION=bfloat16"
     $PY experiments/bench.py --eval --config=td3bc --size=10000 --eval_workers=1,0,8 2>&1 | quiet \
         | tee "$OUT/eval.txt"
     ;;
@@ -97,13 +103,9 @@ cpu)
 gemm)
     device_info
     # the exhaustive tile search last: its autotuning may take minutes
-    for flag in "" --xla_gpu_enable_cublaslt=true --xla_gpu_cudnn_gemm_fusion_level=2 \
-                --xla_gpu_experimental_enable_triton_warp_specialization=true --xla_gpu_triton_gemm_any=true \
-                --xla_gpu_exhaustive_tiling_search=true; do
-        echo "== XLA_FLAGS=$flag" | tee -a "$OUT/gemm.txt"
-        XLA_FLAGS="$flag" timeout 150 $PY experiments/bench.py --config=td3bc --seeds=1,16 --chunk=1000 --min_time=2 \
-            --flops_steps=0 --baseline=false --noheader 2>&1 | quiet | grep -E "^\||rror|nknown" | tee -a "$OUT/gemm.txt"
-    done
+    variants gemm.txt XLA_FLAGS= XLA_FLAGS=--xla_gpu_enable_cublaslt=true XLA_FLAGS=--xla_gpu_cudnn_gemm_fusion_level=2 \
+        XLA_FLAGS=--xla_gpu_experimental_enable_triton_warp_specialization=true \
+        XLA_FLAGS=--xla_gpu_triton_gemm_any=true XLA_FLAGS=--xla_gpu_exhaustive_tiling_search=true
     ;;
 *)
     echo "usage: gpu_scaling.sh bench|e2e|overlap|cpu|gemm" >&2; exit 2 ;;
