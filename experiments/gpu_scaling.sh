@@ -5,10 +5,11 @@
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh overlap # about 3-4 minutes
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh cpu     # about 3 minutes, the host's CPU only
 #   OUT=runs/gpu_scaling bash experiments/gpu_scaling.sh gemm    # about 4-5 minutes
-# A lent device gives 15 minutes in all, start-up included, so not all of them fit: run e2e first (the
-# goal itself: 268 s on an H200 in the tenth session, before each chunk was launched from its own thread;
-# about 155 s expected since), then gemm (the 16-seed ratio's last lead), then bench; overlap (an A/B of
-# what the overlap saves) only with time left.
+# A lent device gives 15 minutes in all, start-up included, so not all of them fit. Measured so far
+# (docs/performance.md, docs/gpu_runs/): e2e 268 s on an H200 (tenth session, before each chunk was
+# launched from its own thread), 172 s on an H100 (twelfth, after); gemm on that H100 in 4.9 minutes,
+# no flag moving the 16-seed ratio past noise. Left for a later lease: bench's host-core evaluation,
+# overlap (an A/B of what the overlap saves), cpu.
 # bench:
 #   1. why 16 vmapped seeds give 7.0-7.5x one seed's seed-updates/s and not >= 12x: TD3+BC at 1 and 16
 #      seeds, profiled (bench.py --profile_dir), the ops that grow summarised side by side
@@ -34,8 +35,9 @@
 #   6. the 16-seed ratio under XLA's GEMM choices: the tenth session's profile put half of the 16-seed update
 #      in batched [32,256,256] and [16,256,256] matmuls at ~57 TFLOP/s, with the GPU busy throughout, so what
 #      is left is how XLA tiles them. TD3+BC at 1 and 16 seeds with the default flags, then each GEMM flag
-#      alone (exhaustive Triton tile search, cuBLASLt, cuDNN GEMM fusions, Triton warp specialisation,
-#      Triton for every GEMM); a flag this XLA does not know ends its own run only.
+#      alone (cuBLASLt, cuDNN GEMM fusions, Triton warp specialisation, Triton for every GEMM, exhaustive
+#      Triton tile search: its 16-seed compile did not end within 215 s on an H100); a flag this XLA does
+#      not know ends its own run only.
 # The lent device's image has jax, flax, optax, chex but not ml_collections, gymnasium, mujoco or minari:
 # carry their wheels (e.g. in an ignored .whl/) and the dataset (an ignored .dsets/), and start the call with
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
