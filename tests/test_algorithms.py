@@ -142,7 +142,7 @@ def _stage_carries(run):
     import os
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     tr, cfg = run["tr"], run["cfg"]

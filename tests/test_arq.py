@@ -558,12 +558,12 @@ def test_validate_names_the_bad_key():
 
 
 def test_bench_times_q_and_policy_on_a_table_of_pregenerations_layout():
-    """experiments/bench.py gives ARQ's q and policy stages (not score) a support table: pregenerate's row
+    """experiments/tools/bench.py gives ARQ's q and policy stages (not score) a support table: pregenerate's row
     count for its episodic synthetic data (n states + one per episode end), and the timed update and
     its FLOP count then look candidates up (online_support 0) instead of running the sampler."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
     from offrl.algos import get_algorithm
     from offrl.train import make_train, seed_keys
@@ -589,11 +589,11 @@ def test_bench_times_q_and_policy_on_a_table_of_pregenerations_layout():
 
 
 def test_bench_sampler_mode_times_pregeneration(capsys):
-    """experiments/bench.py --config=arq --sampler: one row each for the sampler, the likelihood (with its
+    """experiments/tools/bench.py --config=arq --sampler: one row each for the sampler, the likelihood (with its
     ODE step count) and both together, at the asked states per call; a non-ARQ config is refused."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     bench.FLAGS.unparse_flags()

@@ -255,7 +255,7 @@ def test_bench_counts_the_flops_of_the_branch_each_step_takes(td3bc_setup):
     more than a critic-only step (step 1), and the 2-step mean lies between; names are checked."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     cfg, tr = td3bc_setup
@@ -276,7 +276,7 @@ def test_bench_instruction_bytes_count_one_update_and_the_costlier_branch():
     import jax.numpy as jnp
     from jax import lax
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     def count(body, *args):
@@ -313,7 +313,7 @@ def test_bench_instruction_bytes_count_the_rows_a_gather_reads_not_its_table():
     import jax.numpy as jnp
     from jax import lax
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     def count(body, table):
@@ -336,7 +336,7 @@ def test_bench_kernel_count_of_one_update_and_the_branch_with_more():
     import jax.numpy as jnp
     from jax import lax
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     def kernels(body, *args):
@@ -369,7 +369,7 @@ def test_bench_gpu_target_refuses_what_it_cannot_compile_for():
     lets the CUDA plugin register without CUDA) is told so; without the plugin, the install line for jax's version."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "tools"))
     import bench
 
     with pytest.raises(ValueError, match="--gpu_target=a100: choose one of h100, h200"):
@@ -445,7 +445,7 @@ def test_a_stage_begins_once_when_it_starts_and_not_when_it_resumes(tiny_dataset
 def test_bench_refuses_bad_flags_in_one_line_before_timing_anything(flag, message):
     import subprocess
 
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench.py"), "--config=bc", flag],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "tools", "bench.py"), "--config=bc", flag],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) == 1 and "machine:" not in proc.stdout, proc.stderr[-2000:]

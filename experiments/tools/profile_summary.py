@@ -1,7 +1,7 @@
 """Where a profiled chunk's time goes: the ops (GPU kernels, or CPU thunks) of a jax.profiler trace.
 
-    python experiments/bench.py --config=td3bc --seeds=1,16 --profile_dir=runs/prof ...
-    python experiments/profile_summary.py runs/prof/td3bc_train_1 runs/prof/td3bc_train_16
+    python experiments/tools/bench.py --config=td3bc --seeds=1,16 --profile_dir=runs/prof ...
+    python experiments/tools/profile_summary.py runs/prof/td3bc_train_1 runs/prof/td3bc_train_16
 
 For each trace directory (the newest ``*.trace.json.gz`` below it), the events of its device
 lines (``/device:GPU:*`` streams; on the CPU, XLA's thunks on ``/host:CPU``) grouped by op name:

@@ -1,11 +1,11 @@
 """Throughput of the seed-vmapped runtime for any config, stage by stage, against the machine's limit.
 
-    python experiments/bench.py --config=td3bc            # one config file (configs/<name>.py)
-    python experiments/bench.py --config=cql,iql          # several
-    python experiments/bench.py --config=all              # every config file (not default.py)
-    python experiments/bench.py --config=td3bc --seeds=1,4,16 --min_time=5
-    python experiments/bench.py --config=arq,arq_s --stages=q,policy --chunk=100   # some stages only
-    python experiments/bench.py --config=all --config_timeout=600   # each config in its own process, hangs reported
+    python experiments/tools/bench.py --config=td3bc            # one config file (configs/<name>.py)
+    python experiments/tools/bench.py --config=cql,iql          # several
+    python experiments/tools/bench.py --config=all              # every config file (not default.py)
+    python experiments/tools/bench.py --config=td3bc --seeds=1,4,16 --min_time=5
+    python experiments/tools/bench.py --config=arq,arq_s --stages=q,policy --chunk=100   # some stages only
+    python experiments/tools/bench.py --config=all --config_timeout=600   # each config in its own process, hangs reported
 
 For every stage of the config's algorithm (stages are named; ``Train.run`` takes the name), at
 the config's own network sizes and batch, on a synthetic dataset with Hopper's shapes (11-d
@@ -78,7 +78,7 @@ the kernel counts and bytes are the GPU compiler's own on a machine without a GP
 cost analysis there, and ``--bandwidth`` defaults to the GPU's. It needs the jax CUDA plugin of
 jax's version and the host on the CPU:
 ``pip install jax-cuda12-plugin==$(python -c 'import jax; print(jax.__version__)')``, then
-``JAX_PLATFORMS=cpu python experiments/bench.py --traffic --gpu_target=h200 --config=td3bc,iql --seeds=4,16,64``.
+``JAX_PLATFORMS=cpu python experiments/tools/bench.py --traffic --gpu_target=h200 --config=td3bc,iql --seeds=4,16,64``.
 
 ``--memory``: the compiled chunk's memory (XLA memory analysis: arguments, outputs, temporaries)
 for an AntMaze-sized dataset (2M transitions, 111-d observations, 8-d actions), given as shapes
@@ -102,7 +102,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/tools/ -> the repository
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -396,19 +396,6 @@ def time_calls(fns: list, min_time: float) -> list[list[float]]:
             times[j].append(time.perf_counter() - t)
         i += 1
     return times
-
-
-def ab(chunks: list, min_time: float, seeds: int = 1) -> tuple[float, float, float, int, float]:
-    """Two compiled chunks of the same stage (``Chunked``), A and B, timed in turn: (A's and B's
-    seed-updates/s, the median over the call pairs of B's speed over A's, the number of pairs, the largest
-    difference between their states after the warm-up chunk: float rounding, which Adam can amplify on tiny
-    gradients). Used by the A/B scripts (``one_member_ab.py``, ``fold_ab.py``)."""
-    leaves = [jax.tree_util.tree_leaves(c.carry.state) for c in chunks]
-    diff = max((float(np.nanmax(np.abs(np.asarray(a, float) - np.asarray(b, float))))
-                for a, b in zip(*leaves) if np.size(a)), default=0.0)
-    times = time_calls(chunks, min_time)
-    speed = [c.chunk * seeds / np.median(t) for c, t in zip(chunks, times)]
-    return speed[0], speed[1], float(np.median([a / b for a, b in zip(*times)])), len(times[0]), diff
 
 
 class Chunked:
@@ -950,8 +937,7 @@ def main(_):
 
 
 def one_line_errors(entry):
-    """``entry`` (an absl main) with a bad flag or name (UsageError) as one line, exit status 2; this file's
-    flags are shared by fold_ab.py and one_member_ab.py, which run their mains through it too."""
+    """``entry`` (an absl main) with a bad flag or name (UsageError) as one line, exit status 2."""
     def run(argv):
         try:
             return entry(argv)

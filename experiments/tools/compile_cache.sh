@@ -2,11 +2,11 @@
 # What config.compile_cache saves: each config's short run (every stage 200 updates, one evaluation
 # episode per seed, its default 5 seeds and networks) twice against one new cache directory, cold then warm,
 # from each run's results.json timing (the warm run's per-seed returns are checked equal to the cold one's).
-#   bash experiments/compile_cache.sh                      # td3bc iql cql bracplus itrpo onestep
-#   bash experiments/compile_cache.sh bracplus itrpo
+#   bash experiments/tools/compile_cache.sh                      # td3bc iql cql bracplus itrpo onestep
+#   bash experiments/tools/compile_cache.sh bracplus itrpo
 # Needs the local offrl/hopper/medium-v0 dataset at DATASET_SIZE transitions (built on first use).
 set -o pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-python3}; N=${STEPS:-200}; DATASET_SIZE=${DATASET_SIZE:-100000}
 OUT=$(mktemp -d -t offrl-compile-cache-XXXX); trap 'rm -rf "$OUT"' EXIT
 stage_steps() {  # the agent keys that set each stage's length, per config
