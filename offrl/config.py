@@ -26,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.num_seeds = 5  # seeds seed, seed+1, ... trained together in one vmapped program
     c.grid = ""  # e.g. "agent.alpha=1,2.5,5": every grid point x every seed in one vmapped program
-    c.num_steps = 1_000_000  # updates of a single-stage algorithm
+    c.num_steps = 1_000_000  # the update budget: on a multi-stage algorithm, setting it scales the agent.*_steps it does not set in proportion
     c.batch_size = 256
     # evaluation
     c.eval_interval = 5000  # updates between evaluations (and between compiled chunks)
@@ -67,3 +67,37 @@ def validate(config) -> None:
     c.one_of(REWARD_NORMALIZATIONS, "reward_normalization")
     c.need(bool(config.dataset), "dataset", "name a Minari dataset id")
     c.above(0, "obs_norm_eps")
+
+
+# agent keys named *_steps that count something other than updates: a budget leaves them alone
+NOT_UPDATE_COUNTS = ("sampler_steps",)
+
+
+def update_count_keys(config) -> list[str]:
+    """The ``agent.*_steps`` keys that count updates: stage lengths (BPPO's ``v_steps``, ARQ's
+    ``q_steps``, ...) and warm-ups inside a stage (CQL's ``bc_warmup_steps``)."""
+    agent = config.get("agent") or {}
+    return [k for k in agent if k.endswith("_steps") and k not in NOT_UPDATE_COUNTS
+            and isinstance(agent[k], int) and not isinstance(agent[k], bool)]
+
+
+def scale_num_steps(config, num_steps: int, keep=()) -> dict:
+    """Give ``config`` a budget of ``num_steps`` updates, in place: ``config.num_steps`` becomes
+    ``num_steps`` and every update count of ``config.agent`` (``update_count_keys``) is scaled by
+    ``num_steps / config.num_steps`` (at least 1), so an algorithm's stages keep their proportions.
+    Where the config's ``num_steps`` is the sum of its stages (BPPO, ARQ) the stages then sum to
+    about ``num_steps``; where it is the last stage's length (BRAC, BRAC+, iTRPO, Onestep) the
+    stages before it keep their ratio to it. The launcher's ``--config.num_steps`` and
+    ``experiments/reproduce.py --num_steps`` both mean this. ``keep``: agent keys set explicitly,
+    which keep their value. Returns {agent key: new value}."""
+    own = config.num_steps
+    if not isinstance(own, int) or own <= 0:
+        raise ValueError(f"config.num_steps={own!r}: a budget scales a positive num_steps")
+    scale = num_steps / own
+    config.num_steps = num_steps
+    changed = {}
+    for k in update_count_keys(config):
+        if k in keep:
+            continue
+        changed[k] = config.agent[k] = max(1, int(config.agent[k] * scale))
+    return changed

@@ -162,6 +162,7 @@ MEANINGS = {
     "gp.actions": "where the penalty's actions are drawn (see offrl/plugins.py)",
     "cr.critic": "which critic value weights the constraint (see offrl/plugins.py)",
     "cr.normalize": "min-max normalise the constraint weight",
+    "sampler_steps": "steps of the diffusion sampler per candidate (not updates: num_steps leaves it alone)",
 }
 SUFFIXES = (
     ("_lr", "Adam learning rate ({})"),
@@ -249,6 +250,47 @@ def _define_flags():
     flags.DEFINE_bool("print_config", False, "Print every config key with its value and meaning, then exit.")
 
 
+NUM_STEPS_FLAG = CONFIG_FLAG + ".num_steps"
+_budget: dict = {}  # set by parse_flags when --config.num_steps is given: the config it scales
+
+
+def _without_num_steps(argv: list[str]) -> tuple[list[str], bool]:
+    """The ``--config`` arguments of ``argv`` (its first item kept) without ``--config.num_steps``, and whether it was there."""
+    out, given, i = argv[:1], False, 1
+    while i < len(argv):
+        a = argv[i]
+        if a == NUM_STEPS_FLAG:
+            given, i = True, i + 2
+            continue
+        if a.startswith(NUM_STEPS_FLAG + "="):
+            given = True
+        elif a == CONFIG_FLAG and i + 1 < len(argv):
+            out += argv[i:i + 2]
+            i += 1
+        elif a.startswith(CONFIG_FLAG):
+            out.append(a)
+        i += 1
+    return out, given
+
+
+def budget_config(argv: list[str], num_steps: int):
+    """The config of ``argv``'s ``--config`` and overrides given a budget of ``num_steps`` updates by
+    :func:`offrl.config.scale_num_steps` (a multi-stage algorithm's stage steps scale in proportion;
+    those ``argv`` sets explicitly keep their value), and {agent key: scaled value}."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from offrl.config import scale_num_steps
+
+    own_argv, _ = _without_num_steps(argv)
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", resolve_config("default"), flag_values=fv)
+    fv(own_argv)
+    explicit = {a[len(CONFIG_FLAG) + 1:].split("=", 1)[0] for a in own_argv if a.startswith(CONFIG_FLAG + ".")}
+    keep = {k[len("agent."):] for k in explicit if k.startswith("agent.")}
+    return fv.config, scale_num_steps(fv.config, num_steps, keep=keep)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with every input error turned into one line (exit status 2)."""
     from absl import flags
@@ -256,7 +298,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         argv, value = _split_config_arg(list(argv))
         check_overrides(argv[1:], load_config(value) if value else load_config("default"))
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
+        if _without_num_steps(argv)[1]:  # one meaning of num_steps everywhere (offrl.config.scale_num_steps)
+            _budget["config"], _budget["scaled"] = budget_config(argv, flags.FLAGS.config.num_steps)
+        return rest
     except UsageError as e:
         fail(str(e))
     except flags.Error as e:
@@ -274,7 +319,10 @@ def main(argv):
     if not FLAGS["verbosity"].present:  # keep the console to progress and results (no backend-probe INFO lines)
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("jax").setLevel(logging.WARNING)
-    config = FLAGS.config
+    config = _budget.get("config", FLAGS.config)
+    if _budget.get("scaled"):
+        print(f"num_steps={config.num_steps}: {config.algo}'s update counts scaled in proportion ("
+              + ", ".join(f"agent.{k}={v}" for k, v in sorted(_budget["scaled"].items())) + ")", flush=True)
     if FLAGS.print_config:
         print(describe(config))
         return
@@ -291,9 +339,7 @@ def main(argv):
 
 def run() -> None:
     """Entry point of ``python -m offrl`` and ``experiments/launch.py``."""
-    from absl import app
-
-    from absl import flags
+    from absl import app, flags
 
     _define_flags()
     for name in ("config", "workdir", "stop_after", "print_config"):  # shown by --help, not only --helpfull
