@@ -661,3 +661,30 @@ def test_acting(mode):
         want = a[q.argmax(0), np.arange(5)]
         assert len(set(q.argmax(0))) > 1  # the choice differs between states
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_first_main_epochs_eps_gp_reads_the_main_epochs_kls_only():
+    """Pretraining fills the KL accumulators (for eps_KL); the main stage's first epoch must not inherit
+    them: after main epochs 1 and 2, eps_GP is the mean + std of that epoch's per-state KLs alone."""
+    cfg = small_config(0.9, num_ensembles=2, behavior_steps=2, pretrain_steps=3, epoch_length=2, num_samples=2)
+    rng = np.random.default_rng(70)
+    state = bp.init(jax.random.PRNGKey(71), Spec(OBS, A), cfg)
+    behavior, pretrain, train = bp.stages(cfg)
+    for t in range(2):
+        state, _ = behavior.update(state, _batch(rng, n=6), jax.random.PRNGKey(t), jnp.int32(t))
+    for t in range(3):
+        state, _ = pretrain.update(state, _batch(rng, n=6), jax.random.PRNGKey(10 + t), jnp.int32(t))
+    assert float(state.stats.kl_n) == 2 * 6  # the last pretraining epoch's KLs, the eps_KL estimate
+    state = train.begin(state)
+    upd = jax.jit(lambda s, b, k, t: bp.update(s, b, k, t, cfg))
+    epoch_kls = []
+    for t in range(4):
+        batch, key = _batch(rng, n=6), jax.random.PRNGKey(20 + t)
+        k_b, _, k_a = jax.random.split(key, 3)
+        stepped, _ = bp.behavior_step(state, batch, k_b)  # the policy step reads the behaviour model after its step
+        _, (kl, _, _) = bp.actor_loss(state.actor.params, stepped, batch, k_a, cfg)
+        epoch_kls.append(np.asarray(kl, np.float64))
+        state, m = upd(state, batch, key, jnp.int32(t))
+        if t % 2 == 1:
+            kls = np.concatenate(epoch_kls[-2:])
+            np.testing.assert_allclose(float(state.stats.eps_gp), kls.mean() + kls.std(), rtol=1e-4)

@@ -1,5 +1,6 @@
 """BRAC+ (Zhang, Kuppannagari & Prasanna, "BRAC+: Improved Behavior Regularized Actor Critic for
-Offline RL"; paper text ../shared/papers/brac-plus.md).
+Offline Reinforcement Learning", ACML 2021; its OpenReview version is titled "BRAC+: Going Deeper
+with Behavior Regularized Offline Reinforcement Learning").
 
 Reference code followed: github.com/vermouth1992/bracp, file ``bracp.py`` (``BRACPAgent`` and
 ``BRACPRunner``; per-task settings in ``d4rl_bracp.py``), with the networks of the rlutils
@@ -362,7 +363,7 @@ def kl_upper_bound(vae_apply, vae_params, obs, raw_act, mean_pi, log_std_pi, key
     keys = jax.random.split(key, n)
     # Each member reads its own copy of (s, u), as in nets.Ensemble: the gradient w.r.t. a shared input is
     # then a matmul per member and a sum, not one matmul contracting (members, hidden) at once (2-3 fewer
-    # kernels per update on an H200 target; docs/performance.md, ninth session).
+    # kernels per update on an H200 target; docs/performance.md).
     obs_m, raw_m = (jnp.broadcast_to(x, (n,) + x.shape) for x in (obs, raw_act))
     return jax.vmap(member)(vae_params, keys, obs_m, raw_m).mean(0)
 
@@ -517,10 +518,16 @@ def alpha_step(alpha: TrainState, obs, kl, eps_kl):
 
 def start_main(state: BRACPlusState) -> BRACPlusState:
     """pi_0 into the main policy and its target, beta's value into the main beta. Their Adam states
-    are still the fresh ones from ``init`` (never stepped before), as the reference's new optimisers."""
+    are still the fresh ones from ``init`` (never stepped before), as the reference's new optimisers.
+    The KL accumulators restart: pretraining filled them to estimate eps_KL, and the first main
+    epoch's eps_GP is the statistic of that epoch's KLs alone (the reference's ``set_delta_gp`` reads
+    the KL logged in the main epoch; its pretraining logs none)."""
+    st = state.stats
+    zero = jnp.zeros_like(st.kl_n)
     return state.replace(actor=state.actor.replace(params=state.pretrain_actor.params),
                          actor_target=state.pretrain_actor.params,
-                         beta=state.beta.replace(params=state.pretrain_beta.params))
+                         beta=state.beta.replace(params=state.pretrain_beta.params),
+                         stats=st.replace(kl_sum=zero, kl_sq=zero, kl_n=zero))
 
 
 def update(state: BRACPlusState, batch, key, step, config):
