@@ -189,3 +189,34 @@ def test_the_next_chunk_trains_in_its_own_thread_while_the_copy_is_evaluated(tin
     records, saved, printed = _run(tmp_path, "threaded", "on", monkeypatch)
     assert seen == [True, True]  # the chunks after the evaluations at 5 and 10 trained beside them
     assert [r["kind"] for r in records] == ["train", "eval"] * 3 and [s for s, _, _ in saved] == [5, 10, 15]
+
+
+def _configs_with_get_config() -> list[str]:
+    import importlib
+
+    names = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
+                   if f.endswith(".py") and not f.startswith("_") and f != "default.py")
+    return [n for n in names if hasattr(importlib.import_module(f"configs.{n}"), "get_config")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _configs_with_get_config())
+def test_every_config_logs_the_same_metrics_and_scores_with_evaluation_overlapped(tiny_dataset, tmp_path, name):
+    """Each config's tiny run (evaluations and checkpoints every 4 of 8 updates), eval_overlap on against off:
+    identical metrics and scores, and the evaluations did overlap the next chunk."""
+    from offrl import runner
+
+    logged, overlapped = {}, {}
+    for mode in ("on", "off"):
+        cfg = tiny_config(name, steps=8, eval_overlap=mode)
+        cfg.eval_interval = cfg.checkpoint_interval = 4
+        if name.startswith("arq"):
+            cfg.agent.num_candidates, cfg.agent.kth, cfg.agent.sampler_steps = 3, 2, 3
+        out = io.StringIO()
+        runner.run_experiment(cfg, str(tmp_path / mode), out=out)
+        overlapped[mode] = "while training ran" in out.getvalue()
+        logged[mode] = [{k: v for k, v in json.loads(x).items() if k != "seed_updates_per_s"}
+                        for x in open(tmp_path / mode / "metrics.jsonl")]
+    assert overlapped["on"] and not overlapped["off"]
+    assert any(r["kind"] == "eval" for r in logged["on"])
+    assert logged["on"] == logged["off"]
