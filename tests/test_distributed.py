@@ -14,6 +14,8 @@ from flax import serialization
 
 from conftest import ROOT, tiny_config
 
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
 WORKER = """
 import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})

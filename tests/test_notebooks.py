@@ -14,6 +14,8 @@ TINY = dict(OFFRL_NB_DATASET="test/hopper/tiny-v0", OFFRL_NB_SEEDS="2", OFFRL_NB
             OFFRL_NB_CHUNK="10", OFFRL_NB_HIDDEN="16,16", OFFRL_NB_EPISODES="2", MPLBACKEND="Agg")
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs(tiny_dataset, path, tmp_path):
     nb = json.load(open(path))

@@ -21,7 +21,9 @@ def _setup():
     spec = Spec(3, 2)
     state = td3bc.init(jax.random.PRNGKey(1), spec, cfg)
     # targets differ from the online nets, so a loss that mixes them up fails
-    perturb = lambda t: jax.tree_util.tree_map(lambda x: x * 0.7 + 0.05, t)
+    def perturb(t):
+        return jax.tree_util.tree_map(lambda x: x * 0.7 + 0.05, t)
+
     state = state.replace(actor_target=perturb(state.actor.params), critic_target=perturb(state.critic.params))
     rng = np.random.default_rng(0)
     b = 5

@@ -4,7 +4,12 @@ mutant checked by the warm test process of server.py. Lines marked '# pragma: no
 usage: python driver.py FILE SOCKET OUT.jsonl [N,N,...]      (cwd = the mutation copy; FILE is restored on exit)
 Writes one JSON line per mutant: {"n", "line_number", "line", "mutant", "status": killed|timeout|survived, "seconds"}
 (timeout: server.py stopped the tests at its time limit; it counts as killed)."""
-import difflib, json, signal, socket, sys, time
+import difflib
+import json
+import signal
+import socket
+import sys
+import time
 
 from mutmut import Context, list_mutations, mutate
 
@@ -46,7 +51,8 @@ try:
             if count == 0 or mutated == original:
                 continue
             new_lines = mutated.split("\n")
-            changed = [l for l in difflib.unified_diff(original.split("\n"), new_lines, lineterm="", n=0) if l.startswith("+") and not l.startswith("+++")]
+            changed = [line for line in difflib.unified_diff(original.split("\n"), new_lines, lineterm="", n=0)
+                       if line.startswith("+") and not line.startswith("+++")]
             open(path, "w").write(mutated)
             t = time.time()
             rc = ask()

@@ -1,6 +1,8 @@
 """Mark every line of FILE outside the named functions (and docstrings, raises, metric-only lines inside them)
 with '# pragma: no mutate', so mutmut mutates only equation lines."""
-import ast, re, sys
+import ast
+import re
+import sys
 
 path, funcs = sys.argv[1], set(sys.argv[2].split(","))
 src = open(path).read()

@@ -11,7 +11,13 @@ as killed by a timeout, as mutmut counts it, instead of hanging the run.
 Tests without fixtures (parametrize is fine) are called directly; when any selected test uses a fixture
 (module-scoped models, tmp_path, capsys), each request runs ``pytest.main`` in this process instead, so
 every fixture is rebuilt from the mutated code (slower by a collection per mutant)."""
-import importlib, os, signal, socket, sys, time, traceback
+import importlib
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
 
 sys.dont_write_bytecode = True
 sock_path, modules = sys.argv[1], sys.argv[2].split(",")
