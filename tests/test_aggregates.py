@@ -1,20 +1,15 @@
-"""reproduce.py's aggregates: IQM / mean over tasks x seeds with stratified-bootstrap CIs, performance profile."""
-import importlib.util
+"""The table aggregates (offrl.aggregates): IQM / mean over tasks x seeds with stratified-bootstrap CIs, performance profile."""
 import os
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
 
 @pytest.fixture(scope="module")
 def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce_for_aggregates", os.path.join(ROOT, "experiments",
-                                                                                           "reproduce.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from offrl import aggregates
+
+    return aggregates
 
 
 def hand_iqm(x):

@@ -1,10 +1,17 @@
 """BPPO paper (Zhuang et al., ICLR 2023), Table 1, Gym locomotion rows: the D4RL normalised scores
 it reports for CQL, TD3+BC, Onestep RL, IQL, its own BC and BPPO."""
+from configs.tables import Protocol
 
 TITLE = "BPPO paper, Table 1 (D4RL Gym locomotion, normalised score)"
 
 # column name -> configs/<module>.py that reproduces it
 COLUMNS = {"CQL": "cql", "TD3+BC": "td3bc", "Onestep RL": "onestep", "IQL": "iql", "BC": "bc", "BPPO": "bppo"}
+
+PROTOCOL = Protocol(
+    quote="BPPO is calculated by averaging mean returns over 10 evaluation trajectories and five random seeds.",
+    seeds=5, eval_episodes=10, report_last=1,
+    assumed="the final policy is scored; each column trains its own configured budget",
+)
 
 PAPER = {
     "halfcheetah-medium-v2": {"CQL": 44.0, "TD3+BC": 48.3, "Onestep RL": 48.4, "IQL": 47.4, "BC": 43.5, "BPPO": 44.0},

@@ -5,11 +5,21 @@ ablation "shaping off" in Figure 2(d) is iTRPO with ``agent.shaping=False``).
 UWAC and PBRL have no offrl implementation: their numbers are kept in PAPER for reference but they
 are not columns. With ``--source=offrl`` only the environments with committed behaviour policies
 (Hopper) have local data; the other cells are skipped with a message."""
+from configs.tables import Protocol
 
 TITLE = "iTRPO paper, Table 2 (D4RL MuJoCo locomotion, normalised score)"
 
 # column name -> configs/<module>.py that reproduces it
-COLUMNS = {"BEAR": "bear", "IQL": "iql", "TD3-BC": "td3bc", "CQL": "cql", "BRAC-vp": "brac_vp", "iTRPO": "itrpo"}
+COLUMNS = {"BEAR": "bear", "IQL": "iql", "TD3-BC": "td3bc", "CQL": "cql", "BRAC-vp": "brac_vp", "iTRPO": "itrpo",
+           # the two KL weightings (configs/itrpo.py): the authors' code's w = tau and the paper's text's w = alpha
+           "iTRPO w=tau": ("itrpo", {"agent.kl_factor": "tau"}), "iTRPO w=alpha": ("itrpo", {"agent.kl_factor": "alpha"})}
+
+PROTOCOL = Protocol(
+    quote="We report the mean and standard deviation of score performance over 4 random seeds and the final 10 "
+          "evaluations.",
+    seeds=4, eval_episodes=10, report_last=10,
+    assumed="10 episodes per evaluation; each column trains its own configured budget (iTRPO: 1M updates)",
+)
 
 _COLS = ("BEAR", "UWAC", "IQL", "TD3-BC", "CQL", "PBRL", "iTRPO")
 _ROWS = {

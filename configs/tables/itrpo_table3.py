@@ -6,10 +6,17 @@ are not columns. offrl has no local AntMaze suite, so with ``--source=offrl`` ev
 with a message; ``--source=<dir>`` with D4RL's antmaze-*-v2.hdf5 files runs them. The iTRPO code's
 AntMaze settings (reward transformation, per-task alpha/tau) are not in the paper text and are not
 applied here: the cells run configs/itrpo.py as is."""
+from configs.tables import Protocol
 
 TITLE = "iTRPO paper, Table 3 (D4RL AntMaze, normalised score)"
 
 COLUMNS = {"BEAR": "bear", "TD3-BC": "td3bc", "CQL": "cql", "IQL": "iql", "BRAC-vp": "brac_vp", "iTRPO": "itrpo"}
+
+PROTOCOL = Protocol(
+    quote="We report the mean and standard deviation of score performance over 4 random seeds.",
+    seeds=4, eval_episodes=10, report_last=10,
+    assumed="the final 10 evaluations of 10 episodes, as Table 2; each column trains its own configured budget",
+)
 
 _COLS = ("BEAR", "TD3-BC", "PLAS", "CQL", "IQL", "SPOT", "iTRPO")
 _ROWS = {
