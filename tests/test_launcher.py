@@ -216,7 +216,7 @@ def test_non_editable_install_runs_from_another_directory(tiny_dataset, tmp_path
     helped = offrl("--help")  # loads the default config (configs/default.py imports configs.td3bc)
     assert "--print_config" in helped.stdout and "Traceback" not in helped.stderr, helped.stderr[-2000:]  # absl: exit 1
     shown = offrl("--config=default", "--print_config")
-    assert shown.returncode == 0 and "dataset_size" in shown.stdout and "100000" in shown.stdout, shown.stderr[-2000:]
+    assert shown.returncode == 0 and "dataset_size" in shown.stdout and "1000000" in shown.stdout, shown.stderr[-2000:]
     workdir = tmp_path / "run"
     args = [a.replace("configs/td3bc.py", "td3bc") for a in TINY]
     proc = offrl(*args, "--config.num_steps=10", f"--workdir={workdir}")

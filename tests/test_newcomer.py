@@ -34,18 +34,22 @@ def test_remote_minari_download_path_offline(tiny_dataset, tmp_path):
     assert "could not be downloaded" in proc.stderr and "mujoco/hopper/medium-v0" in proc.stderr
 
 
-# 2. an offrl suite dataset on disk built with another size is never used silently
-def test_dataset_of_another_size_is_refused(tiny_dataset, tmp_path):
+# 2. sizes of one offrl suite dataset coexist: each is built once, beside the others, and found again
+def test_dataset_sizes_coexist(tiny_dataset, capsys):
     from offrl.data import load_dataset
+    from offrl.data.build import stored_id
+    from offrl.data.minari_io import datasets_root
 
-    data, _ = load_dataset("offrl/hopper/random-v0", size=200)  # built now, offline (uniform actions)
-    assert data.size == 200
-    with pytest.raises(ValueError, match=r"built with 200 transitions.*dataset_size=100.*--config.dataset_size=200"):
-        load_dataset("offrl/hopper/random-v0", size=100)
-    workdir = str(tmp_path / "run")
-    proc = launch(*TINY, "--config.dataset=offrl/hopper/random-v0", "--config.dataset_size=100", f"--workdir={workdir}",
-                  check=False)
-    one_line_error(proc, "--config.dataset_size=200", workdir)
+    first = stored_id("offrl/hopper/random-v0", 200)  # the plain id, unless another test built another size first
+    data, info = load_dataset("offrl/hopper/random-v0", size=200)  # built now, offline (uniform actions)
+    assert data.size == 200 and info.dataset_id == first
+    other = "offrl/hopper/random-v0" if first != "offrl/hopper/random-v0" else "offrl/hopper/size-100/random-v0"
+    data, info = load_dataset("offrl/hopper/random-v0", size=100)
+    assert data.size == 100 and info.dataset_id == other == stored_id("offrl/hopper/random-v0", 100)
+    out = capsys.readouterr().out
+    assert f"into {os.path.join(datasets_root(), other)}" in out  # where a dataset is built is printed
+    data, info = load_dataset("offrl/hopper/random-v0", size=200)  # found again, not rebuilt
+    assert data.size == 200 and info.dataset_id == first and "building" not in capsys.readouterr().out
 
 
 # 4. every key, its default and what it means, without running

@@ -10,10 +10,7 @@
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-from typing import Optional
 
 from offrl.data.dataset import DatasetInfo, Transitions, episodes_to_transitions, sample, to_device
 from offrl.data.minari_io import DatasetNotFoundError, datasets_root, load_minari
@@ -35,8 +32,8 @@ __all__ = [
 def load_dataset(dataset: str, discount: float = 0.99, download: bool = True, size: int = 1_000_000):
     """(Transitions, DatasetInfo) for a dataset id or file; see the module docstring.
 
-    ``size`` is the build size of an ``offrl/*`` suite dataset: one on disk that was built with
-    another size is refused with a message (never trained on silently).
+    ``size`` is the build size of an ``offrl/*`` suite dataset: each size of one is built once and
+    stored beside the others (``offrl.data.build.stored_id``), so a run never trains on another size.
     """
     if dataset.endswith((".hdf5", ".h5")):
         if not os.path.isfile(dataset):
@@ -47,29 +44,14 @@ def load_dataset(dataset: str, discount: float = 0.99, download: bool = True, si
 
         return load_d4rl(dataset, discount=discount)
     if dataset.startswith("offrl/"):
-        from offrl.data.build import ensure_dataset
+        from offrl.data.build import built_size, ensure_dataset
 
-        check_built_size(dataset, size)
-        ensure_dataset(dataset, size=size, progress=True)
+        stored = ensure_dataset(dataset, size=size, progress=True)
+        built = built_size(stored)
+        if built is not None and built != size:  # e.g. another process built another size there meanwhile
+            raise ValueError(
+                f"dataset '{dataset}' in {datasets_root()} holds {built} transitions per level, not "
+                f"config.dataset_size={size}: run again (it is then built beside it) or use --config.dataset_size={built}"
+            )
+        dataset = stored
     return load_minari(dataset, discount=discount, download=download)
-
-
-def built_size(dataset: str) -> Optional[int]:
-    """The ``--size`` an offrl suite dataset on disk was built with (recorded in its description), or None."""
-    path = os.path.join(datasets_root(), dataset, "data", "metadata.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        m = re.search(r"\bsize=(\d+)\b", json.load(f).get("description", ""))
-    return int(m.group(1)) if m else None
-
-
-def check_built_size(dataset: str, size: int) -> None:
-    """ValueError when ``dataset`` is on disk built with another size than the one asked for."""
-    built = built_size(dataset)
-    if built is not None and built != size:
-        raise ValueError(
-            f"dataset '{dataset}' in {datasets_root()} was built with {built} transitions per level but "
-            f"config.dataset_size={size}: use it with --config.dataset_size={built}, or delete "
-            f"{os.path.join(datasets_root(), dataset)} to rebuild it with {size}"
-        )

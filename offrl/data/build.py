@@ -90,8 +90,39 @@ def env_name(env_id: str) -> str:
     return re.sub(r"-v\d+$", "", base).lower()
 
 
+DEFAULT_SIZE = 1_000_000  # transitions per level, as D4RL's locomotion datasets
+
+
 def dataset_id(env_id: str, level: str) -> str:
     return f"offrl/{env_name(env_id)}/{level}-v0"
+
+
+def sized_id(did: str, size: int) -> str:
+    """Where ``offrl/<env>/<level>-v0`` built with a size other than the default one lives:
+    ``offrl/<env>/size-<size>/<level>-v0``, so that sizes of one dataset coexist."""
+    env, level = parse_dataset_id(did)
+    return f"offrl/{env}/size-{int(size)}/{level}-v0"
+
+
+def stored_id(did: str, size: int = DEFAULT_SIZE) -> str:
+    """The Minari id under which the suite dataset ``did`` built with ``size`` transitions per level is
+    (or will be) stored: ``did`` itself when nothing is there yet or it holds that size (or one it did
+    not record), else :func:`sized_id`. So the first size built of a dataset keeps its plain id and
+    every other size lives beside it; a dataset is found again from its id and size alone."""
+    on_disk = built_size(did)
+    if not local_dataset_exists(did) or on_disk is None or on_disk == size:
+        return did
+    return sized_id(did, size)
+
+
+def built_size(did: str) -> Optional[int]:
+    """The size a suite dataset on disk was built with (its description records it), or None."""
+    path = os.path.join(datasets_root(), did, "data", "metadata.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        m = re.search(r"\bsize=(\d+)\b", json.load(f).get("description", ""))
+    return int(m.group(1)) if m else None
 
 
 def parse_level(level: str) -> tuple[str, Optional[str], Optional[int]]:
@@ -384,7 +415,7 @@ class _Suite:
         count = self.size if count is None else count
         if name in self.cache and mixtures.num_transitions(self.cache[name]) >= count:
             return mixtures.take_transitions(self.cache[name], count)
-        did = dataset_id(self.env_id, name)
+        did = stored_id(dataset_id(self.env_id, name), self.size)
         if name != "medium-replay" and local_dataset_exists(did):
             eps = mixtures.read_episodes(did, download=False, max_transitions=count)
             if mixtures.num_transitions(eps) >= count:
@@ -461,7 +492,7 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
     check_env(env_id)
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    ids = {lv: dataset_id(env_id, lv) for lv in levels}
+    ids = {lv: stored_id(dataset_id(env_id, lv), size) for lv in levels}
     existing = [ids[lv] for lv in levels if local_dataset_exists(ids[lv])]
     if existing and not resume:
         raise FileExistsError(
@@ -483,6 +514,7 @@ def build_suite(env_id: str, levels: Sequence[str] = DEFAULT_LEVELS, size: int =
             report[lv] = dict(dataset_id=did, built=False)
             continue
         t = time.time()
+        log(f"[build] building {did} ({size} transitions) into {os.path.join(datasets_root(), did)}")
         _, src, pct = parse_level(lv)
         if src is not None:
             expert = suite.episodes("expert")
@@ -543,16 +575,15 @@ def env_id_for(name: str) -> str:
     return matches[-1]  # highest version
 
 
-def ensure_dataset(did: str, size: int = 1_000_000, seed: int = 0, progress: bool = False, log=print) -> str:
-    """Build ``offrl/<env>/<level>-v0`` from the committed behaviour policies if it is not on disk; return the id.
-
-    An existing dataset is used as it is (its size may differ from ``size``).
-    """
+def ensure_dataset(did: str, size: int = DEFAULT_SIZE, seed: int = 0, progress: bool = False, log=print) -> str:
+    """Build ``offrl/<env>/<level>-v0`` with ``size`` transitions per level from the committed behaviour
+    policies if that size is not on disk; return the Minari id it is stored under (:func:`stored_id`)."""
     name, level = parse_dataset_id(did)
     parse_level(level)
-    if not local_dataset_exists(did):
+    where = stored_id(did, size)
+    if not local_dataset_exists(where):
         build_suite(env_id_for(name), [level], size=size, seed=seed, resume=True, progress=progress, log=log)
-    return did
+    return where
 
 
 def main(argv=None):
@@ -567,7 +598,8 @@ def main(argv=None):
     )
     p.add_argument("--env", required=True, help=f"Gymnasium id: {', '.join(envs) or 'see offrl/data/behavior'}")
     p.add_argument("--levels", default=",".join(DEFAULT_LEVELS), help="comma-separated levels (see below)")
-    p.add_argument("--size", type=int, default=1_000_000, help="transitions per level (medium-expert: twice)")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                   help="transitions per level (medium-expert: twice); other sizes than the default go to offrl/<env>/size-<size>/<level>-v0")
     p.add_argument("--seed", type=int, default=0, help="collection seed")
     p.add_argument("--resume", action="store_true", help="skip levels already built instead of refusing")
     p.add_argument("--behavior_dir", default=None, help="default offrl/data/behavior/<env>")
