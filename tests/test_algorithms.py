@@ -159,8 +159,8 @@ def test_every_matmul_of_a_cpu_update_contracts_one_axis(run):
     """In the program lowered for the CPU, no matmul of an update contracts two axes at once: a layer's
     input of rank > 2 (states x sampled actions) is folded into a matrix (``nets.folding_dot_general``), and
     BRAC+'s VAE members read their own copy of a shared input. XLA's CPU program transposes activations for
-    such a matmul: CQL's update, with its critics on (256 states x 10 actions), ran 1.2-1.3x slower
-    (docs/performance.md, ninth session)."""
+    such a matmul: CQL's update, with its critics on (256 states x 10 actions), ran 1.2-1.3x slower on the
+    CPU."""
     tr = run["tr"]
     matmuls = 0
     for st, c in _stage_carries(run):
@@ -175,8 +175,8 @@ def test_no_update_passes_its_state_through_a_cond(run):
     """No ``lax.cond`` in a stage's scanned update returns what it was given unchanged (more than a few
     counters). A cond that returns the state (``lax.cond(pred, step_fn, lambda s: s, state)``) copies it twice
     on every step it changes nothing: into the cond's result, then back into the loop's carry. For TD3+BC's
-    delayed actor step on a GPU that was, on average, 50 copy kernels and 5.0 MB per seed per update
-    (docs/performance.md). A cond that returns a gradient, zeros on the other branch, and a ``select`` of
+    delayed actor step on a GPU that was, on average, 50 copy kernels and 5.0 MB per seed per update.
+    A cond that returns a gradient, zeros on the other branch, and a ``select`` of
     the changed values after it, copies nothing."""
     tr = run["tr"]
     for st, c in _stage_carries(run):
