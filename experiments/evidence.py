@@ -108,9 +108,16 @@ def load_results(workdir: str, table: str) -> dict:
         path = os.path.join(base, name, "results.json")
         if os.path.exists(path):
             r = json.load(open(path))
-            if "cell" in r:
-                out[r["cell"]["task"], r["cell"]["column"]] = r
+            key = (r["cell"]["task"], r["cell"]["column"]) if "cell" in r else None
+            if key and (key not in out or weight(r) > weight(out[key])):
+                out[key] = r
     return out
+
+
+def weight(r: dict) -> tuple:
+    """Which of a cell's runs the page shows: the one at the paper's seed count, then the larger budget."""
+    c = r["cell"]
+    return c["seeds"] == c["protocol"]["seeds"], c["budget"]["num_steps"], c["seeds"]
 
 
 def scores(results: dict, column: str, tasks) -> list:
@@ -166,8 +173,10 @@ def verdict(claim: Claim, results: dict) -> tuple:
         return "not reproduced", "the interval lies below the margin for: " + "; ".join(failed), checks, envs
     if all(s == "holds" for s in statuses):
         return "reproduced", "every check's interval lies above its margin", checks, envs
-    open_ = [c["text"] for c in checks if c["status"] != "holds"]
-    return "inconclusive", "the interval crosses the margin (or the check's cells have not run) for: " + "; ".join(open_), checks, envs
+    why = [f"{label}: " + "; ".join(c["text"] for c in checks if c["status"] == status)
+           for status, label in (("not run", "not yet run"), ("unresolved", "the interval crosses the margin"))
+           if status in statuses]
+    return "inconclusive", ". ".join(why), checks, envs
 
 
 def fmt_cell(r) -> str:

@@ -74,10 +74,13 @@ def column_config(table, column: str) -> tuple[str, dict]:
 
 
 def cell_dir(table, column: str, task: str, opts) -> str:
-    """A cell's run folder: <task>__<config module>, or <task>__<column> for a config variant."""
+    """A cell's run folder: <task>__<config module>, or <task>__<column> for a config variant, with
+    __<n>seeds when the seed count is not the protocol's (so a reduced run and the paper's own do not meet
+    in one folder; a run is continued to a larger budget in its folder)."""
     module, overrides = column_config(table, column)
     name = module if not overrides else re.sub(r"[^A-Za-z0-9+.-]+", "_", column).strip("_")
-    return os.path.join(opts.workdir, opts.table, f"{task}__{name}")
+    seeds = opts.num_seeds or table.PROTOCOL.seeds
+    return os.path.join(opts.workdir, opts.table, f"{task}__{name}" + ("" if seeds == table.PROTOCOL.seeds else f"__{seeds}seeds"))
 
 
 def cell_config(table, column: str, task: str, opts):

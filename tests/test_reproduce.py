@@ -48,7 +48,7 @@ def test_bppo_cell_scores_only_the_improvement_stage_and_gets_the_datasets_setti
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "BPPO settings for hopper-medium-replay-v2" in proc.stdout  # what the dataset implied is printed
-    cell = work / "bppo_table1" / "hopper-medium-replay-v2__bppo"
+    cell = work / "bppo_table1" / "hopper-medium-replay-v2__bppo__2seeds"  # not the protocol's 5 seeds
     config = json.loads((cell / "config.json").read_text())
     assert config["agent"]["clip_eps"] == 0.1 and config["agent"]["omega"] == 0.9  # Table 6's hopper-medium-replay row
     assert config["agent"]["pi_steps"] == 6  # an explicit --set keeps its value

@@ -75,8 +75,8 @@ def test_reproduce_applies_the_protocol_and_records_every_deviation():
     assert dev[:2] == ["200,000 updates (paper: 1,000,000)", "3 seeds (paper: 5)"] and len(dev) == 3  # checkpoints: none
     # a config variant gets its own folder; a plain column its config's name
     t2 = importlib.import_module("configs.tables.itrpo_table2")
-    assert rep.cell_dir(t2, "iTRPO w=alpha", "hopper-medium-v2", o).endswith("hopper-medium-v2__iTRPO_w_alpha")
-    assert rep.cell_dir(t2, "iTRPO", "hopper-medium-v2", o).endswith("hopper-medium-v2__itrpo")
+    assert rep.cell_dir(t2, "iTRPO w=alpha", "hopper-medium-v2", o).endswith("hopper-medium-v2__iTRPO_w_alpha__3seeds")
+    assert rep.cell_dir(t2, "iTRPO", "hopper-medium-v2", opts()).endswith("hopper-medium-v2__itrpo")  # the paper's 4 seeds
     cfg = rep.cell_config(t2, "iTRPO w=alpha", "hopper-medium-replay-v2", opts(table="itrpo_table2"))
     assert cfg.agent.kl_factor == "alpha" and (cfg.num_seeds, cfg.report_last) == (4, 10)
     # a multi-stage algorithm keeps its own budget under a protocol that states none
@@ -90,7 +90,8 @@ def cell(column, task, values, steps=200_000, seeds=None):
     return {"per_seed_normalized": list(values), "normalized_mean": float(np.mean(values)),
             "normalized_std": float(np.std(values)), "timing": {"wall_s": 1.0},
             "cell": {"task": task, "column": column, "seeds": seeds or len(values), "budget": {"num_steps": steps},
-                     "eval_episodes": 10, "report_last": 10, "commit": "abc", "device": "cpu: cpu", "deviations": []}}
+                     "eval_episodes": 10, "report_last": 10, "commit": "abc", "device": "cpu: cpu", "deviations": [],
+                     "protocol": {"seeds": 5}}}
 
 
 def c1_results(ev, td3bc_mix, steps=200_000, envs=("hopper",)):
@@ -144,6 +145,12 @@ def test_results_page_is_generated_from_cell_results(tmp_path):
         d = work / "td3bcpp_table1" / f"{t}__{col}"
         d.mkdir(parents=True)
         (d / "results.json").write_text(json.dumps(r))
+    # a smaller run of one cell beside it (fewer seeds, smaller budget: its own folder) is not the one shown
+    small = cell("TD3+BC", "walker2d-expert-random-30-v2", [90.0, 91.0], steps=100_000)
+    small["cell"]["protocol"] = {"seeds": 5}
+    d = work / "td3bcpp_table1" / "walker2d-expert-random-30-v2__td3bc__2seeds"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps(small))
     out = tmp_path / "docs" / "results.md"
     out.parent.mkdir()
     text = ev.write_page(str(work), str(out))
