@@ -194,7 +194,7 @@ def claim_section(claim: Claim, results: dict, plot_dir: str, workdir: str) -> l
     table = importlib.import_module(f"configs.tables.{claim.table}")
     v, why, checks, envs = verdict(claim, results)
     tasks = [task(e, lv) for e in claim.envs for lv in claim.levels]
-    envs_arg = ",".join(envs or claim.envs[:1])
+    envs_arg = ",".join(claim.envs)
     lines = [f"## {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Verdict: {v}** — {why}.", "",
              f"Run: `python experiments/evidence.py --claims={claim.id} --envs={envs_arg} --num_steps={MIN_STEPS} "
