@@ -6,6 +6,7 @@ import ml_collections
 from offrl.checks import Checks
 
 WANDB_MODES = ("disabled", "offline", "online")
+CHECKPOINT_SECONDS = 300
 REWARD_NORMALIZATIONS = ("none", "traj_return", "minmax")
 
 
@@ -42,23 +43,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.compile_cache = "auto"  # JAX's persistent compilation cache: auto (JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/offrl/xla), off, or a directory
     # output
     c.checkpoint_interval = 50_000  # updates between checkpoints (0: only at the end)
+    c.checkpoint_seconds = CHECKPOINT_SECONDS  # also checkpoint at the first chunk end this many seconds after the last checkpoint (0: never), so a kill loses at most that much work
     c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name=""))
     c.agent = ml_collections.ConfigDict()
     return c
 
 
 # keys that change how a run executes, not what it computes: a run resumes when only these differ
-EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache")
+EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache", "checkpoint_seconds")
 EVAL_OVERLAP = ("auto", "on", "off")
 
 
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
-    # keys a config.json saved before they existed may lack (eval_workers, eval_overlap, compile_cache) read as their defaults
+    # keys a config.json saved before they existed may lack (eval_workers, eval_overlap, compile_cache,
+    # checkpoint_seconds) read as their defaults
     c = Checks(config, "config", defaults=dict(dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"), 0),
-                                                eval_overlap="auto", compile_cache="auto"))
+                                                eval_overlap="auto", compile_cache="auto", checkpoint_seconds=CHECKPOINT_SECONDS))
     c.integer(1, "num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last")
-    c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers")
+    c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers", "checkpoint_seconds")
     c.within("[0, 1]", "discount")
     c.one_of(WANDB_MODES, "wandb.mode")
     c.one_of(EVAL_OVERLAP, "eval_overlap")

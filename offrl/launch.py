@@ -24,6 +24,7 @@ import sys
 import time
 
 CONFIG_FLAG = "--config"
+INTERRUPTED = 130  # exit status after SIGINT / SIGTERM (128 + SIGINT), as shells report Ctrl-C
 
 
 def configs_dir() -> str:
@@ -326,7 +327,7 @@ def main(argv):
     if FLAGS.print_config:
         print(describe(config))
         return
-    from offrl.runner import run_experiment
+    from offrl.runner import RunInterrupted, run_experiment
 
     workdir = FLAGS.workdir or os.path.join(
         "runs", f"{config.algo}_{config.dataset.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -335,6 +336,13 @@ def main(argv):
         run_experiment(config, workdir, stop_after=FLAGS.stop_after)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         fail(str(e))
+    except RunInterrupted as e:  # SIGINT / SIGTERM: checkpointed at a chunk boundary
+        print(str(e), file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
+    except KeyboardInterrupt:  # a second signal, or one before training started: no new checkpoint
+        print(f"interrupted; rerun the same command to resume {workdir} from its last checkpoint, if any",
+              file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
 
 
 def run() -> None:

@@ -10,7 +10,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple, Optional
@@ -32,6 +34,37 @@ from offrl.train import fetch, from_local_members, local_members, make_train, re
 
 CHECKPOINT = "checkpoint.msgpack"
 POLICY_FILE = "policy.json"
+
+
+class RunInterrupted(Exception):
+    """SIGINT (Ctrl-C) or SIGTERM stopped a run at a chunk boundary, once its checkpoint was written."""
+
+    def __init__(self, step: int):
+        super().__init__(f"interrupted at update {step}; rerun the same command to resume")
+        self.step = step
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """{"signal": name} once SIGINT or SIGTERM arrives: the run then stops at the next chunk boundary
+    with a checkpoint; a second signal raises KeyboardInterrupt at once (no checkpoint). Only in a
+    single process's main thread (under jax.distributed every process must stop at the same update)."""
+    asked: dict = {}
+    if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
+        yield asked
+        return
+
+    def handler(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked["signal"] = signal.Signals(signum).name
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 @dataclasses.dataclass
@@ -421,7 +454,9 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     """Train ``config.num_seeds`` seeds in one vmapped program, evaluating and logging; returns the summary.
 
     ``stop_after`` ends the run (with a checkpoint) once that many updates are done: used
-    to test resuming. ``algo``: an unregistered :class:`Algorithm` record to run (its name is
+    to test resuming. SIGINT (Ctrl-C) or SIGTERM ends it at the next chunk boundary with a
+    checkpoint of that update and raises :class:`RunInterrupted`; a second signal raises
+    KeyboardInterrupt at once. ``algo``: an unregistered :class:`Algorithm` record to run (its name is
     ``config.algo``), e.g. one written in a notebook. Rerunning a workdir resumes it; rerunning
     it with only ``num_steps`` raised continues it from its checkpoint. Members whose training
     metrics or evaluation returns become non-finite are reported as diverged, and the
@@ -429,15 +464,18 @@ def run_experiment(config, workdir: str, stop_after: Optional[int] = None, out=s
     """
     contexts = []  # the run's EvalContext, whose environments (worker processes) end with the run
     try:
-        return _run_experiment(config, workdir, stop_after, out, algo, contexts)
+        with _stop_requests() as asked:
+            return _run_experiment(config, workdir, stop_after, out, algo, contexts, asked)
     finally:
         for ctx in contexts:
             ctx.close()
 
 
 def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: Optional[Algorithm],
-                    contexts: list) -> dict:
-    """``run_experiment``'s body; ``contexts`` receives its EvalContext, which the caller closes."""
+                    contexts: list, asked: Optional[dict] = None) -> dict:
+    """``run_experiment``'s body; ``contexts`` receives its EvalContext, which the caller closes;
+    ``asked`` becomes non-empty when a signal asks the run to stop."""
+    asked = {} if asked is None else asked
     t_start = time.time()
     _check_workdir_path(workdir)
     exp = prepare(config, algo)
@@ -497,6 +535,9 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             raise ValueError(f"workdir {workdir}: the processes' checkpoints disagree ({found}); a run killed while "
                              f"they were written cannot resume: delete {workdir} and start it again")
     logger = Logger(workdir, config, resume=resume) if lead else _NoLogger()
+    if not resume and lead and os.path.exists(logger.path):  # an earlier attempt stopped before any checkpoint
+        say(f"{workdir} holds no checkpoint of this run: starting it again from update 0 (its earlier records are dropped)")
+        logger.truncate_after(-1)
     if resume:
         progress.setdefault("diverged", {})
         logger.truncate_after(progress["global_step"])
@@ -511,7 +552,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     )
 
     t0, steps0, t_train = time.time(), progress["global_step"], 0.0
-    last_ckpt = progress["global_step"]
+    last_ckpt, t_ckpt = progress["global_step"], time.time()
     todo = _remaining(chunks, progress["global_step"])
     n_seeds = len(members.seeds)
 
@@ -549,8 +590,9 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"
         stage_end = start + length == stage.num_steps
         final = ci + 1 == len(todo)
-        stopping = stop_after is not None and gstep >= stop_after
-        save = final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval)
+        stopping = (stop_after is not None and gstep >= stop_after) or bool(asked)
+        save = final or stopping or (config.checkpoint_interval and gstep - last_ckpt >= config.checkpoint_interval) \
+            or time.time() - t_ckpt >= config.get("checkpoint_seconds", config_lib.CHECKPOINT_SECONDS) > 0
         host_carry = None  # the checkpoint's copy of the carry, when the next chunk is dispatched before it is saved
         if stage.evaluate and (stage_end or (start + length) % config.eval_interval == 0):
             n_eval = len(progress["evals"])
@@ -600,6 +642,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
                 line += f" | score {ev['normalized_mean']:.1f} ± {ev['normalized_std']:.1f}"
             else:
                 line += f" | return {ev['raw_mean']:.1f}"
+        if asked and not stopping and pending is None:  # asked during the evaluation: stop here, not a chunk later
+            stopping = save = True
         if diverged:
             names = [member_name(int(m)) for m in sorted(diverged, key=int)]
             line += f" | {len(names)}/{members.size} diverged ({'; '.join(names[:4])}{'; ...' if len(names) > 4 else ''})"
@@ -611,9 +655,11 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             f"{rate * members.size:.0f} seed-updates/s | elapsed {time.time() - t0:.0f}s | ETA {eta:.0f}s")
         if save:  # this process's members (all of them in one process)
             checkpoint.save(ckpt_path, local_members(carry)[1] if host_carry is None else host_carry, progress)
-            last_ckpt = gstep
+            last_ckpt, t_ckpt = gstep, time.time()
         if stopping and not final:
             logger.close()
+            if asked:
+                raise RunInterrupted(gstep)
             say(f"stopped after {gstep} updates; run again with the same --workdir to resume")
             return {"stopped_at": gstep}
 

@@ -3,7 +3,7 @@ rerunning a run, per-member metrics, messages. Errors: exit status 2, one line, 
 import os
 
 import pytest
-from test_launcher import launch
+from test_launcher import TINY, launch
 
 
 def _stage_lengths(config):
@@ -42,3 +42,66 @@ def test_launcher_num_steps_is_the_budget_of_a_multi_stage_algorithm(tmp_path):
     assert (row["num_steps"], row["agent.v_steps"], row["agent.q_steps"], row["agent.bc_steps"], row["agent.pi_steps"]) == (
         "2000", "888", "888", "222", "5")  # pi_steps, set explicitly, keeps its value
     assert "scaled in proportion" in proc.stdout.splitlines()[0] and not os.path.exists(workdir)
+
+
+def _start(args, workdir):
+    """The launcher in a subprocess, returned once it has printed its first progress line."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "experiments", "launch.py"), *args, f"--workdir={workdir}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "total " in line:  # a chunk has finished
+            return proc, seen
+    raise AssertionError("".join(seen) + proc.stderr.read())
+
+
+def _records(workdir):
+    import json
+
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    train = [r["global_step"] for r in rows if r["kind"] == "train"]
+    evals = [r["global_step"] for r in rows if r["kind"] == "eval"]
+    return train, evals
+
+
+INTERRUPTIBLE = [a for a in TINY if not a.startswith("--config.num_steps")] + [
+    "--config.num_steps=200", "--config.checkpoint_seconds=0"]  # 20 chunks; checkpoint_interval=0: none before the end
+
+
+def test_ctrl_c_checkpoints_the_last_chunk_and_a_kill_without_checkpoint_restarts_without_duplicates(tiny_dataset, tmp_path):
+    import json
+    import re
+    import signal
+
+    interrupted, killed = str(tmp_path / "interrupted"), str(tmp_path / "killed")
+    proc, _ = _start(INTERRUPTIBLE, interrupted)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    m = re.fullmatch(r"interrupted at update (\d+); rerun the same command to resume", err.strip())
+    assert m and "Traceback" not in err, err[-2000:]
+    step = int(m.group(1))
+    assert 10 <= step < 200 and os.path.exists(os.path.join(interrupted, "checkpoint.msgpack"))
+    assert _records(interrupted)[0][-1] == step
+    resumed = launch(*INTERRUPTIBLE, f"--workdir={interrupted}")
+    assert f"resuming {interrupted} at update {step}/200" in resumed.stdout
+
+    proc, _ = _start(INTERRUPTIBLE, killed)  # SIGKILL: no checkpoint, records on disk
+    proc.kill()
+    proc.communicate(timeout=600)
+    assert _records(killed)[0] and not os.path.exists(os.path.join(killed, "checkpoint.msgpack"))
+    again = launch(*INTERRUPTIBLE, f"--workdir={killed}")
+    assert "holds no checkpoint of this run: starting it again from update 0" in again.stdout
+    for workdir in (interrupted, killed):  # every record once, in order
+        train, evals = _records(workdir)
+        assert train == list(range(10, 201, 10)) and evals == list(range(10, 201, 10)), (workdir, train, evals)
+    # interrupting and resuming ends with the numbers of the run that trained straight through
+    results = [json.load(open(os.path.join(w, "results.json"))) for w in (interrupted, killed)]
+    assert results[0]["per_seed_raw"] == results[1]["per_seed_raw"]
