@@ -34,7 +34,13 @@ Stages, by name:
       cand  = [a'_data, 30 candidates at s'],  pen = 0 for a'_data, +inf where log-lik <= threshold (-5)
       q     = min_i Qtarg_i(s', cand) - pen
       next  = max(K-th largest of q, Qtarg(s', a'_data)),  K = ``kth`` (9; AntMaze 3)
-      y     = r + gamma (1 - d) next,   L_Q = sum_i mean 0.5 (Q_i(s, a) - y)^2
+      y     = r + gamma (1 - d) next,   L_Q = sum_i mean_{kept rows} 0.5 (Q_i(s, a) - y)^2
+
+  The backup reads the dataset's next action a'. The last transition of an episode cut by a time limit
+  (``timeouts``) has none recorded (the dataset holds a placeholder there), and the reference's SARSA
+  epoch (``Dataset.epoch(sarsa=True)`` in ``arq/modules/offline_dataset.py``) leaves it out of the
+  Q-learning data: here it gets zero weight in L_Q, which is averaged over the other rows of the batch.
+  Transitions ending in a terminal keep their (masked) backup, as there.
 
   Evaluated when ``policy='implicit'`` (ARQ+s): 30 fresh candidates at the evaluation state,
   clipped to the action box, their likelihoods, and a draw from softmax(alpha (Q - mean Q))
@@ -326,9 +332,11 @@ def q_update(state: ARQState, batch, key, step, config):
     q_next = _q_of(state.critic, state.critic_target, b.next_observations, acts).min(0)
     target = jax.lax.stop_gradient(b.rewards + config.discount * (1.0 - b.terminals) * kth_next_value(q_next, pen, ag.kth))
 
+    keep = 1.0 - b.timeouts  # a truncated episode's last transition has no recorded a': dropped, as the reference
+
     def loss_fn(params):
         q = state.critic.apply_fn(params, b.observations, b.actions)
-        return (0.5 * (q - target) ** 2).mean(-1).sum(), q.mean()
+        return (0.5 * keep * (q - target) ** 2).sum(-1).sum() / jnp.maximum(keep.sum(), 1.0), q.mean()
 
     (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads=grads)

@@ -11,8 +11,13 @@ Stages, each a plain supervised problem:
    tanh(out[:A]), log_std = -5 + 2.5 (tanh(out[A:]) + 1) in (-5, 0)), fitted by maximum likelihood;
 2. 'q' (no evaluation, 2e6 steps): SARSA evaluation of pi_b (2x1024) with a target network
    updated (Polyak 0.005) after every ``q_target_every``-th step, using the dataset's next action:
-   y = r + gamma (1 - d) Q'(s', a'), d = terminal. The reference drops the transitions that end
-   in a timeout (``d4rl_to_replay.py``); ``drop_timeouts`` gives them zero weight in this loss;
+   y = r + gamma (1 - d) Q'(s', a'), d = terminal. A truncated episode's last transition
+   (``timeouts``) has no recorded a' (the dataset holds a placeholder there). The reference
+   (``d4rl_to_replay.py``) leaves every row D4RL flags as a timeout out of its replay; here
+   ``drop_timeouts`` (True) gives those transitions zero weight in this loss, averaged over the
+   other rows; False reads the placeholder (a fabricated backup, kept only for comparison). The
+   behaviour and policy stages read no a' and keep those rows (their s and a are real data; the
+   reference's replay has them out of every stage, one row per episode);
 3. 'train' (``num_steps`` = 1e5): pi starts from pi_b with a fresh Adam, and ``operator``:
    'reverse_kl' (the reference's default ``pi: reverse_kl``):
        L = mean_s [ -Q(s, a) + alpha mean_j (log pi(a_j|s) - log pi_b(a_j|s)) ],

@@ -22,7 +22,16 @@ class Transitions(NamedTuple):
 
     ``index`` is set by :func:`sample` only: the dataset row each batch row was drawn from (so an
     algorithm can look up per-row tables it built from the dataset, e.g. ARQ's pre-generated
-    candidates). A dataset itself has ``index=None`` (no leaf: tree maps skip it)."""
+    candidates). A dataset itself has ``index=None`` (no leaf: tree maps skip it).
+
+    ``next_actions`` is data only where the episode goes on. At the last transition of an episode
+    it holds a placeholder (that transition's own action ``a_t``), never the behaviour policy's a':
+    after a terminal (``terminals == 1``) the (1 - d) mask removes it from any backup; after a
+    truncation (``timeouts == 1``: a time limit, or collection stopped) s' is real but a' was never
+    recorded. ``timeouts == 1`` marks those rows (an episode's truncation is its last step), so an
+    algorithm that reads ``next_actions`` decides there, as its reference does: drop the row
+    (weight ``1 - timeouts``: ARQ, Onestep) or treat it as terminal (d = max(terminals, timeouts)).
+    Reading the placeholder as a' silently fabricates a SARSA backup."""
 
     observations: jax.Array  # (N, obs_dim) s_t
     actions: jax.Array  # (N, act_dim) a_t
@@ -30,7 +39,7 @@ class Transitions(NamedTuple):
     next_observations: jax.Array  # (N, obs_dim) s_{t+1}
     terminals: jax.Array  # (N,) 1.0 where s_{t+1} is a true terminal state (no bootstrap)
     timeouts: jax.Array  # (N,) 1.0 where the episode was cut after this step (bootstrap allowed)
-    next_actions: jax.Array  # (N, act_dim) a_{t+1} of the same episode (see episodes_to_transitions)
+    next_actions: jax.Array  # (N, act_dim) a_{t+1} of the same episode; a placeholder at an episode's end (below)
     returns: jax.Array  # (N,) discounted Monte-Carlo return-to-go inside the episode
     episode_ids: jax.Array  # (N,) int32 index of the episode the transition belongs to
     index: Optional[jax.Array] = None  # (N,) int32 dataset row of a sampled batch row; None on a dataset
@@ -94,8 +103,10 @@ def episodes_to_transitions(
     so bootstrapping from it is correct.
 
     The SARSA ``next_actions`` of the last transition of an episode repeats that
-    transition's own action: after a terminal it is masked out anyway, after a
-    timeout the true next action was never recorded.
+    transition's own action, a placeholder (see :class:`Transitions`): after a
+    terminal it is masked out, after a timeout the true next action was never
+    recorded, and an algorithm reading next actions drops those rows or ends the
+    backup there.
 
     Returns (numpy field dict, episode returns, episode lengths).
     """
