@@ -2,9 +2,9 @@
 main.py): four stages (V 2e6, Q 2e6, BC 5e5, improvement 1000 steps), batch 512, online selection
 after every step with 10 episodes.
 
-The per-dataset settings (paper Table 6 and the reference's tips: clip ratio, learning rate, omega,
-improvement steps, entropy weight, shorter pretraining, state normalisation) follow
-``config.dataset`` wherever it is set — ``--config.dataset=...``, a task word below, or a table
+The per-dataset settings (paper Table 6 / Appendix K: clip ratio, learning rate, omega,
+improvement steps; with ``agent.code_tips`` the reference's code-comment tips: entropy weight,
+shorter pretraining, state normalisation) follow ``config.dataset`` wherever it is set — ``--config.dataset=...``, a task word below, or a table
 cell of experiments/reproduce.py — through ``configs.bppo_presets.follow_dataset``; a key set
 explicitly keeps its value. ``config.agent.dataset_settings`` says what the dataset implied.
 
@@ -13,6 +13,7 @@ Variants, as ``--config=configs/bppo.py:<arg>`` with comma-separated words:
   offline   J(pi) > J(pi_k) judged in-graph by E_s Q(s, mean pi(s))
   offN      iterative BPPO with N off-policy Q steps per policy step (e.g. off5)
   best      also evaluate the online-selected best pi_k at the end (agent.report_best_pik)
+  tips      the reference's code-comment tips per dataset (agent.code_tips; see configs/bppo_presets.py)
   cpu       a budget for a 2-core CPU: 256-wide nets, batch 256, 1e4 steps per value/Q/BC stage,
             1000 improvement steps, online selection every 100 steps with 5 episodes, 3 seeds
   <task>    a dataset: a D4RL task name (hopper-medium-replay-v2 -> offrl/hopper/medium-replay-v0)
@@ -40,6 +41,8 @@ def get_config(arg: str = ""):
             ag.bppo_off = int(word[3:])
         elif word == "best":
             ag.report_best_pik = True
+        elif word == "tips":
+            ag.code_tips = True
         elif word == "cpu":  # the budget of docs/bppo.md's CPU measurements (explicit, so it beats the dataset's steps)
             ag.v_hidden_dims, ag.q_hidden_dims, ag.pi_hidden_dims = (256, 256, 256), (256, 256), (256, 256)
             ag.v_steps, ag.q_steps, ag.bc_steps = 10_000, 10_000, 10_000
@@ -52,5 +55,5 @@ def get_config(arg: str = ""):
             env, level = word.split("-", 1)
             c.dataset = f"offrl/{env}/{level.rsplit('-v', 1)[0]}-v0"
         else:
-            raise ValueError(f"unknown configs/bppo.py word '{word}': use onestep, offline, offN, best, cpu or a dataset")
+            raise ValueError(f"unknown configs/bppo.py word '{word}': use onestep, offline, offN, best, tips, cpu or a dataset")
     return c

@@ -2,20 +2,22 @@
 and iterative variants, as one four-stage pipeline.
 
 Reference code: github.com/Dragon-Zhuang/BPPO (``main.py`` for the defaults and the loop,
-``bppo.py``/``ppo.py`` for the improvement loss, ``critic.py`` for V and Q, ``buffer.py`` for the
-data). Defaults equal that code's; where the paper and the code disagree the config follows the
-code and exposes the paper (``clip_decay_first``, ``bootstrap_timeouts``); the per-dataset
-settings of the paper's Table 6 and of the code's tips live in ``configs/bppo_presets.py``.
+``bppo.py``/``ppo.py`` for the improvement loss, ``critic.py`` for V and Q, ``net.py`` and
+``utils.py`` for the networks and their initialisation, ``buffer.py`` for the data). Defaults equal
+that code's; where the paper and the code disagree the config follows the code and exposes the
+paper (``clip_decay_first``, ``bootstrap_timeouts``); the per-dataset settings of the paper's
+Table 6 (and, as a switch, the code comments' tips) live in ``configs/bppo_presets.py``.
 
-    1. value   V(s) <- MC return-to-go G (MSE), MLP 3x512
-    2. q       Q(s,a) by SARSA: y = r + gamma (1-d) Q_targ(s', a'_data), MLP 2x1024,
-               Polyak tau every ``q_target_every`` updates; d = terminal OR timeout, as the
-               reference's ``not_done`` (``bootstrap_timeouts=True``: d = terminal only)
+    1. value   V(s) <- MC return-to-go G (MSE), MLP 3x512 with a ReLU on its output
+    2. q       Q(s,a) by SARSA: y = r + gamma (1-d) Q_targ(s', a'_data), MLP 2x1024 with a ReLU on
+               its output, Polyak tau every ``q_target_every`` updates. d = terminal OR timeout: as
+               the reference's ``not_done = 1 - (terminal | timeout)``, a transition that ends in a
+               time limit is not bootstrapped (``bootstrap_timeouts=True``: d = terminal only)
     3. bc      pi_b: Gaussian, mu = tanh(out[:A]), log_std = -5 + 2.5 (tanh(out[A:]) + 1),
-               NLL of dataset actions, MLP 2x1024, orthogonal init (gain 1); pi_b is the BC
-               iterate with the best online score (``select_episodes`` deterministic episodes,
-               checked every ``bc_select_every`` = 2000 updates and at the end, as the reference
-               keeps ``bc_best.pt``; ``bc_select_every=0``: the last iterate)
+               NLL of dataset actions, MLP 2x1024; pi_b is the BC iterate with the best online
+               score (``select_episodes`` deterministic episodes after updates 1, 2001, 4001, ...
+               with ``bc_select_every`` = 2000, kept only above a normalised score of 0, as the
+               reference keeps ``bc_best.pt``; ``bc_select_every=0``: the last iterate)
     4. improve pi initialised from pi_b, pi_k <- pi_b, then per step i:
                a ~ pi_k(.|s) (rsample);  A = Q(s,a) - V(s), normalised over the batch,
                A *= omega where A > 0 else (1 - omega)
@@ -29,6 +31,8 @@ settings of the paper's Table 6 and of the code's tips live in ``configs/bppo_pr
                                         evaluated between compiled chunks (``after_chunk``),
                                         compared per seed with the best score so far (the
                                         reference code's rule; it starts from pi_b's score);
+                                        each training seed plays its own episodes, the same at
+                                        every check (``select_score``)
                  selection='offline' : E_{s~batch} Q(s, mean pi(s)) against the same for pi_k,
                                         in-graph, every ``select_interval`` steps;
                  selection='none'    : Onestep BPPO, pi_k = pi_b throughout.
@@ -39,18 +43,24 @@ settings of the paper's Table 6 and of the code's tips live in ``configs/bppo_pr
                ``bppo.select_action``, i.e. pi, not the old policy); ``off_policy_actor='pi_k'``
                gives the paper's Q_{pi_k}.
 
+Initialisation (``torch_init=True``): the reference's PyTorch defaults — V's and Q's kernels and
+biases, and the policy's biases, ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the policy's kernels
+orthogonal with gain 1 (``orthogonal_initWeights``). ``torch_init=False``: Flax's defaults (LeCun
+normal kernels, zero biases) for V and Q, zero biases for the policy. ``value_relu_output=False``
+drops the ReLU at the end of V and Q.
+
 The whole pipeline is pure and vmapped over seeds by the runtime; only online selection leaves
 the graph (it needs environment rollouts), and it keeps every seed's choice separate.
 With online selection pi_k is the best policy seen, the one the reference saves as
 ``bppo_best.pt``; ``report_best_pik=True`` evaluates it at the end of the run on the final
 evaluation's episodes and prints its score beside the last iterate's (``best_pik_raw``); results.json
 carries it as the extra score ``best_pik`` (``extra_scores``), next to the last iterate's score.
-``value_relu_output`` reproduces the reference code's ReLU at the end of V and Q (default off).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -80,13 +90,14 @@ def default_agent_config() -> ml_collections.ConfigDict:
             q_steps=2_000_000,
             tau=0.005,
             q_target_every=2,
-            value_relu_output=False,  # reference code's ReLU after V's and Q's last layer
+            value_relu_output=True,  # the reference's ReLU after V's and Q's last layer (V, Q >= 0); False: linear outputs
+            torch_init=True,  # PyTorch's default Linear init for V and Q (kernels and biases) and the policy's biases; False: Flax's
             bootstrap_timeouts=False,  # reference: not_done = 1 - (terminal | timeout); True: only terminals stop Q's backup
             # stage 3: behaviour cloning
             pi_hidden_dims=(1024, 1024),
             bc_lr=1e-4,
             bc_steps=500_000,
-            bc_select_every=2000,  # pi_b = the best of the BC iterates scored online every N updates and at the end (reference: log_freq 2000); 0: the last iterate
+            bc_select_every=2000,  # pi_b = the best BC iterate scored online after updates 1, N+1, 2N+1, ... (reference: log_freq 2000); 0: the last iterate
             # stage 4: policy improvement
             pi_lr=1e-4,
             pi_steps=1000,
@@ -103,7 +114,8 @@ def default_agent_config() -> ml_collections.ConfigDict:
             selection="online",  # online | offline | none (= Onestep BPPO)
             select_interval=1,  # improvement steps between J(pi) > J(pi_k) checks (reference: 1)
             select_episodes=10,  # episodes per online check (reference: 10)
-            select_seed=500_000,  # online checks all reset from the same seeds: paired comparisons
+            select_seed=500_000,  # online checks reset from eval_seed + select_seed + (per seed: seed x select_episodes) + e
+            select_per_seed=True,  # each training seed has its own selection episodes (reference: env.seed(seed)); False: one set for all
             bppo_off=0,  # N > 0: iterative BPPO, N off-policy Q steps per policy step, after it
             off_policy_actor="pi",  # bppo_off: a' ~ the just-stepped pi (reference main.py/critic.py) or "pi_k" (the paper's Q_{pi_k})
             report_best_pik=False,  # online selection: also evaluate the best pi_k (reference's bppo_best.pt) at the end
@@ -138,7 +150,7 @@ class BPPOState(struct.PyTreeNode):
     replacements: jax.Array  # int32: how many times pi_k was replaced
     best_pik_raw: jax.Array  # report_best_pik: pi_k's return on the final evaluation's episodes (-inf before)
     bc_best: dict  # bc_select_every > 0: the best-scoring BC iterate so far (becomes pi_b at the end of BC)
-    bc_best_score: jax.Array  # its online score (-inf before the first check)
+    bc_best_score: jax.Array  # its online score (starts at 0, the reference's best_bc_score)
 
 
 def _pi_tx(config):
@@ -146,6 +158,24 @@ def _pi_tx(config):
     ag = config.agent
     decay, until, every = float(ag.lr_decay), int(ag.decay_until), int(ag.lr_decay_every)
     return adam(ag.pi_lr, grad_clip=float(ag.grad_clip), schedule=lambda i: lr_factor(i, decay, until, every))
+
+
+def torch_linear_init(key, params, kernels: bool = True):
+    """PyTorch's default ``nn.Linear`` initialisation applied to every Dense layer of ``params``:
+    bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and, with ``kernels``, the kernel too (kaiming_uniform
+    with a = sqrt(5) is that same uniform). ``kernels=False`` keeps the kernels (the reference's
+    policy: orthogonal kernels, PyTorch-default biases)."""
+    flat = flax.traverse_util.flatten_dict(params)
+    layers = sorted(k[:-1] for k in flat if k[-1] == "kernel")
+    for layer, k in zip(layers, jax.random.split(key, len(layers))):
+        kernel = flat[layer + ("kernel",)]
+        bound = 1.0 / np.sqrt(kernel.shape[0])
+        kk, kb = jax.random.split(k)
+        if kernels:
+            flat[layer + ("kernel",)] = jax.random.uniform(kk, kernel.shape, kernel.dtype, -bound, bound)
+        bias = flat[layer + ("bias",)]
+        flat[layer + ("bias",)] = jax.random.uniform(kb, bias.shape, bias.dtype, -bound, bound)
+    return flax.traverse_util.unflatten_dict(flat)
 
 
 def init(key, spec: Spec, config) -> BPPOState:
@@ -156,10 +186,15 @@ def init(key, spec: Spec, config) -> BPPOState:
     q = make_state(kq, nets.Critic(tuple(ag.q_hidden_dims), relu_output=ag.value_relu_output), (obs, act), adam(ag.q_lr))
     policy = BPPOPolicy(spec.act_dim, tuple(ag.pi_hidden_dims))
     bc = make_state(kp, policy, (obs,), adam(ag.bc_lr))
+    if ag.torch_init:  # the reference's networks: PyTorch defaults for V and Q, orthogonal kernels + PyTorch biases for pi
+        kv, kq, kp = jax.random.split(jax.random.fold_in(key, 1), 3)
+        value = TrainState.create(apply_fn=value.apply_fn, params=torch_linear_init(kv, value.params), tx=value.tx)
+        q = TrainState.create(apply_fn=q.apply_fn, params=torch_linear_init(kq, q.params), tx=q.tx)
+        bc = TrainState.create(apply_fn=bc.apply_fn, params=torch_linear_init(kp, bc.params, kernels=False), tx=bc.tx)
     pi = TrainState.create(apply_fn=policy.apply, params=bc.params, tx=_pi_tx(config))
     return BPPOState(
         value, q, q.params, bc, pi, bc.params, jnp.asarray(False), jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
-        jnp.asarray(-jnp.inf, jnp.float32), bc.params, jnp.asarray(-jnp.inf, jnp.float32),
+        jnp.asarray(-jnp.inf, jnp.float32), bc.params, jnp.asarray(0.0, jnp.float32),
     )
 
 
@@ -343,7 +378,10 @@ def stages(config) -> list[Stage]:
     return [
         Stage("value", bind(value_update), ag.v_steps, bs, evaluate=False),
         Stage("q", bind(q_update), ag.q_steps, bs, evaluate=False),
-        Stage("bc", bind(bc_update), ag.bc_steps, bs),
+        # BC's first update is a stage of its own, so that the checkpoint choice can score pi_b after
+        # updates 1, N+1, 2N+1, ... as the reference does (the runner cuts a stage at multiples of N)
+        Stage("bc_first", bind(bc_update), min(int(ag.bc_steps), 1), bs, evaluate=False),
+        Stage("bc", bind(bc_update), max(int(ag.bc_steps) - 1, 0), bs),
         Stage("improve", bind(improve_update), ag.pi_steps, bs * (1 + int(ag.bppo_off)), begin=_start_improvement),
     ]
 
@@ -372,7 +410,8 @@ def variant(config) -> str:
 
 def chunk_every(config) -> dict:
     """Online selection needs the runner to stop the improvement stage every ``select_interval``
-    updates, and the BC checkpoint choice the BC stage every ``bc_select_every`` updates."""
+    updates, and the BC checkpoint choice the BC stage every ``bc_select_every`` updates (after
+    BC's first update, which is a stage of its own: checks follow updates 1, N+1, 2N+1, ...)."""
     cuts = {}
     if config.agent.bc_select_every:
         cuts["bc"] = int(config.agent.bc_select_every)
@@ -386,7 +425,7 @@ def final_eval_seed(config) -> int:
     eval_seed + 1000 k; BPPO evaluates in the bc and improve stages, at every eval_interval and
     at each stage's end), so pi_k can be scored on the same episodes as the last iterate."""
     ag, every = config.agent, config.eval_interval
-    n_evals = sum(-(-n // every) for n in (ag.bc_steps, ag.pi_steps))
+    n_evals = sum(-(-n // every) for n in (max(ag.bc_steps - 1, 0), ag.pi_steps))
     return config.eval_seed + 1000 * max(n_evals - 1, 0)
 
 
@@ -395,48 +434,86 @@ def act_with_pik(states: BPPOState) -> BPPOState:
     return states.replace(pi=states.pi.replace(params=states.pi_k), improving=jnp.ones_like(states.improving))
 
 
-def select_bc(states: BPPOState, ctx, stage_step: int, kw: dict) -> BPPOState:
-    """The reference's BC checkpoint choice: every ``bc_select_every`` BC updates (and at the end of
-    BC) the current iterate is scored online and kept where it beats that seed's best so far; at
-    the end of BC the best one becomes pi_b (the reference saves it as ``bc_best.pt`` and loads it
-    for the improvement stage)."""
-    score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
-    better = score > states.bc_best_score
-    states = states.replace(bc_best=select(better, states.bc.params, states.bc_best),
-                            bc_best_score=jnp.where(better, score, states.bc_best_score))
-    if stage_step == ctx.exp.config.agent.bc_steps:
-        states = states.replace(bc=states.bc.replace(params=states.bc_best))
+def _score(res) -> np.ndarray:
+    """The per-seed number selection compares: the normalised score (the reference compares D4RL
+    scores), or the raw return where the dataset has no reference scores."""
+    norm = np.asarray(getattr(res, "normalized", np.nan), np.float64)
+    return norm if np.isfinite(norm).all() and norm.shape == np.shape(res.raw) else np.asarray(res.raw, np.float64)
+
+
+def select_score(states: BPPOState, ctx) -> jax.Array:
+    """(members,) selection scores of ``states`` on ``select_episodes`` deterministic episodes.
+
+    As the reference (each run seeds its evaluation environment with the run's seed and resets it
+    ``select_episodes`` times, every check alike), each training seed has its own block of episodes,
+    reset from ``eval_seed + select_seed + seed * select_episodes + e``, the same at every check: the
+    comparisons are paired within a seed. ``select_per_seed=False``: every seed plays the episodes
+    ``eval_seed + select_seed + e`` (one vectorised evaluation instead of one per member)."""
+    config = ctx.exp.config
+    ag = config.agent
+    n_ep, base = int(ag.select_episodes), int(config.eval_seed + ag.select_seed)
+    if not ag.select_per_seed:
+        return jnp.asarray(_score(ctx.evaluate(states, num_episodes=n_ep, base_seed=base)), jnp.float32)
+    members = jax.tree_util.tree_leaves(states)[0].shape[0]
+    scores = []
+    for m in range(members):  # members are grid points x seeds, seed-minor
+        seed = int(config.seed) + m % int(config.num_seeds)
+        one = jax.tree_util.tree_map(lambda x: x[m : m + 1], states)
+        scores.append(_score(ctx.evaluate(one, num_episodes=n_ep, base_seed=base + seed * n_ep)))
+    return jnp.asarray(np.concatenate(scores), jnp.float32)
+
+
+def select_bc(states: BPPOState, score: jax.Array, at_end: bool) -> BPPOState:
+    """The reference's BC checkpoint choice: a checked iterate is kept where its score beats that
+    seed's best so far, which starts at a normalised score of 0 (``bc_best_score``); at the end of BC
+    the kept iterate becomes pi_b (the reference saves it as ``bc_best.pt`` and loads it for the
+    improvement stage). A seed whose checks never beat 0 keeps its last iterate (the reference would
+    have no ``bc_best.pt`` to load)."""
+    if score is not None:
+        better = score > states.bc_best_score
+        states = states.replace(bc_best=select(better, states.bc.params, states.bc_best),
+                                bc_best_score=jnp.where(better, score, states.bc_best_score))
+    if at_end:
+        kept = states.bc_best_score > 0.0
+        states = states.replace(bc=states.bc.replace(params=select(kept, states.bc_best, states.bc.params)))
     return states
 
 
 def after_chunk(states: BPPOState, ctx, stage: str, stage_step: int) -> BPPOState:
     """The online choices (host side, between compiled chunks; every seed decides for itself).
 
-    BC (``bc_select_every`` > 0): pi_b is the best-scoring BC iterate (``select_bc``).
+    BC (``bc_select_every`` = N > 0): the BC iterate is scored after updates 1, N+1, 2N+1, ... (the
+    reference checks after the update of every step with step % N == 0, so never after the last of
+    its 5e5 updates) and pi_b is the best of them (``select_bc``).
     Online selection: at the end of BC, pi_b's score becomes each seed's best; in the improvement
     stage, every ``select_interval`` steps pi is evaluated and replaces pi_k where it beats that
-    seed's best. All checks reset their environments from the same seeds, so they are paired
-    comparisons. With ``report_best_pik``, the final pi_k is then evaluated on the final
+    seed's best. Each seed's checks reset from the same episodes (``select_score``), so they are
+    paired comparisons. With ``report_best_pik``, the final pi_k is then evaluated on the final
     evaluation's episodes.
     """
     config = ctx.exp.config
     ag = config.agent
     n_bc, n_pi = ag.bc_steps, ag.pi_steps
-    kw = dict(num_episodes=ag.select_episodes, base_seed=config.eval_seed + ag.select_seed)
-    if stage == "bc":
-        if ag.bc_select_every and (stage_step % ag.bc_select_every == 0 or stage_step == n_bc):
-            states = select_bc(states, ctx, stage_step, kw)
-        if ag.selection == "online" and stage_step == n_bc:
-            # pi_b's score on the selection episodes: already measured when pi_b was chosen online
-            # (the reference re-evaluates the loaded bc_best.pt on the same seed, the same number)
-            score = states.bc_best_score if ag.bc_select_every else jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
-            states = states.replace(best_score=score)
+    if stage in ("bc_first", "bc"):
+        updates = stage_step + (stage == "bc")  # BC updates so far (the first one is the bc_first stage)
+        at_end = updates == n_bc
+        score = None
+        if ag.bc_select_every and (updates - 1) % ag.bc_select_every == 0:
+            score = select_score(states, ctx)
+        if ag.bc_select_every and (score is not None or at_end):
+            states = select_bc(states, score, at_end)
+        if ag.selection == "online" and at_end:
+            # pi_b's score on the selection episodes (the reference re-evaluates the loaded
+            # bc_best.pt on the same episodes: the score it was kept for)
+            kept = states.bc_best_score > 0.0 if ag.bc_select_every else jnp.zeros_like(states.bc_best_score, bool)
+            best = states.bc_best_score if bool(kept.all()) else jnp.where(kept, states.bc_best_score, select_score(states, ctx))
+            states = states.replace(best_score=best)
         return states
     if ag.selection != "online":
         return states
     if stage != "improve" or not (stage_step % ag.select_interval == 0 or stage_step == n_pi):
         return states
-    score = jnp.asarray(ctx.evaluate(states, **kw).raw, jnp.float32)
+    score = select_score(states, ctx)
     better = score > states.best_score
     states = states.replace(
         pi_k=select(better, states.pi.params, states.pi_k),
