@@ -16,6 +16,7 @@ from scipy.stats import multivariate_normal
 
 from conftest import np_mlp, size_one_batched_dots
 from configs.arq import get_config
+from offrl import nets
 from offrl.algos import Spec, arq
 from offrl.data.dataset import Transitions, sample
 from offrl.diffusion import VPSDE, log_likelihood, pc_sample
@@ -610,3 +611,47 @@ def test_bench_sampler_mode_times_pregeneration(capsys):
             bench.bench_support("iql", bench.synthetic(10), [1])
     finally:
         bench.FLAGS.unparse_flags()
+
+
+def test_awr_step_reads_the_first_target_critic_and_clips_its_weights():
+    """w = min(exp(alpha A), weight_clip) with A from Qtarg_1 (not the online critic), at an alpha large enough
+    that some weights are clipped and some are not; the actor's SGD step is then the gradient of
+    -mean w log pi(a|s) with those weights."""
+    import optax
+
+    cfg = small_config(num_candidates=3, alpha=40.0, weight_clip=100.0, score_hidden_dims=(8,))
+    rng = np.random.default_rng(9)
+    n, m, obs_dim, act_dim = 8, 8, 3, 2
+    state = arq.init(jax.random.PRNGKey(4), Spec(obs_dim, act_dim), cfg)
+    actor = state.actor.replace(tx=optax.sgd(0.1), opt_state=optax.sgd(0.1).init(state.actor.params))
+    state = state.replace(critic_target=jax.tree_util.tree_map(lambda p: 0.6 * p + 0.1, state.critic.params), actor=actor,
+                          threshold=jnp.asarray(-5.0, jnp.float32))
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    ll = jnp.asarray(rng.choice([-9.0, -1.0], size=(m, 3)), jnp.float32)
+    table = f(m, 3, act_dim)
+    state = state.replace(support=arq.Support(jnp.arange(n, dtype=jnp.int32), table, ll))
+    data = Transitions(f(n, obs_dim), f(n, act_dim), f(n), f(n, obs_dim), jnp.zeros(n), jnp.zeros(n), f(n, act_dim), f(n),
+                       jnp.zeros(n, jnp.int32))
+    b = jax.device_get(sample(jax.random.PRNGKey(5), data, 0))  # every row once
+    new, metrics = arq.policy_update(state, b, jax.random.PRNGKey(6), 0, cfg)
+    acts = np.concatenate([np.asarray(b.actions)[:, None], np.asarray(table)], 1)
+    keep = np.concatenate([np.ones((n, 1), bool), np.asarray(ll) > -5.0], 1)
+
+    def weights(params):
+        q = np_mlp(_layers(params["params"]["VmapCritic_0"]["MLP_0"], 0),
+                   np.concatenate([np.repeat(np.asarray(b.observations)[:, None], 4, 1), acts], -1))[..., 0]
+        adv = q[:, 0] - np.array([qi[k].mean() for qi, k in zip(q, keep)])
+        return np.exp(40.0 * adv), np.minimum(np.exp(40.0 * adv), 100.0)
+
+    raw, w = weights(state.critic_target)
+    assert (raw > 100.0).any() and (raw < 100.0).any()  # the clip binds for some rows only
+    np.testing.assert_allclose(float(metrics["adv_weight"]), w.mean(), rtol=1e-4)
+    assert abs(float(metrics["adv_weight"]) - weights(state.critic.params)[1].mean()) > 1e-2 * w.mean()
+
+    def loss(params):
+        mean, log_std = state.actor.apply_fn(params, b.observations)
+        return -(jnp.asarray(w, jnp.float32) * nets.gaussian_log_prob(b.actions, mean, log_std)).mean()
+
+    g = jax.grad(loss)(state.actor.params)
+    for x, p, gx in zip(*(jax.tree_util.tree_leaves(t) for t in (new.actor.params, state.actor.params, g))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(p) - 0.1 * np.asarray(gx), rtol=1e-4, atol=1e-5)

@@ -688,3 +688,108 @@ def test_first_main_epochs_eps_gp_reads_the_main_epochs_kls_only():
         if t % 2 == 1:
             kls = np.concatenate(epoch_kls[-2:])
             np.testing.assert_allclose(float(state.stats.eps_gp), kls.mean() + kls.std(), rtol=1e-4)
+
+
+# ---------------------------------------------------------------- what each step reads: online vs target, s vs s'
+def _sgd(ts, lr=0.1):
+    import optax
+
+    return ts.replace(tx=optax.sgd(lr), opt_state=optax.sgd(lr).init(ts.params))
+
+
+def _perturbed(tree, scale=0.6, shift=0.1):
+    return jax.tree_util.tree_map(lambda x: scale * x + shift, tree)
+
+
+def _close(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def _differ(a, b):
+    return any(not np.allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def _state_alpha_setup(seed=52):
+    """alpha(s) from its MLP (varying with s), target critics unlike the online ones, SGD optimisers."""
+    cfg = small_config(0.9, num_ensembles=2, num_samples=3, state_alpha=True, tau=0.1, train_behavior_in_main=False)
+    state = bp.init(jax.random.PRNGKey(seed), Spec(OBS, A), cfg)
+    alpha = state.alpha.replace(params=_perturbed(state.alpha.params, 3.0, 0.0))
+    state = state.replace(critic=_sgd(state.critic), actor=_sgd(state.actor), alpha=_sgd(alpha),
+                          critic_target=_perturbed(state.critic.params), beta=_with_multiplier(state.beta, 0.7),
+                          stats=state.stats.replace(eps_kl=jnp.asarray(0.3), eps_gp=jnp.asarray(-100.0)))
+    batch = _batch(np.random.default_rng(53), n=6)
+    batch = batch._replace(next_observations=batch.next_observations + 2.0)
+    return cfg, state, batch
+
+
+def test_actor_loss_reads_the_online_critic_and_alpha_at_s():
+    cfg, state, batch = _state_alpha_setup()
+    key = jax.random.PRNGKey(54)
+    obs = batch.observations
+    a, logp3, kl3 = bp._policy_kl(state, state.actor.apply_fn, state.actor.params, obs, key, 3, cfg)
+    alpha_s = np.asarray(state.alpha.apply_fn(state.alpha.params, obs))
+    alpha_next = np.asarray(state.alpha.apply_fn(state.alpha.params, batch.next_observations))
+    assert np.ptp(alpha_s) > 0.1 and np.abs(alpha_s - alpha_next).max() > 0.1
+
+    def by_parts(q_params, alpha):
+        q = np.stack([np.asarray(state.critic.apply_fn(q_params, obs, x)).min(0) for x in a]).mean(0)
+        return np.mean(-q + alpha * (np.asarray(kl3).mean(0) - 0.3) - 0.7 * np.asarray(logp3).mean(0))
+
+    loss, _ = bp.actor_loss(state.actor.params, state, batch, key, cfg)
+    np.testing.assert_allclose(float(loss), by_parts(state.critic.params, alpha_s), rtol=1e-4, atol=1e-5)
+    assert abs(float(loss) - by_parts(state.critic_target, alpha_s)) > 1e-3
+    assert abs(float(loss) - by_parts(state.critic.params, alpha_next)) > 1e-3
+
+
+def test_main_update_order_polyak_of_both_targets_and_the_alpha_step_at_s():
+    """Critic step (its TD target on the target critic), then the policy step on the stepped online critic,
+    alpha(s) stepped at s with that step's KLs, and critic_target <- (1 - tau) critic_target + tau critic."""
+    cfg, state, batch = _state_alpha_setup()
+    key = jax.random.PRNGKey(55)
+    new, m = bp.update(state, batch, key, jnp.int32(0), cfg)
+    _, k_c, k_a = jax.random.split(key, 3)
+    gc = jax.grad(lambda p: bp.critic_loss(p, state, batch, k_c, cfg)[0])(state.critic.params)
+    critic = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.critic.params, gc)
+    _close(new.critic.params, critic)
+    _close(new.critic_target, jax.tree_util.tree_map(lambda t, c: 0.9 * t + 0.1 * c, state.critic_target, critic))
+    stepped = state.replace(critic=state.critic.replace(params=critic))
+    ga, (kl, _, _) = jax.grad(bp.actor_loss, has_aux=True)(state.actor.params, stepped, batch, k_a, cfg)
+    _close(new.actor.params, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.actor.params, ga))
+    g_before = jax.grad(lambda p: bp.actor_loss(p, state, batch, k_a, cfg)[0])(state.actor.params)
+    assert _differ(new.actor.params, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.actor.params, g_before))
+    _close(new.actor_target, jax.tree_util.tree_map(lambda t, p: 0.9 * t + 0.1 * p, state.actor_target, new.actor.params))
+    _close(new.alpha.params, bp.alpha_step(state.alpha, batch.observations, kl, 0.3).params)
+    assert _differ(new.alpha.params, bp.alpha_step(state.alpha, batch.next_observations, kl, 0.3).params)
+    np.testing.assert_allclose(float(m["alpha"]), float(state.alpha.apply_fn(state.alpha.params, batch.observations).mean()),
+                               rtol=1e-6)
+
+
+def test_gradient_penalty_is_differentiated_through_the_critic_being_trained():
+    """d/dtheta of the penalty part of L_Q, mean[lambda GP(s; theta)], by jax.grad along a direction, equals
+    its central finite difference: the penalty's gradient reaches the critic's parameters."""
+    import copy
+
+    cfg = small_config(0.9, num_ensembles=2, use_gp=True, gp_gate="softplus")
+    off = copy.deepcopy(cfg)
+    off.agent.use_gp = False
+    state = bp.init(jax.random.PRNGKey(56), Spec(OBS, A), cfg)
+    state = state.replace(gp_weight=_with_multiplier(state.gp_weight, 5.0),
+                          stats=state.stats.replace(eps_gp=jnp.asarray(-100.0)))  # every state gated in
+    theta = state.critic.params
+    batch, key = _batch(np.random.default_rng(57), n=6), jax.random.PRNGKey(58)
+
+    def penalty_part(p):
+        return bp.critic_loss(p, state, batch, key, cfg)[0] - bp.critic_loss(p, state, batch, key, off)[0]
+
+    leaves, treedef = jax.tree_util.tree_flatten(theta)
+    rng = np.random.default_rng(59)
+    d = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(rng.normal(size=x.shape), jnp.float32) for x in leaves])
+    g = jax.grad(penalty_part)(theta)
+    analytic = sum(float((x * y).sum()) for x, y in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(d)))
+    h = 1e-3
+    shift = lambda s: jax.tree_util.tree_map(lambda x, y: x + s * y, theta, d)  # noqa: E731
+    numeric = (float(penalty_part(shift(h))) - float(penalty_part(shift(-h)))) / (2 * h)
+    assert abs(numeric) > 1e-1  # the penalty moves with the critic
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-3)

@@ -1,4 +1,4 @@
-"""Equations of BEAR, CQL, TD3+BC(++), the plug-ins and the loss code of offrl.nets, against NumPy.
+"""Equations of BEAR, CQL, TD3+BC(++), BRAC / iTRPO, the plug-ins and the loss code of offrl.nets, against NumPy.
 
 Each test evaluates a loss, target or update on a fixed tiny batch and compares it with a NumPy
 computation written from the reference's equations, so that it fails when a term is evaluated at
@@ -23,7 +23,8 @@ from flax.training.train_state import TrainState
 
 from conftest import all_eqns, contracting_dims
 from offrl import nets, plugins
-from offrl.algos import Spec, bear, cql, td3bc
+from offrl.algos import Spec, bear, brac, cql, itrpo, td3bc
+from offrl.config import base_config
 from offrl.data.dataset import Transitions
 
 B, OBS, ACT = 5, 3, 2
@@ -893,3 +894,50 @@ def test_td3bcpp_presets_follow_the_reference():
     c = td3bcpp.get_config()
     assert (c.agent.cr.critic, c.agent.cr.weights_from, c.agent.cr.normalize) == ("mean", "before", True)
     assert (c.agent.gp.k, c.agent.gp.every, c.agent.gp.repeats, c.agent.gp.actions) == (1.0, 5, 16, "uniform")
+
+
+# ============================================================================= BRAC / iTRPO: what each step reads
+def brac_setup(mod, **agent):
+    """BRAC's or iTRPO's defaults on 4-unit networks, no warm start, SGD optimisers, target critics unlike the
+    online ones."""
+    cfg = base_config()
+    cfg.agent = mod.default_agent_config()
+    for k in [k for k in cfg.agent if k.endswith("hidden_dims")]:
+        cfg.agent[k] = (4,)
+    cfg.agent.update(dict(warm_start=0, tau=0.2, num_target_samples=3, num_div_samples=3, **agent))
+    state = mod.init(jax.random.PRNGKey(0), Spec(OBS, ACT), cfg)
+    state = state.replace(actor=sgd(state.actor), critic=sgd(state.critic), critic_target=perturb(state.critic.params))
+    return cfg, state
+
+
+@pytest.mark.parametrize("algo", ["brac", "itrpo"])
+def test_brac_and_itrpo_actor_step_reads_the_stepped_online_critic_and_polyak_moves_the_target(algo):
+    """L_pi = mean[a_ent log pi + w D(s) - min_i mean_j Q_i(s, a_j)] with the ONLINE critics (not the targets),
+    and in the update the critics after their own step; then target <- (1 - tau) target + tau online."""
+    mod = {"brac": brac, "itrpo": itrpo}[algo]
+    cfg, state = brac_setup(mod)
+    batch, key, step = make_batch(), jax.random.PRNGKey(1), jnp.int32(5)
+    weight = itrpo.kl_weight(cfg) if algo == "itrpo" else None
+    w = cfg.agent.alpha if weight is None else weight
+    obs = batch.observations
+
+    def by_parts(q_params):
+        q, logp, div = brac.policy_estimates(key, state.actor.params, state, obs, q_params, cfg)
+        return float((brac.entropy_weight(state, cfg) * logp + w * div - q).mean())
+
+    loss, _ = brac.actor_loss(state.actor.params, state, batch, key, step, cfg, weight)
+    np.testing.assert_allclose(float(loss), by_parts(state.critic.params), rtol=1e-5)
+    assert abs(float(loss) - by_parts(state.critic_target)) > 1e-3
+    new, _ = mod.update(state, batch, key, step, cfg)
+    k_c, k_a = jax.random.split(key)
+    rewards = itrpo.shaped_rewards(state, batch, cfg)[0] if algo == "itrpo" else None
+    gc = jax.grad(lambda p: brac.critic_loss(p, state, batch, k_c, cfg, rewards, weight)[0])(state.critic.params)
+    critic = sgd_step(state.critic.params, gc)
+    assert_trees_close(new.critic.params, critic)
+    want_target = jax.tree_util.tree_map(lambda t, o: 0.8 * np.asarray(t) + 0.2 * np.asarray(o), state.critic_target, critic)
+    assert_trees_close(new.critic_target, want_target)
+    stepped = state.replace(critic=state.critic.replace(params=critic))
+    ga = jax.grad(lambda p: brac.actor_loss(p, stepped, batch, k_a, step, cfg, weight)[0])(state.actor.params)
+    assert_trees_close(new.actor.params, sgd_step(state.actor.params, ga))
+    g_before = jax.grad(lambda p: brac.actor_loss(p, state, batch, k_a, step, cfg, weight)[0])(state.actor.params)
+    assert trees_differ(new.actor.params, sgd_step(state.actor.params, g_before))  # the critics before their step
