@@ -215,6 +215,7 @@ def test_shaping_off_is_brac_vp_bit_for_bit():
     itrpo.validate(cfg)
     cfg_b = cfg.copy_and_resolve_references()
     cfg_b.algo = "brac"
+    cfg_b.agent.alpha = itrpo.kl_weight(cfg)  # BRAC-vp whose alpha is iTRPO's KL weight w (tau by default)
     brac.validate(cfg_b)
     batch, key = _batch(b=32), jax.random.PRNGKey(9)
     # both stages are brac's code for the behaviour model; the train stage is where iTRPO differs
@@ -282,7 +283,7 @@ def test_behavior_loss_by_hand_and_lr_schedule():
 
 
 def test_defaults_equal_the_reference_code():
-    """JackZhangY/offorRL d4rl/configs/trainer/ikl.yaml and bc.yaml; the paper's KL factor (alpha)."""
+    """JackZhangY/offorRL d4rl/configs/trainer/ikl.yaml and bc.yaml, and ikl_trainer.py's KL factor (tau)."""
     import configs.itrpo as cfg_mod
 
     c = cfg_mod.get_config()
@@ -295,7 +296,7 @@ def test_defaults_equal_the_reference_code():
     assert (ag.behavior_steps, ag.behavior_lr, tuple(ag.behavior_lr_milestones), ag.behavior_entropy) == (1_000_000, 1e-3, (0.8, 0.9), True)
     assert tuple(ag.behavior_hidden_dims) == (256, 256) and ag.behavior_clip_eps == ag.shaping_eps == 1e-6
     assert (ag.log_std_min, ag.log_std_max, ag.log_std_mode) == (-5.0, 2.0, "clip")
-    assert (ag.kl_factor, ag.pi_k, ag.shaping, ag.variant) == ("alpha", "current", True, "vp")
+    assert (ag.kl_factor, ag.pi_k, ag.shaping, ag.variant) == ("tau", "current", True, "vp")  # ikl_trainer.py's KL weight
     itrpo.validate(c)
 
 

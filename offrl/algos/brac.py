@@ -41,8 +41,8 @@ reference actor's smooth log-std squash into [-5, 0] (``log_std_mode='tanh'``); 
 3e-4 (policy, the README's PLR), Polyak 0.005 every update, batch 256, alpha 0.1 fixed, 500k updates.
 
 Where this differs from the reference, and why:
-- ``actor_lr``: the reference README runs 3e-4; this file used 3e-5 before (the value issue 16
-  lists as the paper's); ``--config.agent.actor_lr=3e-5`` restores it.
+- ``actor_lr``: the reference README runs 3e-4 (the default); ``--config.agent.actor_lr=3e-5`` gives
+  the rate listed as the paper's.
 - entropy temperatures (pi_b's, and pi's when trained) are learned in log space with the shared
   SAC step (``common.entropy_temperature_update``), where the reference learns relu(alpha) itself;
   the fixed point (entropy = -|A|) is the same.

@@ -10,8 +10,9 @@ every offline reward shaped by the log-ratio of pi_k to pi_b:
     L_pi = mean [w KL(s) - min_i mean_j Q_i(s, a_j)]
 
 By the paper's Theorem 1 this is BRAC with KL(pi || pi_k) weighted tau alpha and KL(pi || pi_b)
-weighted (1 - tau) alpha, i.e. the policy step's optimum is pi ∝ pi_k^tau pi_b^(1-tau) exp(Q'/alpha)
-(``tests/test_itrpo.py`` checks it on these losses).
+weighted w - tau alpha: the policy step's optimum is pi ∝ pi_k^rho pi_b^(1-rho) exp(Q'/w) with
+rho = tau alpha / w. With the paper's w = alpha, rho = tau (pi_k^0.9 pi_b^0.1); with the code's
+w = tau, rho = alpha (pi_k^0.03 pi_b^0.97 exp(Q'/0.9)). ``tests/test_itrpo.py`` checks both on these losses.
 
 Reference code followed (the ONE reference): JackZhangY/offorRL, ``d4rl/rlkit/torch/sac/ikl_trainer.py``
 (the 'IKL' trainer, by the paper's first author) with ``d4rl/configs/trainer/ikl.yaml``; the
@@ -22,10 +23,12 @@ alpha 0.03, tau 0.9, bonus 5.0, clip -1 (below only), 10 action samples, f_reg 0
 target entropy -|A|, lr 1e-3 x0.1 at 80% and 90% (``behavior_lr_milestones``); log-std clipped
 to [-5, 2]; no entropy term and no warm start in the agent.
 
-Where the paper and the code disagree (the config says which is followed, the other is a switch):
+Where the paper and the code disagree, the default is the code's (it produced the paper's tables)
+and the paper's choice is a switch:
 - the KL weight w in the target and the policy loss: the paper's Eq. 5 uses alpha, the code
-  multiplies both KLs by tau (so with alpha 0.03, tau 0.9 the code's KL weight is 0.9, the
-  paper's 0.03). Followed: the paper (``agent.kl_factor='alpha'``); ``'tau'`` is the code's.
+  (``ikl_trainer.py``: ``next_target_q - self.tau * next_state_kl`` and ``self.tau * state_kl`` in
+  the policy loss) multiplies both KLs by tau, so with alpha 0.03, tau 0.9 the code's KL weight is
+  0.9, the paper's 0.03. Default: the code's (``agent.kl_factor='tau'``); ``'alpha'`` is the paper's.
 - pi_k: the code uses the current policy (no gradient) when it builds the target, which is the
   paper's Eq. 5 with pi_{k+1} the newest iterate; followed: that (``agent.pi_k='current'``).
   ``'lagged'`` uses a copy of pi refreshed every ``agent.pi_k_interval`` updates (the previous
@@ -34,7 +37,7 @@ Where the paper and the code disagree (the config says which is followed, the ot
 Shared with BRAC and otherwise as the reference: entropy temperatures learned in log space,
 Flax's default initialisation (rlkit initialises the last layers in +-1e-3), pre-tanh KL densities.
 ``agent.shaping=False`` removes the shaping term: the update is then BRAC-vp's with the same
-hyperparameters, bit for bit (tested).
+hyperparameters and BRAC's alpha set to the KL weight w, bit for bit (tested).
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ def default_agent_config() -> ml_collections.ConfigDict:
             shaping_tau=0.9,  # ikl.yaml tau: the paper's tau (not the Polyak rate agent.tau)
             shaping_clip=-1.0,  # ikl.yaml l_clip: log-ratio clipped below (no upper clip: u_clip=None)
             shaping_eps=1e-6,  # dataset actions clipped to +-(1 - eps) for the log-densities (rlkit TanhNormal)
-            kl_factor="alpha",
+            kl_factor="tau",  # ikl_trainer.py: both KLs weighted by tau; 'alpha': the paper's Eq. 5
             pi_k="current",
             pi_k_interval=5_000,
             reward_bonus=5.0,  # ikl.yaml reward_bonus
