@@ -21,7 +21,6 @@ import importlib.util
 import logging
 import os
 import sys
-import time
 
 CONFIG_FLAG = "--config"
 INTERRUPTED = 130  # exit status after SIGINT / SIGTERM (128 + SIGINT), as shells report Ctrl-C
@@ -75,10 +74,15 @@ def resolve_config(value: str) -> str:
 
 def load_config(value: str):
     """The ConfigDict a ``--config`` value names (without command-line overrides)."""
+    import inspect
+
     path, _, arg = resolve_config(value).partition(":")
     spec = importlib.util.spec_from_file_location("_offrl_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if arg and not inspect.signature(module.get_config).parameters:
+        raise UsageError(f"{value.partition(':')[0]} takes no words after ':' (got '{arg}'): its get_config() has no "
+                         f"argument; drop ':{arg}' and set keys with --config.<key>=<value>")
     return module.get_config(arg) if arg else module.get_config()
 
 
@@ -164,6 +168,7 @@ MEANINGS = {
     "cr.critic": "which critic value weights the constraint (see offrl/plugins.py)",
     "cr.normalize": "min-max normalise the constraint weight",
     "sampler_steps": "steps of the diffusion sampler per candidate (not updates: num_steps leaves it alone)",
+    "cosine_actor_lr": "switch: the actor's learning rate follows a cosine decay over num_steps",
 }
 SUFFIXES = (
     ("_lr", "Adam learning rate ({})"),
@@ -215,6 +220,8 @@ def describe(config, sweepable=None) -> str:
             meaning = MEANINGS.get(".".join(key.split(".")[-2:])) or agent.get(last) or MEANINGS.get(last)
         else:
             meaning = base.get(last) or BASE_MEANINGS.get(key)
+        if meaning is None and isinstance(value, bool):
+            meaning = f"switch: {last.replace('_', ' ')} on or off"
         if meaning is None:
             for suffix, text in SUFFIXES:
                 if last.endswith(suffix):
@@ -229,6 +236,19 @@ def describe(config, sweepable=None) -> str:
     w2 = min(max(len(r[1]) for r in rows), 24)
     head = f"config '{config.algo}' ({len(rows)} keys; override any with --config.<key>=<value>)"
     return "\n".join([head] + [f"  {k:<{w1}}  {v:<{w2}}  {m}".rstrip() for k, v, m in rows])
+
+
+def default_workdir(config) -> str:
+    """``runs/<algo>_<dataset>_<8 hex digits of the config>``: the same command (the same config, whatever its
+    execution-only keys) finds the same directory again, so rerunning it resumes instead of starting anew."""
+    import hashlib
+    import json
+
+    from offrl.config import EXECUTION_ONLY
+
+    keys = {k: v for k, v in json.loads(config.to_json()).items() if k not in EXECUTION_ONLY}
+    digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
+    return os.path.join("runs", f"{config.algo}_{config.dataset.strip('/').replace('/', '_')}_{digest}")
 
 
 def fail(message: str) -> None:
@@ -246,7 +266,7 @@ def _define_flags():
         "config", resolve_config("default"),  # (also puts the shipped configs/ on the import path)
         "a config name (td3bc, iql, ...: the configs/ shipped with offrl) or a config file path",
     )
-    flags.DEFINE_string("workdir", None, "Run directory (default: runs/<algo>_<dataset>_<time>).")
+    flags.DEFINE_string("workdir", None, "Run directory (default: runs/<algo>_<dataset>_<hash of the config>, so the same command resumes it).")
     flags.DEFINE_integer("stop_after", None, "Stop (with a checkpoint) after this many updates.", lower_bound=1)
     flags.DEFINE_bool("print_config", False, "Print every config key with its value and meaning, then exit.")
 
@@ -292,6 +312,25 @@ def budget_config(argv: list[str], num_steps: int):
     return fv.config, scale_num_steps(fv.config, num_steps, keep=keep)
 
 
+def _flag_hint(message: str, argv: list[str]) -> str:
+    """' (did you mean --config.num_seeds?)' when an unknown flag is a config key."""
+    import re
+
+    m = re.search(r"Unknown command line flag '([\w.]+)'", message)
+    if not m:
+        return ""
+    try:
+        value = _split_config_arg(list(argv))[1]
+        keys = config_keys(load_config(value or "default"))
+    except Exception:  # the hint is a courtesy: a config that cannot be read gets none
+        return ""
+    name = m.group(1)
+    for key in (name, f"agent.{name}"):
+        if key in keys:
+            return f" (did you mean --config.{key}?)"
+    return ""
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with every input error turned into one line (exit status 2)."""
     from absl import flags
@@ -306,7 +345,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     except UsageError as e:
         fail(str(e))
     except flags.Error as e:
-        fail(f"{e}".splitlines()[0])
+        fail(f"{e}".splitlines()[0] + _flag_hint(str(e), argv))
     except Exception as e:  # a config file that raises when loaded, an override that cannot be applied
         fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (while reading the config)")
 
@@ -329,9 +368,10 @@ def main(argv):
         return
     from offrl.runner import RunInterrupted, run_experiment
 
-    workdir = FLAGS.workdir or os.path.join(
-        "runs", f"{config.algo}_{config.dataset.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    workdir = FLAGS.workdir
+    if workdir is None:
+        workdir = default_workdir(config)
+        print(f"workdir {workdir} (no --workdir given; the same command resumes it)", flush=True)
     try:
         run_experiment(config, workdir, stop_after=FLAGS.stop_after)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -202,8 +202,8 @@ def diverged_note(rows: list[dict]) -> str:
 
 
 def plot_curve(evals: list[dict], path: str, title: str, groups: Optional[list] = None) -> None:
-    """Learning curve: mean normalised (or raw) score over seeds with a ±1 std band, one line per group
-    (``groups`` = [(label, member index or slice)], default: all members together)."""
+    """Learning curve: every seed as a thin line and their mean in bold, one panel per group
+    (``groups`` = [(label, member index or slice)], e.g. one per grid point; default: all members)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,18 +215,27 @@ def plot_curve(evals: list[dict], path: str, title: str, groups: Optional[list] 
     key = "normalized" if use_norm else "raw"
     x = np.array([e["global_step"] for e in evals])
     y = np.array([[np.nan if v is None else v for v in e[key]] for e in evals], np.float64)  # (evals, members)
-    y[~np.isfinite(y)] = np.nan  # diverged members drop out of the band
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, idx in groups or [("mean over seeds", slice(None))]:
+    y[~np.isfinite(y)] = np.nan  # diverged members drop out of the mean
+    groups = groups or [("mean over seeds", slice(None))]
+    cols = min(len(groups), 3)
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols + 1, 3.6 * rows + 0.6), squeeze=False, sharey=True)
+    for ax, (name, idx) in zip(axes.flat, groups):
+        seeds = y[:, idx].reshape(len(x), -1)
+        for j in range(seeds.shape[1]):
+            ax.plot(x, seeds[:, j], lw=0.8, alpha=0.45, color="C0", label="one seed" if j == 0 else None)
         with warnings.catch_warnings():  # all members of a group diverged: nothing to draw
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(y[:, idx], 1), np.nanstd(y[:, idx], 1)
-        ax.plot(x, mean, label=name)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("update step")
-    ax.set_ylabel("normalised score" if use_norm else "return")
-    ax.set_title(title + " (band: ± 1 std over seeds)")
-    ax.legend()
+            ax.plot(x, np.nanmean(seeds, 1), lw=2.2, color="C0", label=f"mean over {seeds.shape[1]} seeds")
+        ax.set_xlabel("update")
+        ax.set_ylabel("normalised score" if use_norm else "episode return")
+        if len(groups) > 1:
+            ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -291,6 +291,11 @@ def _check_workdir(workdir: str, config, algo: Algorithm, ckpt_path: Optional[st
     changed = sorted(k for k in old.keys() | new.keys()
                      if k not in config_lib.EXECUTION_ONLY and old.get(k, "<absent>") != new.get(k, "<absent>"))
     has_ckpt = os.path.exists(ckpt_path or os.path.join(workdir, CHECKPOINT))
+    if old.get("algo") != new.get("algo"):
+        raise FileExistsError(
+            f"workdir {workdir} holds a {old.get('algo') or 'different'} run, not {config.algo}: choose another --workdir "
+            f"(or rerun it with its own config, {os.path.join(workdir, 'config.json')})"
+        )
     if not changed:
         return has_ckpt, None
     if changed == ["num_steps"] and new["num_steps"] > old["num_steps"]:
@@ -414,6 +419,22 @@ def _summary(exp: Experiment, evals: list[dict], point: dict, idx, diverged: Opt
     if extras:  # the algorithm's further named scores, next to (never instead of) the score above
         row["extra_scores"] = extras
     return row
+
+
+def results_note(config, stages, num_transitions: int, row: dict, evals: list[dict]) -> str:
+    """What results.md's table means: dataset and size, budget per stage, seeds, which evaluations
+    the score averages, episodes, and that ± is the standard deviation over seeds."""
+    scored = scored_evals(evals)
+    last = scored[-config.report_last:]
+    built = f", built with config.dataset_size={config.dataset_size}" if config.dataset.startswith("offrl/") else ""
+    per_stage = ", ".join(f"{st.name} {st.num_steps}" for st in stages)
+    return (f"- Dataset: {config.dataset} ({num_transitions} transitions trained on{built}).\n"
+            f"- Budget: {sum(st.num_steps for st in stages)} updates ({per_stage}), batch {config.batch_size}.\n"
+            f"- Seeds: {', '.join(str(x) for x in row['seeds'])} per row, trained together in one vmapped program.\n"
+            f"- Score: per seed, the mean of the last {len(last)} of the {len(scored)} evaluations of the "
+            f"'{last[-1]['stage'] if last else '-'}' stage (updates {', '.join(str(e['global_step']) for e in last)}), "
+            f"{config.eval_episodes} episodes each; a row shows the mean over seeds ± the standard deviation over seeds "
+            f"(ddof=0). Normalisation: {row['score_convention']}.\n")
 
 
 def extra_note(rows: list[dict]) -> str:
@@ -543,6 +564,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         logger.truncate_after(progress["global_step"])
         if continued_from is not None:
             say(f"continuing {workdir} from update {progress['global_step']} to {total} (num_steps raised from {continued_from})")
+        elif progress["global_step"] >= total:
+            say(f"{workdir} is complete ({total} updates): its results follow; raise --config.num_steps to continue it")
         else:
             say(f"resuming {workdir} at update {progress['global_step']}/{total}")
     say(
@@ -551,9 +574,12 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         f"{total} updates in {len(chunks)} chunks, {len(jax.devices())} {jax.devices()[0].platform} device(s)"
     )
 
+    todo = _remaining(chunks, progress["global_step"])
+    if todo:  # the first chunk's compile is the long silence before the first progress line
+        say(f"compiling the first chunk ({todo[0][0]} stage, {todo[0][2]} updates)"
+            + (f", or loading it from the compile cache {exp.compile_cache}" if exp.compile_cache else "") + " ...")
     t0, steps0, t_train = time.time(), progress["global_step"], 0.0
     last_ckpt, t_ckpt = progress["global_step"], time.time()
-    todo = _remaining(chunks, progress["global_step"])
     n_seeds = len(members.seeds)
 
     def member_name(m: int) -> str:
@@ -693,10 +719,12 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         json.dump(summary, f, indent=2)
     diverged_lines = diverged_note(rows)
     with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(table + f"\n\nScores: {rows[0]['score_convention']}; last {rows[0]['evaluations_averaged']} "
-                f"evaluation(s) x {config.eval_episodes} episodes per seed.\n" + extra_note(rows) + diverged_lines)
+        f.write(table + "\n\n" + results_note(config, trainer.stages, exp.data.size, rows[0], progress["evals"])
+                + extra_note(rows) + diverged_lines)
     groups = [(label(p) if p else "mean over seeds", slice(g * n, (g + 1) * n)) for g, p in enumerate(members.points)]
-    plot_curve(progress["evals"], os.path.join(workdir, "curve.png"), f"{config.algo} on {config.dataset}", groups)
+    plot_curve(progress["evals"], os.path.join(workdir, "curve.png"),
+               f"{name} on {config.dataset} ({exp.data.size} transitions), {total} updates, "
+               f"{config.eval_episodes} episodes per evaluation", groups)
     logger.close(summary)
     say(table + ("\n" + diverged_lines.strip() if diverged_lines else ""))
     say(timing_line(summary["timing"]))

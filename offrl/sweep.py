@@ -51,7 +51,12 @@ def parse_grid(grid: str, config, sweepable=()) -> list[dict]:
         try:
             config[key]
         except (KeyError, AttributeError):
-            raise ValueError(f"config.grid names '{key}', which is not a config key") from None
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(allowed), n=3, cutoff=0.6)
+            close = [f"agent.{key}"] if f"agent.{key}" in allowed else close
+            hint = f": did you mean {' or '.join(close)}?" if close else f" (sweepable here: {', '.join(sorted(allowed)) or 'none'})"
+            raise ValueError(f"config.grid names '{key}', which is not a config key{hint}") from None
         if key not in allowed:
             raise ValueError(
                 f"config.grid cannot sweep '{key}' in one program ({config.algo} reads it to shape the program, "

@@ -92,6 +92,7 @@ def test_ctrl_c_checkpoints_the_last_chunk_and_a_kill_without_checkpoint_restart
     assert _records(interrupted)[0][-1] == step
     resumed = launch(*INTERRUPTIBLE, f"--workdir={interrupted}")
     assert f"resuming {interrupted} at update {step}/200" in resumed.stdout
+    assert f"compiling the first chunk (train stage, {10 - step % 10} updates)" in resumed.stdout
 
     proc, _ = _start(INTERRUPTIBLE, killed)  # SIGKILL: no checkpoint, records on disk
     proc.kill()
@@ -105,3 +106,65 @@ def test_ctrl_c_checkpoints_the_last_chunk_and_a_kill_without_checkpoint_restart
     # interrupting and resuming ends with the numbers of the run that trained straight through
     results = [json.load(open(os.path.join(w, "results.json"))) for w in (interrupted, killed)]
     assert results[0]["per_seed_raw"] == results[1]["per_seed_raw"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.grid=alpha=1,2"], "config.grid names 'alpha', which is not a config key: did you mean agent.alpha?"),
+        (["--num_seeds=3"], "Unknown command line flag 'num_seeds' (did you mean --config.num_seeds?)"),
+        (["--config=configs/td3bc.py:fast"], "configs/td3bc.py takes no words after ':' (got 'fast')"),
+        (["--config.dataset=hopper-medium-v2"], "use offrl/hopper/medium-v0 (offrl's local suite, built offline), "
+                                                "mujoco/hopper/medium-v0 (Minari's port, downloaded), or the path of D4RL's file"),
+    ],
+)
+def test_what_a_d4rl_or_corl_user_types_gets_a_pointed_one_line_error(tiny_dataset, tmp_path, args, message):
+    from test_newcomer import one_line_error
+
+    workdir = str(tmp_path / "run")
+    one_line_error(launch(*TINY, *args, f"--workdir={workdir}", check=False), message, workdir)
+
+
+def test_a_workdir_of_another_algorithm_is_named_as_such(tiny_dataset, tmp_path):
+    from offrl.launch import load_config
+
+    workdir = tmp_path / "td3bc_run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(load_config("td3bc").to_json())
+    args = ["--config=iql" if a.startswith("--config=") else a for a in TINY if "hidden_dims" not in a]
+    proc = launch(*args, f"--workdir={workdir}", check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+    assert f"workdir {workdir} holds a td3bc run, not iql: choose another --workdir" in proc.stderr
+    assert os.listdir(workdir) == ["config.json"]
+
+
+def test_print_config_describes_switches_as_switches():
+    from offrl.launch import describe, load_config
+
+    rows = {line.split()[0]: line for line in describe(load_config("iql")).splitlines()[1:]}
+    assert "switch: the actor's learning rate follows a cosine decay" in rows["agent.cosine_actor_lr"]
+    assert all("learning rate" not in rows[k] or "switch" in rows[k] for k in rows if rows[k].split()[1] in ("True", "False"))
+
+
+def test_results_say_what_they_mean_and_a_finished_workdir_says_it_is_complete(tiny_dataset, tmp_path):
+    workdir = str(tmp_path / "run")
+    grid = [a for a in TINY if not a.startswith("--config.num_steps")] + ["--config.num_steps=20", "--config.grid=agent.alpha=1,2"]
+    launch(*grid, f"--workdir={workdir}")
+    md = open(os.path.join(workdir, "results.md")).read()
+    for text in ("- Dataset: test/hopper/tiny-v0 (", "- Budget: 20 updates (train 20), batch 32.", "- Seeds: 0, 1 per row",
+                 "the mean of the last 1 of the 2 evaluations of the 'train' stage (updates 20), 2 episodes each",
+                 "the mean over seeds ± the standard deviation over seeds"):
+        assert text in md, md
+    again = launch(*grid, f"--workdir={workdir}")
+    assert f"{workdir} is complete (20 updates)" in again.stdout and "compiling the first chunk" not in again.stdout
+    assert "alpha=1" in again.stdout and "alpha=2" in again.stdout
+
+
+def test_the_default_workdir_is_the_same_for_the_same_command():
+    from offrl.launch import default_workdir, load_config
+
+    a, b, c = load_config("td3bc"), load_config("td3bc"), load_config("td3bc")
+    b.eval_workers = 3  # how it runs, not what it computes
+    c.agent.alpha = 5.0
+    assert default_workdir(a) == default_workdir(b) != default_workdir(c)
+    assert default_workdir(a).startswith(os.path.join("runs", "td3bc_offrl_hopper_medium-v0_"))

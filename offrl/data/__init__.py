@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from offrl.data.dataset import DatasetInfo, Transitions, episodes_to_transitions, sample, to_device
 from offrl.data.minari_io import DatasetNotFoundError, datasets_root, load_minari
@@ -43,6 +44,7 @@ def load_dataset(dataset: str, discount: float = 0.99, download: bool = True, si
         from offrl.data.d4rl import load_d4rl
 
         return load_d4rl(dataset, discount=discount)
+    check_not_d4rl_name(dataset)
     if dataset.startswith("offrl/"):
         from offrl.data.build import built_size, ensure_dataset
 
@@ -55,3 +57,27 @@ def load_dataset(dataset: str, discount: float = 0.99, download: bool = True, si
             )
         dataset = stored
     return load_minari(dataset, discount=discount, download=download)
+
+
+LOCOMOTION = ("hopper", "halfcheetah", "walker2d", "ant")
+
+
+def check_not_d4rl_name(dataset: str) -> None:
+    """DatasetNotFoundError for a D4RL task name (``hopper-medium-v2``, what D4RL and CORL users type),
+    naming the ids offrl reads instead: its local suite id, Minari's port and the D4RL file route."""
+    from offrl.data.minari_io import local_dataset_exists
+    from offrl.data.scores import d4rl_task_name
+
+    m = re.fullmatch(r"([a-z0-9]+)-([a-z-]+?)-v(\d+)", dataset.lower())
+    if "/" in dataset or m is None or d4rl_task_name(dataset) is None or local_dataset_exists(dataset):
+        return
+    env, level = m.group(1), m.group(2)
+    if env in LOCOMOTION:
+        where = (f"offrl/{env}/{level}-v0 (offrl's local suite, built offline), mujoco/{env}/{level}-v0 "
+                 f"(Minari's port, downloaded)")
+    else:
+        where = f"Minari's port D4RL/{env}/{level}-v<N> (downloaded; `minari list remote` lists the versions)"
+    raise DatasetNotFoundError(
+        f"'{dataset}' is a D4RL task name; offrl reads Minari ids and D4RL files: use {where}, or the path of "
+        f"D4RL's file (e.g. --config.dataset=/path/to/{env}_{level}-v{m.group(3)}.hdf5)"
+    )
