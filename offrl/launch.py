@@ -198,18 +198,22 @@ def _source_comments(path: str) -> dict:
 def describe(config, sweepable=None) -> str:
     """Every key of ``config`` (nested ones dotted) with its value and a one-line meaning;
     keys a ``config.grid`` may sweep in one vmapped program are marked."""
-    if sweepable is None:
-        try:
-            from offrl.algos import get_algorithm
-
-            sweepable = get_algorithm(config.algo).sweepable
-        except Exception:
-            sweepable = ()
     import offrl
 
     here = os.path.dirname(os.path.abspath(offrl.__file__))
+    source, shown = os.path.join(here, "algos", f"{config.algo}.py"), f"offrl/algos/{config.algo}.py"
+    try:
+        from offrl.algos import get_algorithm, is_outside
+
+        record = get_algorithm(config.algo)
+        if is_outside(config.algo):  # comments beside the defaults in the user's own file
+            source = shown = sys.modules[record.init.__module__].__file__
+        if sweepable is None:
+            sweepable = record.sweepable
+    except Exception:  # describing never fails on an algorithm that cannot be loaded
+        sweepable = sweepable or ()
     base = _source_comments(os.path.join(here, "config.py"))
-    agent = _source_comments(os.path.join(here, "algos", f"{config.algo}.py"))
+    agent = _source_comments(source)
     rows = []
     for key in config_keys(config):
         value = config[key]
@@ -228,7 +232,7 @@ def describe(config, sweepable=None) -> str:
                     meaning = text.format(last[: -len(suffix)].strip("_") or key.split(".")[-2])
                     break
         if meaning is None:
-            meaning = f"see offrl/algos/{config.algo}.py" if key.startswith("agent.") else ""
+            meaning = f"see {shown}" if key.startswith("agent.") else ""
         if key.startswith("agent.") and key[len("agent."):] in sweepable:
             meaning += " [grid-sweepable]"
         rows.append((key, repr(value), meaning))
@@ -272,44 +276,82 @@ def _define_flags():
 
 
 NUM_STEPS_FLAG = CONFIG_FLAG + ".num_steps"
-_budget: dict = {}  # set by parse_flags when --config.num_steps is given: the config it scales
+_chosen: dict = {}  # set by parse_flags: the config to run (when it is not absl's) and the num_steps scaling
+
+
+def _take(argv: list[str], prefix: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """argv without its ``prefix...=value`` / ``prefix... value`` arguments, and those as [(key, value)]."""
+    out, taken, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith(prefix):
+            key, eq, val = a.partition("=")
+            if not eq and i + 1 < len(argv):
+                val, i = argv[i + 1], i + 1
+            taken.append((key[len(CONFIG_FLAG) + 1:], val))
+        else:
+            out.append(a)
+        i += 1
+    return out, taken
 
 
 def _without_num_steps(argv: list[str]) -> tuple[list[str], bool]:
-    """The ``--config`` arguments of ``argv`` (its first item kept) without ``--config.num_steps``, and whether it was there."""
-    out, given, i = argv[:1], False, 1
-    while i < len(argv):
-        a = argv[i]
-        if a == NUM_STEPS_FLAG:
-            given, i = True, i + 2
-            continue
-        if a.startswith(NUM_STEPS_FLAG + "="):
-            given = True
-        elif a == CONFIG_FLAG and i + 1 < len(argv):
-            out += argv[i:i + 2]
-            i += 1
-        elif a.startswith(CONFIG_FLAG):
-            out.append(a)
-        i += 1
-    return out, given
+    """``argv`` without ``--config.num_steps``, and whether it was there."""
+    rest, taken = _take(argv, NUM_STEPS_FLAG)
+    return rest, any(k == "num_steps" for k, _ in taken)
 
 
-def budget_config(argv: list[str], num_steps: int):
-    """The config of ``argv``'s ``--config`` and overrides given a budget of ``num_steps`` updates by
-    :func:`offrl.config.scale_num_steps` (a multi-stage algorithm's stage steps scale in proportion;
-    those ``argv`` sets explicitly keep their value), and {agent key: scaled value}."""
+def _parse_config(argv: list[str]):
+    """The config of ``argv``'s ``--config`` and ``--config.*`` overrides, parsed apart from absl's global flags."""
     from absl import flags
     from ml_collections import config_flags
 
-    from offrl.config import scale_num_steps
-
-    own_argv, _ = _without_num_steps(argv)
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", resolve_config("default"), flag_values=fv)
-    fv(own_argv)
-    explicit = {a[len(CONFIG_FLAG) + 1:].split("=", 1)[0] for a in own_argv if a.startswith(CONFIG_FLAG + ".")}
-    keep = {k[len("agent."):] for k in explicit if k.startswith("agent.")}
-    return fv.config, scale_num_steps(fv.config, num_steps, keep=keep)
+    fv(argv, known_only=True)
+    return fv.config
+
+
+def outside_agent(record, overrides: list[tuple[str, str]]):
+    """``record.default_config()`` with ``--config.agent.<key>=<value>`` overrides, each value read as
+    its default's type (an algorithm outside offrl brings its own agent keys)."""
+    import ast
+
+    agent = record.default_config()
+    for key, text in overrides:
+        key = key[len("agent."):]
+        default = agent[key]
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1")
+            elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                value = type(default)(ast.literal_eval(text))
+            elif isinstance(default, str):
+                value = text
+            else:
+                value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UsageError(f"--config.agent.{key}={text}: not a value of the type of its default {default!r}") from None
+        agent[key] = value
+    return agent
+
+
+def _outside_algo(argv: list[str]):
+    """(record, argv without its --config.agent.* arguments, those arguments) when ``--config.algo`` names an
+    algorithm outside offrl (``path/to/my_algo.py``, ``module:NAME``); else None."""
+    algo = [v for k, v in _take(argv, CONFIG_FLAG + ".algo")[1] if k == "algo"]
+    from offrl.algos import get_algorithm, is_outside
+
+    if not algo or not is_outside(algo[-1]):
+        return None
+    try:
+        record = get_algorithm(algo[-1])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    rest, agent_args = _take(argv, CONFIG_FLAG + ".agent.")
+    return record, rest, agent_args
 
 
 def _flag_hint(message: str, argv: list[str]) -> str:
@@ -332,15 +374,39 @@ def _flag_hint(message: str, argv: list[str]) -> str:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with every input error turned into one line (exit status 2)."""
+    """absl flag parsing, with every input error turned into one line (exit status 2).
+
+    Two things absl's config flag cannot do happen here: ``--config.algo`` naming an algorithm outside
+    offrl starts ``config.agent`` from that algorithm's defaults, and ``--config.num_steps`` scales a
+    multi-stage algorithm's update counts (:func:`offrl.config.scale_num_steps`)."""
     from absl import flags
+
+    from offrl.config import scale_num_steps
 
     try:
         argv, value = _split_config_arg(list(argv))
-        check_overrides(argv[1:], load_config(value) if value else load_config("default"))
-        rest = flags.FLAGS(argv)
-        if _without_num_steps(argv)[1]:  # one meaning of num_steps everywhere (offrl.config.scale_num_steps)
-            _budget["config"], _budget["scaled"] = budget_config(argv, flags.FLAGS.config.num_steps)
+        base = load_config(value or "default")
+        outside = _outside_algo(argv)
+        if outside:
+            record, argv, agent_args = outside
+            base.agent = outside_agent(record, [])
+            check_overrides([f"--config.{k}={v}" for k, v in agent_args], base)
+        check_overrides(argv[1:], base)
+        own_argv, budget = _without_num_steps(argv)
+        saved, sys.argv = sys.argv, list(argv)  # ml_collections' config flag reads its overrides from sys.argv
+        try:
+            rest = flags.FLAGS(argv)
+            config = _parse_config(own_argv) if budget else flags.FLAGS.config
+        finally:
+            sys.argv = saved
+        if outside:
+            config.agent = outside_agent(record, agent_args)
+        if outside or budget:
+            _chosen["config"] = config
+        if budget:  # one meaning of num_steps everywhere
+            explicit = {k[len("agent."):] for k, _ in _take(own_argv, CONFIG_FLAG + ".agent.")[1]}
+            explicit |= {k[len("agent."):] for k, _ in (agent_args if outside else [])}
+            _chosen["scaled"] = scale_num_steps(config, flags.FLAGS.config.num_steps, keep=explicit)
         return rest
     except UsageError as e:
         fail(str(e))
@@ -359,10 +425,10 @@ def main(argv):
     if not FLAGS["verbosity"].present:  # keep the console to progress and results (no backend-probe INFO lines)
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("jax").setLevel(logging.WARNING)
-    config = _budget.get("config", FLAGS.config)
-    if _budget.get("scaled"):
+    config = _chosen.get("config", FLAGS.config)
+    if _chosen.get("scaled"):
         print(f"num_steps={config.num_steps}: {config.algo}'s update counts scaled in proportion ("
-              + ", ".join(f"agent.{k}={v}" for k, v in sorted(_budget["scaled"].items())) + ")", flush=True)
+              + ", ".join(f"agent.{k}={v}" for k, v in sorted(_chosen["scaled"].items())) + ")", flush=True)
     if FLAGS.print_config:
         print(describe(config))
         return

@@ -168,3 +168,81 @@ def test_the_default_workdir_is_the_same_for_the_same_command():
     c.agent.alpha = 5.0
     assert default_workdir(a) == default_workdir(b) != default_workdir(c)
     assert default_workdir(a).startswith(os.path.join("runs", "td3bc_offrl_hopper_medium-v0_"))
+
+
+USER_ALGORITHM = '''"""A user's own algorithm, outside offrl: behaviour cloning with a Huber loss of width agent.delta."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl import nets
+from offrl.algos import Algorithm, single_stage
+from offrl.algos.common import adam, make_state
+from offrl.checks import Checks
+
+
+def default_config():
+    return ml_collections.ConfigDict(dict(lr=1e-3, hidden_dims=(16, 16), delta=1.0))
+
+
+class State(struct.PyTreeNode):
+    actor: TrainState
+
+
+def init(key, spec, config):
+    net = nets.DeterministicPolicy(spec.act_dim, tuple(config.agent.hidden_dims))
+    return State(make_state(key, net, (jnp.zeros((1, spec.obs_dim)),), adam(config.agent.lr)))
+
+
+def update(state, batch, key, step, config):
+    def loss_fn(params):
+        err = state.actor.apply_fn(params, batch.observations) - batch.actions
+        return optax.huber_loss(err, delta=config.agent.delta).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.actor.params)
+    return state.replace(actor=state.actor.apply_gradients(grads=grads)), {"huber": loss}
+
+
+def act(state, obs, key, config, deterministic=True):
+    return state.actor.apply_fn(state.actor.params, obs)
+
+
+def validate(config):
+    Checks(config.agent, "agent").above(0, "delta")
+
+
+ALGORITHM = Algorithm(name="huber_bc", init=init, stages=lambda c: single_stage(update, c), act=act,
+                      default_config=default_config, validate=validate, sweepable=("delta",))
+'''
+
+
+def test_an_algorithm_outside_the_package_runs_from_the_command_line(tiny_dataset, tmp_path):
+    import json
+
+    from test_newcomer import one_line_error
+
+    path = tmp_path / "huber_bc.py"
+    path.write_text(USER_ALGORITHM)
+    args = [a for a in TINY if "hidden_dims" not in a] + [f"--config.algo={path}"]
+    workdir = str(tmp_path / "run")
+    shown = launch(*args, "--config.agent.delta=0.5", "--print_config", f"--workdir={workdir}")
+    rows = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines()[1:]}
+    assert {k for k in rows if k.startswith("agent.")} == {"agent.lr", "agent.hidden_dims", "agent.delta"}
+    assert rows["agent.delta"] == "0.5"
+    # the harness's checks: a bad value, a misspelt key, a grid over a key the record does not declare
+    one_line_error(launch(*args, "--config.agent.delta=-1", f"--workdir={workdir}", check=False), "agent.delta=-1.0", workdir)
+    one_line_error(launch(*args, "--config.agent.dleta=1", f"--workdir={workdir}", check=False),
+                   "unknown config key 'agent.dleta': did you mean agent.delta", workdir)
+    one_line_error(launch(*args, "--config.grid=agent.lr=1e-3,1e-4", f"--workdir={workdir}", check=False),
+                   "cannot sweep 'agent.lr'", workdir)
+    one_line_error(launch(*args[:-1], f"--config.algo={tmp_path}/nope.py", f"--workdir={workdir}", check=False),
+                   "nope.py' does not exist", workdir)
+    proc = launch(*args, "--config.grid=agent.delta=0.5,2", f"--workdir={workdir}")
+    assert "normalised score" in proc.stdout
+    res = json.load(open(os.path.join(workdir, "results.json")))
+    assert [r["hparams"] for r in res["rows"]] == [{"agent.delta": 0.5}, {"agent.delta": 2.0}]
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert all(r["train/huber"] > 0 for r in rows if r["kind"] == "train")

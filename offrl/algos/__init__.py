@@ -60,6 +60,9 @@ The reported score of a run comes only from evaluations of its last evaluating s
 
 Every module in this package not named ``common`` or starting with ``_`` is an algorithm:
 adding the file registers it, and the shared harness (tests/test_algorithms.py) covers it.
+An algorithm outside the package runs without being registered: ``config.algo`` =
+``path/to/my_algo.py`` (the file's ``ALGORITHM``) or ``my_package.my_algo:NAME``; the launcher
+then starts ``config.agent`` from the record's ``default_config()``.
 """
 from __future__ import annotations
 
@@ -148,11 +151,57 @@ def single_stage(update: Callable, config) -> list[Stage]:
     return [Stage("train", lambda s, b, k, t: update(s, b, k, t, config), config.num_steps, config.batch_size)]
 
 
+def is_outside(name: str) -> bool:
+    """Whether ``config.algo`` names an algorithm outside this package: ``path/to/my_algo.py`` or ``module:NAME``."""
+    return name.endswith(".py") or ":" in name
+
+
+def load_outside(name: str) -> Algorithm:
+    """The :class:`Algorithm` record that ``name`` names outside offrl: ``path/to/my_algo.py`` (its
+    ``ALGORITHM``), ``path/to/my_algo.py:NAME`` or ``my_package.my_algo:NAME`` (an importable module).
+    The runner gives it every check a registered algorithm gets (required fields, ``validate``, grids)."""
+    import importlib.util
+    import os
+    import sys
+
+    where, _, attr = name.rpartition(":") if ":" in name else (name, "", "ALGORITHM")
+    attr = attr or "ALGORITHM"
+    if where.endswith(".py"):
+        path = os.path.abspath(os.path.expanduser(where))
+        if not os.path.isfile(path):
+            raise ValueError(f"algorithm file '{where}' does not exist: give the path of a Python file that ends with "
+                             f"{attr} = Algorithm(...), or an importable module:NAME")
+        module_name = "offrl_outside_" + "".join(ch if ch.isalnum() else "_" for ch in path)
+        module = sys.modules.get(module_name)
+        if module is None:  # loaded once per process: its functions (and their compiled programs) are reused
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as e:
+            raise ValueError(f"algorithm '{name}': module '{where}' cannot be imported ({e}); give module:NAME of an "
+                             f"importable module or path/to/my_algo.py") from None
+    record = getattr(module, attr, None)
+    if not isinstance(record, Algorithm):
+        raise ValueError(f"algorithm '{name}': {where} defines no {attr} = Algorithm(...) (found {type(record).__name__})")
+    return record
+
+
 def get_algorithm(name: str) -> Algorithm:
+    """The record of ``config.algo``: a module of this package, or one outside it (:func:`load_outside`)."""
     if name not in ALGORITHMS:
+        if is_outside(name):
+            return load_outside(name)
         raise ValueError(
             f"unknown algorithm '{name}': choose one of {', '.join(sorted(ALGORITHMS))} "
-            f"(set --config.algo or pick a file in configs/)"
+            f"(set --config.algo or pick a file in configs/), or give your own as path/to/my_algo.py or module:NAME"
         )
     record = importlib.import_module(f"offrl.algos.{name}").ALGORITHM
     if not isinstance(record, Algorithm) or record.name != name:
