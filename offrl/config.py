@@ -44,13 +44,14 @@ def base_config() -> ml_collections.ConfigDict:
     # output
     c.checkpoint_interval = 50_000  # updates between checkpoints (0: only at the end)
     c.checkpoint_seconds = CHECKPOINT_SECONDS  # also checkpoint at the first chunk end this many seconds after the last checkpoint (0: never), so a kill loses at most that much work
-    c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name=""))
+    c.wandb = ml_collections.ConfigDict(dict(mode="disabled", project="offrl", entity="", group="", name="",
+                                             per_member=True))
     c.agent = ml_collections.ConfigDict()
     return c
 
 
 # keys that change how a run executes, not what it computes: a run resumes when only these differ
-EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache", "checkpoint_seconds")
+EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache", "checkpoint_seconds", "wandb.per_member")
 EVAL_OVERLAP = ("auto", "on", "off")
 
 

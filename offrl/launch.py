@@ -145,6 +145,7 @@ BASE_MEANINGS = {
     "wandb.entity": "wandb entity (team or user; empty: your default)",
     "wandb.group": "wandb group (empty: none)",
     "wandb.name": "wandb run name (empty: the workdir's name)",
+    "wandb.per_member": "one wandb run per member (seed x grid point) in one group, as CORL's per-seed runs; False: one run of the means",
 }
 
 # What a key means when no comment beside its default says it: by name, then by suffix.
@@ -250,7 +251,11 @@ def default_workdir(config) -> str:
 
     from offrl.config import EXECUTION_ONLY
 
-    keys = {k: v for k, v in json.loads(config.to_json()).items() if k not in EXECUTION_ONLY}
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(prefix + k, v)]
+
+    keys = {k: v for k, v in flat(json.loads(config.to_json())) if k not in EXECUTION_ONLY}
     digest = hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
     return os.path.join("runs", f"{config.algo}_{config.dataset.strip('/').replace('/', '_')}_{digest}")
 

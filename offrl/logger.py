@@ -70,44 +70,55 @@ def wandb_reachable(timeout: float = 5.0) -> Optional[str]:
 class Logger:
     """Appends one JSON line per record to ``metrics.jsonl`` and mirrors scalars to wandb.
 
-    ``wandb.mode=online`` with a server that cannot be reached falls back to offline logging
-    (one warning), so the run completes and ``wandb sync <workdir>/wandb/offline-run-*``
+    ``member_names`` (one per run member, grid point-major) with ``config.wandb.per_member`` (the
+    default): one wandb run per member, all in one group (``config.wandb.group``, else the workdir's
+    name), each logging its own training metrics and returns, as CORL's per-seed runs; otherwise one
+    run with the means. ``wandb.mode=online`` with a server that cannot be reached falls back to
+    offline logging (one warning), so the run completes and ``wandb sync <workdir>/wandb/offline-run-*``
     uploads it later.
     """
 
-    def __init__(self, workdir: str, config, resume: bool = False, warn=None):
+    def __init__(self, workdir: str, config, resume: bool = False, warn=None, member_names=None):
         self.path = os.path.join(workdir, "metrics.jsonl")
-        self.wandb = None
-        if config.wandb.mode != "disabled":
-            import wandb
+        self.wandb = None  # the one run of the means (per_member off)
+        self.runs = []  # one run per member (per_member on)
+        if config.wandb.mode == "disabled":
+            return
+        import wandb
 
-            warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
-            kwargs = dict(
-                project=config.wandb.project,
-                entity=config.wandb.entity or None,
-                group=config.wandb.group or None,
-                name=config.wandb.name or os.path.basename(os.path.abspath(workdir)),
-                config=config.to_dict(),
-                dir=workdir,
-                resume="allow" if resume else None,
-                id=_wandb_id(workdir),
+        warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        name = config.wandb.name or os.path.basename(os.path.abspath(workdir))
+        common = dict(project=config.wandb.project, entity=config.wandb.entity or None, config=config.to_dict(),
+                      dir=workdir, resume="allow" if resume else None)
+        mode, why = config.wandb.mode, None
+        if mode == "online":
+            why = wandb_reachable()
+        per_member = bool(member_names) and config.wandb.get("per_member", True)
+        if per_member:
+            wanted = [dict(common, name=f"{name} {m}", id=f"{_wandb_id(workdir)}-{i}", group=config.wandb.group or name,
+                           reinit="create_new") for i, m in enumerate(member_names)]
+        else:
+            wanted = [dict(common, name=name, id=_wandb_id(workdir), group=config.wandb.group or None)]
+        runs = []
+        if why is None:
+            try:
+                runs = [wandb.init(mode=mode, **kw) for kw in wanted]
+            except Exception as e:  # a server that answers the probe but fails the run's start
+                if mode != "online":
+                    raise
+                for r in runs:
+                    r.finish()
+                runs, why = [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if not runs:
+            warn(
+                f"warning: wandb server {wandb_base_url()} cannot be reached ({why}); logging offline into "
+                f"{os.path.join(workdir, 'wandb')}: upload later with `wandb sync {os.path.join(workdir, 'wandb')}/offline-run-*`"
             )
-            mode, why = config.wandb.mode, None
-            if mode == "online":
-                why = wandb_reachable()
-            if why is None:
-                try:
-                    self.wandb = wandb.init(mode=mode, **kwargs)
-                except Exception as e:  # a server that answers the probe but fails the run's start
-                    if mode != "online":
-                        raise
-                    why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if self.wandb is None:
-                warn(
-                    f"warning: wandb server {wandb_base_url()} cannot be reached ({why}); logging offline into "
-                    f"{os.path.join(workdir, 'wandb')}: upload later with `wandb sync {os.path.join(workdir, 'wandb')}/offline-run-*`"
-                )
-                self.wandb = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+            runs = [wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kw) for kw in wanted]
+        if per_member:
+            self.runs = runs
+        else:
+            self.wandb = runs[0]
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint so the file matches an uninterrupted run."""
@@ -132,12 +143,23 @@ class Logger:
                 elif isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
                     flat[f"{k}_mean"] = float(np.mean(v))
             self.wandb.log(flat, step=record["global_step"])
+        for i, run in enumerate(self.runs):  # each member's own values: its entry of every per-member list
+            own = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not k.startswith("train/")}
+            for k in ("raw", "normalized"):
+                if isinstance(record.get(k), list) and record[k][i] is not None:
+                    own[f"eval/{k}"] = record[k][i]
+            own.update({k: v[i] for k, v in (record.get("members") or {}).items() if v[i] is not None})
+            run.log(own, step=record["global_step"])
 
     def close(self, summary: Optional[dict] = None) -> None:
         if self.wandb is not None:
             if summary:
                 self.wandb.summary.update(_jsonable(summary))
             self.wandb.finish()
+        for run in self.runs:
+            if summary:
+                run.summary.update(_jsonable(summary))
+            run.finish()
 
 
 def _wandb_id(workdir: str) -> str:

@@ -356,6 +356,23 @@ def _remaining(chunks, done: int):
     return out
 
 
+def _per_member(values) -> list:
+    """(members, ...) -> each member's mean over its finite entries (None when it has none)."""
+    v = np.asarray(values, np.float64)
+    return [finite_mean(row) for row in v.reshape(v.shape[0], -1)]
+
+
+def _point_summary(name: str, raw: np.ndarray, ok: np.ndarray, info: DatasetInfo) -> str:
+    """'alpha=1 13.2 ± 7.1': a grid point's score (normalised if the dataset has references, else
+    return) over its finite members, for the progress line."""
+    if not ok.any():
+        return f"{name} n/a"
+    stats, _ = _stats(np.asarray(raw, np.float64), ok, info)
+    if stats["normalized_mean"] is not None:
+        return f"{name} {stats['normalized_mean']:.1f} ± {stats['normalized_std']:.1f}"
+    return f"{name} return {stats['raw_mean']:.1f}"
+
+
 def _nonfinite(values) -> np.ndarray:
     """(members,) bool: which members have a non-finite entry in ``values`` (leading axis: members)."""
     v = np.asarray(values, np.float64)
@@ -555,7 +572,14 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             found = ", ".join(f"process_{i}: {'none' if a < 0 else f'update {a}'}" for i, a in enumerate(at.reshape(-1)))
             raise ValueError(f"workdir {workdir}: the processes' checkpoints disagree ({found}); a run killed while "
                              f"they were written cannot resume: delete {workdir} and start it again")
-    logger = Logger(workdir, config, resume=resume) if lead else _NoLogger()
+    n_seeds = len(members.seeds)
+
+    def member_name(m: int) -> str:
+        point = members.points[m // n_seeds]
+        return (label(point) + " " if point else "") + f"seed {members.seeds[m % n_seeds]}"
+
+    logger = Logger(workdir, config, resume=resume, member_names=[member_name(m) for m in range(members.size)]) \
+        if lead else _NoLogger()
     if not resume and lead and os.path.exists(logger.path):  # an earlier attempt stopped before any checkpoint
         say(f"{workdir} holds no checkpoint of this run: starting it again from update 0 (its earlier records are dropped)")
         logger.truncate_after(-1)
@@ -580,12 +604,6 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             + (f", or loading it from the compile cache {exp.compile_cache}" if exp.compile_cache else "") + " ...")
     t0, steps0, t_train = time.time(), progress["global_step"], 0.0
     last_ckpt, t_ckpt = progress["global_step"], time.time()
-    n_seeds = len(members.seeds)
-
-    def member_name(m: int) -> str:
-        point = members.points[m // n_seeds]
-        return (label(point) + " " if point else "") + f"seed {members.seeds[m % n_seeds]}"
-
     diverged = progress["diverged"]  # {member index (str): first non-finite metric / evaluation}
     pending, t_overlap = None, 0.0  # the next chunk, dispatched before an evaluation it overlaps
     for ci, (stage_name, start, length) in enumerate(todo):
@@ -602,6 +620,9 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         gstep = progress["global_step"] + length
         record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
         record.update({f"train/{k}": finite_mean(v) for k, v in metrics.items()})
+        # each member's own (grid point-major: member = point * num_seeds + seed index), so one diverging
+        # configuration can be told from the others
+        record["members"] = {f"train/{k}": _per_member(v) for k, v in metrics.items()}
         for k, v in sorted(metrics.items()):
             for m in np.flatnonzero(_nonfinite(v)):
                 d = diverged.setdefault(str(m), {"first_nonfinite_metric": None, "first_nonfinite_eval": None})
@@ -664,6 +685,10 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
             progress["evals"].append({k: ev[k] for k in ("global_step", "stage", "raw", "normalized")})
             if not ok.any():
                 line += " | score n/a (every member diverged)"
+            elif len(members.points) > 1:  # one summary per grid point: the points are different configurations
+                line += " | " + "; ".join(_point_summary(label(p), res.raw[g * n_seeds:(g + 1) * n_seeds],
+                                                         ok[g * n_seeds:(g + 1) * n_seeds], exp.info)
+                                          for g, p in enumerate(members.points))
             elif exp.info.ref_max_score is not None:
                 line += f" | score {ev['normalized_mean']:.1f} ± {ev['normalized_std']:.1f}"
             else:

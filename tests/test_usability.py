@@ -147,9 +147,23 @@ def test_print_config_describes_switches_as_switches():
 
 
 def test_results_say_what_they_mean_and_a_finished_workdir_says_it_is_complete(tiny_dataset, tmp_path):
+    import json
+    import re
+
+    import numpy as np
+
     workdir = str(tmp_path / "run")
-    grid = [a for a in TINY if not a.startswith("--config.num_steps")] + ["--config.num_steps=20", "--config.grid=agent.alpha=1,2"]
-    launch(*grid, f"--workdir={workdir}")
+    grid = [a for a in TINY if not a.startswith("--config.num_steps")] + [
+        "--config.num_steps=20", "--config.grid=agent.alpha=1,2", "--config.wandb.mode=offline"]
+    proc = launch(*grid, f"--workdir={workdir}")
+    # the progress line summarises each grid point; metrics.jsonl and wandb keep every member's own metrics
+    assert re.search(r"train 20/20 \| alpha=1 -?[\d.]+ ± [\d.]+; alpha=2 -?[\d.]+ ± [\d.]+ \|", proc.stdout), proc.stdout
+    train = [r for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl"))) if r["kind"] == "train"]
+    for r in train:
+        assert set(r["members"]) == {k for k in r if k.startswith("train/")} and len(r["members"]["train/critic_loss"]) == 4
+        assert r["train/critic_loss"] == pytest.approx(np.mean(r["members"]["train/critic_loss"]))
+    runs = sorted(d for d in os.listdir(os.path.join(workdir, "wandb")) if d.startswith("offline-run-"))
+    assert len(runs) == 4  # one wandb run per member
     md = open(os.path.join(workdir, "results.md")).read()
     for text in ("- Dataset: test/hopper/tiny-v0 (", "- Budget: 20 updates (train 20), batch 32.", "- Seeds: 0, 1 per row",
                  "the mean of the last 1 of the 2 evaluations of the 'train' stage (updates 20), 2 episodes each",
