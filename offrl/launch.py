@@ -260,6 +260,27 @@ def default_workdir(config) -> str:
     return os.path.join("runs", f"{config.algo}_{config.dataset.strip('/').replace('/', '_')}_{digest}")
 
 
+def config_doc(value: str) -> list[str]:
+    """[the config file, its docstring's lines]: what a config is and the words it takes after ':'
+    (``bppo:cpu``, ...), for --print_config; [] when it has no docstring."""
+    import ast
+
+    path = resolve_config(value).partition(":")[0]
+    with open(path) as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    return [os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path] + doc.splitlines() if doc else []
+
+
+def configs_with_words() -> list[str]:
+    """The shipped configs whose ``get_config`` takes words after ':' (``bppo:cpu``, ``arq:cpu,implicit``)."""
+    out = []
+    for name in available_configs():
+        with open(os.path.join(configs_dir(), name + ".py")) as f:
+            if "def get_config(arg" in f.read():
+                out.append(name)
+    return out
+
+
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -273,7 +294,9 @@ def _define_flags():
         return
     config_flags.DEFINE_config_file(
         "config", resolve_config("default"),  # (also puts the shipped configs/ on the import path)
-        "a config name (td3bc, iql, ...: the configs/ shipped with offrl) or a config file path",
+        "a config name (td3bc, iql, ...: the configs/ shipped with offrl) or a config file path; "
+        f"{', '.join(configs_with_words())} take words after ':' (e.g. bppo:cpu, a budget for a 2-core CPU); "
+        "--print_config shows a config's words",
     )
     flags.DEFINE_string("workdir", None, "Run directory (default: runs/<algo>_<dataset>_<hash of the config>, so the same command resumes it).")
     flags.DEFINE_integer("stop_after", None, "Stop (with a checkpoint) after this many updates.", lower_bound=1)
@@ -390,6 +413,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
     try:
         argv, value = _split_config_arg(list(argv))
+        _chosen["source"] = value or "default"
         base = load_config(value or "default")
         outside = _outside_algo(argv)
         if outside:
@@ -436,6 +460,9 @@ def main(argv):
               + ", ".join(f"agent.{k}={v}" for k, v in sorted(_chosen["scaled"].items())) + ")", flush=True)
     if FLAGS.print_config:
         print(describe(config))
+        about = config_doc(_chosen.get("source", "default"))
+        if about:
+            print("\nabout this config (" + about[0] + "):\n" + "\n".join("  " + line for line in about[1:]).rstrip())
         return
     from offrl.runner import RunInterrupted, run_experiment
 

@@ -260,3 +260,11 @@ def test_an_algorithm_outside_the_package_runs_from_the_command_line(tiny_datase
     assert [r["hparams"] for r in res["rows"]] == [{"agent.delta": 0.5}, {"agent.delta": 2.0}]
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert all(r["train/huber"] > 0 for r in rows if r["kind"] == "train")
+
+
+def test_a_configs_words_are_shown_by_print_config_and_help(tmp_path):
+    shown = launch("--config=bppo:cpu", "--print_config")
+    about = shown.stdout.split("about this config (")[1]
+    assert about.startswith("configs/bppo.py):") and "  cpu       a budget for a 2-core CPU" in about
+    helped = launch("--help", check=False)  # absl: exit status 1 after --help
+    assert "take words after ':' (e.g. bppo:cpu" in " ".join(helped.stdout.split()) and "arq, arq_s" in helped.stdout
