@@ -281,6 +281,20 @@ def configs_with_words() -> list[str]:
     return out
 
 
+def quiet_startup() -> None:
+    """Keep a command's console to its progress and results: absl's INFO lines (JAX's backend probes,
+    rliable's 'Calculating estimates for ...'), JAX's INFO logging, and the random_state FutureWarning
+    that the ``arch`` package raises inside rliable's bootstrap. The launcher calls it (unless
+    --verbosity is given); so can any other entry point (experiments/reproduce.py)."""
+    import warnings
+
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*random_state.*deprecated", category=FutureWarning, module=r"arch\.")
+
+
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -448,12 +462,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
     del argv
     from absl import flags
-    from absl import logging as absl_logging
 
     FLAGS = flags.FLAGS
-    if not FLAGS["verbosity"].present:  # keep the console to progress and results (no backend-probe INFO lines)
-        absl_logging.set_verbosity(absl_logging.WARNING)
-        logging.getLogger("jax").setLevel(logging.WARNING)
+    if not FLAGS["verbosity"].present:  # keep the console to progress and results
+        quiet_startup()
     config = _chosen.get("config", FLAGS.config)
     if _chosen.get("scaled"):
         print(f"num_steps={config.num_steps}: {config.algo}'s update counts scaled in proportion ("

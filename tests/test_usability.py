@@ -268,3 +268,25 @@ def test_a_configs_words_are_shown_by_print_config_and_help(tmp_path):
     assert about.startswith("configs/bppo.py):") and "  cpu       a budget for a 2-core CPU" in about
     helped = launch("--help", check=False)  # absl: exit status 1 after --help
     assert "take words after ':' (e.g. bppo:cpu" in " ".join(helped.stdout.split()) and "arq, arq_s" in helped.stdout
+
+
+def test_quiet_startup_silences_the_known_startup_noise():
+    import warnings
+
+    import numpy as np
+    from absl import logging as absl_logging
+    from arch.bootstrap import IIDBootstrap
+
+    from offrl.launch import quiet_startup
+
+    level = absl_logging.get_verbosity()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            quiet_startup()
+            IIDBootstrap(np.arange(10), random_state=np.random.RandomState(0))  # what rliable's bootstrap does
+            warnings.warn("an unrelated warning stays", UserWarning)
+        assert [str(w.message) for w in caught] == ["an unrelated warning stays"]
+        assert absl_logging.get_verbosity() == absl_logging.WARNING
+    finally:
+        absl_logging.set_verbosity(level)
