@@ -250,11 +250,10 @@ def write_page(workdir: str, out: str) -> str:
 
 
 def main(_):
-    FLAGS = flags.FLAGS
+    from offrl.launch import fail, quiet_startup
 
-    def fail(msg):
-        print(f"error: {msg}", file=sys.stderr)
-        sys.exit(2)
+    quiet_startup()
+    FLAGS = flags.FLAGS
 
     claims = [c for c in FLAGS.claims.split(",") if c]
     envs = [e for e in FLAGS.envs.split(",") if e]

@@ -269,8 +269,9 @@ def header_lines(table, columns, results: dict) -> list:
 
 def main(_):
     from offrl.aggregates import aggregate_lines
-    from offrl.launch import fail
+    from offrl.launch import fail, quiet_startup
 
+    quiet_startup()
     opts = flags.FLAGS
     table, columns, tasks = check_flags(opts)
     print(f"{table.TITLE}\npaper's protocol: {table.PROTOCOL.describe()}")

@@ -161,3 +161,19 @@ def test_results_page_is_generated_from_cell_results(tmp_path):
     for cid in ("C2", "C3", "C4", "C5"):  # claims without runs say so
         section = text[text.index(f"## {cid}"):]
         assert "**Verdict: inconclusive** — 0 of" in section
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--claims=C9"], "unknown claim 'C9': choose from C1, C2, C3, C4, C5"),
+    (["--claims=C1", "--envs=ant"], "claim C1 is not defined on 'ant': choose from hopper, walker2d, halfcheetah"),
+    ([], "name the claims to run (--claims=C1,C2) or ask for the page alone (--page)"),
+])
+def test_evidence_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.md"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "evidence.py"), *args,
+                           f"--workdir={tmp_path / 'runs'}", f"--out={out}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}", proc.stderr[-2000:]
+    assert not out.exists() and not (tmp_path / "runs").exists()
