@@ -168,9 +168,102 @@ MEANINGS = {
     "gp.actions": "where the penalty's actions are drawn (see offrl/plugins.py)",
     "cr.critic": "which critic value weights the constraint (see offrl/plugins.py)",
     "cr.normalize": "min-max normalise the constraint weight",
+    "cr.weights_from": "before | after: the critic of the constraint weight is the one before this step's critic update or after it",
+    "cr.percentile_clip": "(lo, hi): clamp the critic values to their batch lo-th and hi-th percentiles before normalising",
     "sampler_steps": "steps of the diffusion sampler per candidate (not updates: num_steps leaves it alone)",
     "cosine_actor_lr": "switch: the actor's learning rate follows a cosine decay over num_steps",
 }
+# What an algorithm's key means where its file has no comment beside the default (or only a provenance
+# note); each read from the algorithm's docstring and code.
+ALGO_MEANINGS = {
+    "arq": {
+        "fourier_scale": "scale of the score network's Gaussian Fourier features of the diffusion time",
+        "ema": "EMA rate of the score network's weights; the EMA weights sample candidates and score likelihoods",
+        "beta_min": "VP-SDE noise schedule: beta(t) at t = 0",
+        "beta_max": "VP-SDE noise schedule: beta(t) at t = 1",
+        "dsm_t_min": "smallest diffusion time drawn by the denoising score-matching loss (t ~ U(dsm_t_min, 1))",
+        "std_floor": "state / action stds in (0, std_floor) become std_floor when standardising",
+        "num_candidates": "candidate actions the PC sampler draws per state (the support Q-learning maximises over)",
+        "snr": "signal-to-noise ratio of the PC sampler's Langevin corrector step",
+        "sampler_t_end": "diffusion time the PC sampler stops at (it starts at 1)",
+        "num_probes": "Rademacher probes of Hutchinson's trace estimate in the ODE log-likelihood",
+        "ode_t0": "diffusion time the probability-flow ODE of the log-likelihood starts from",
+        "ode_rtol": "relative tolerance of the log-likelihood ODE solver (Dopri5)",
+        "ode_atol": "absolute tolerance of the log-likelihood ODE solver (Dopri5)",
+        "ode_step_limit": "most steps of the log-likelihood ODE solver; a row that needs more gets a nan likelihood",
+        "cache_dir": "where pre-generated candidates and likelihoods are cached (chunk by chunk, so a killed run resumes)",
+        "threshold": "log-likelihood at or below which a candidate is out of support (excluded from the max)",
+        "weight_clip": "upper clip of the AWR policy weight exp(alpha A)",
+    },
+    "bracplus": {
+        "act_mode": "q_select (the reference: act_samples clipped samples, the one with the highest Q) or mean (tanh of the mean)",
+        "act_samples": "samples per state that q_select picks from when acting",
+        "alpha_init": "initial value of the KL multiplier alpha(s)",
+        "entropy_reg": "switch: the entropy multiplier beta and its max-entropy constraint H(pi) <= H_0",
+        "epoch_length": "updates per epoch: eps_KL and H_0 are estimated over the last epoch_length updates of "
+                        "their stage, eps_GP is re-estimated every epoch_length updates",
+        "gp_weight_learned": "switch: the gradient penalty's weight is a learned multiplier floored at gp_weight "
+                             "(the reference) instead of gp_weight fixed (the paper)",
+        "max_ood_grad_norm": "the learned gradient-penalty weight rises while the batch-mean penalty exceeds this",
+        "num_ensembles": "members of the CVAE behaviour ensemble",
+        "std_scale": "H_0 = behaviour's negative ELBO - |A| log(std_scale) (unless target_entropy is given)",
+        "train_behavior_in_main": "switch: keep training the behaviour ensemble during the main stage (the reference)",
+        "use_gp": "switch: the gated gradient penalty on the critics",
+    },
+    "itrpo": {
+        "alpha_entropy": "entropy weight of the policy loss and target (trained when train_alpha_entropy)",
+        "train_alpha_entropy": "switch: learn the entropy weight SAC-style to target entropy -|A|",
+        "behavior_clip_eps": "dataset actions are clipped to +-(1 - eps) for pi_b's log-likelihood",
+        "divergence": "kl | mmd: the divergence D(s) between pi and pi_b",
+        "kl_factor": "tau (the reference code) | alpha (the paper's Eq. 5): what weights the KL in the target and policy loss",
+        "log_std_mode": "clip (rlkit: clamp to [log_std_min, log_std_max]) | tanh (BRAC's smooth squash)",
+        "mmd_kernel": "laplacian | gaussian: the MMD's kernel (divergence=mmd)",
+        "mmd_sigma": "width of the MMD kernel (divergence=mmd)",
+        "mmd_squared": "switch: the squared MMD (BRAC) instead of its square root (BEAR) (divergence=mmd)",
+        "num_target_samples": "policy samples per state averaged in the target and policy loss",
+        "pi_k": "current (the code: the newest policy, no gradient) | lagged (a copy refreshed every pi_k_interval updates)",
+        "pi_k_interval": "updates between refreshes of pi_k when pi_k=lagged",
+        "shaping": "switch: the log-ratio reward shaping (False: BRAC-vp's update with the same settings)",
+        "shared_target_samples": "switch: the target's policy samples are also those of the divergence estimate",
+    },
+    "bppo": {
+        "clip_eps": "PPO clip ratio of the improvement loss (decayed by clip_decay)",
+        "omega": "asymmetric advantage weight: A x omega where A > 0, x (1 - omega) elsewhere",
+        "entropy_weight": "weight of the policy-entropy bonus in the improvement loss",
+        "grad_clip": "global gradient-norm clip of the policy's Adam",
+        "lr_decay_every": "the policy learning rate is multiplied by lr_decay every this many improvement steps",
+        "q_target_every": "Q-stage optimiser steps between Polyak updates of the target Q",
+        "dataset_settings": "what config.dataset implied (set by configs/bppo_presets.py; read only)",
+    },
+    "bc": {
+        "loss": "mse (deterministic tanh policy, squared error) | nll (tanh-Gaussian, maximum likelihood)",
+        "top_fraction": "%BC: keep only the best trajectories by return, this fraction (1: plain BC)",
+        "top_by": "timesteps | episodes: whether top_fraction counts timesteps or episodes",
+    },
+    "cql": {
+        "min_q_weight": "weight of the conservative (CQL(H)) term in the critic loss",
+        "num_actions": "sampled actions per state in the CQL(H) log-sum-exp",
+    },
+    "iql": {"weight_clip": "upper clip of the advantage weight exp(temperature x A)"},
+    "bear": {
+        "kernel": "laplacian | gaussian: the MMD's kernel",
+        "mmd_sigma": "width of the MMD kernel",
+        "log_alpha_init": "initial log of the Lagrange multiplier of the MMD constraint",
+        "log_alpha_min": "lower clip of the multiplier's log",
+        "log_alpha_max": "upper clip of the multiplier's log",
+        "actor_log_std_max": "upper clip of the policy's log-std (inf: none)",
+    },
+}
+ALGO_MEANINGS["brac"] = dict(
+    {k: ALGO_MEANINGS["itrpo"][k] for k in ("divergence", "log_std_mode", "mmd_kernel", "mmd_sigma", "mmd_squared",
+                                            "alpha_entropy", "train_alpha_entropy", "behavior_clip_eps",
+                                            "num_target_samples", "shared_target_samples")},
+    warm_start="the first warm_start updates train the policy on the divergence only (0: Q from the first update)",
+    reward_bonus="constant added to every reward in the target (iTRPO's; BRAC: 0)",
+    grad_penalty="weight of a gradient penalty on the critics at policy actions (iTRPO's; BRAC: 0)",
+)
+ALGO_MEANINGS["itrpo"].update({k: ALGO_MEANINGS["brac"][k] for k in ("warm_start", "reward_bonus", "grad_penalty")})
+
 SUFFIXES = (
     ("_lr", "Adam learning rate ({})"),
     ("_hidden_dims", "hidden layer sizes ({} network)"),
@@ -222,7 +315,8 @@ def describe(config, sweepable=None) -> str:
             continue
         last = key.split(".")[-1]
         if key.startswith("agent."):
-            meaning = MEANINGS.get(".".join(key.split(".")[-2:])) or agent.get(last) or MEANINGS.get(last)
+            meaning = (MEANINGS.get(".".join(key.split(".")[-2:])) or ALGO_MEANINGS.get(config.algo, {}).get(last)
+                       or agent.get(last) or MEANINGS.get(last))
         else:
             meaning = base.get(last) or BASE_MEANINGS.get(key)
         if meaning is None and isinstance(value, bool):

@@ -290,3 +290,12 @@ def test_quiet_startup_silences_the_known_startup_noise():
         assert absl_logging.get_verbosity() == absl_logging.WARNING
     finally:
         absl_logging.set_verbosity(level)
+
+
+def test_every_shipped_key_has_a_meaning_in_print_config():
+    from offrl.launch import available_configs, describe, load_config
+
+    for name in available_configs():
+        rows = describe(load_config(name)).splitlines()[1:]
+        vague = [row.split()[0] for row in rows if "see offrl/algos/" in row]
+        assert not vague, (name, vague)
