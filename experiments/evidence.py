@@ -54,8 +54,12 @@ class Claim:
     envs: tuple
     statement: str
     checks: tuple
+    derived: tuple = ()  # columns read from another column's runs, not run themselves (DERIVED)
 
 
+# a column read from another column's cells: (that column, the stage whose last evaluation it is). BPPO's pi_b is
+# scored by the runner at the end of BPPO's BC stage and logged in the cell's metrics.jsonl (stage "bc").
+DERIVED = {"BPPO's π_b": ("BPPO", "bc")}
 MIXTURES = ("expert-random-30", "expert-cloned-30")
 CLAIMS = (
     Claim("C1", "TD3BC++ on contaminated data", "td3bcpp_table1", ("TD3+BC", "TD3BC++", "10%BC"),
@@ -72,9 +76,11 @@ CLAIMS = (
     Claim("C2", "BPPO improves on BC", "bppo_table1", ("BC", "BPPO", "TD3+BC", "IQL"),
           ("medium", "medium-replay", "medium-expert"), ("hopper", "walker2d", "halfcheetah"),
           "BPPO improves on its behaviour-cloned policy and is comparable to TD3+BC and IQL (Table 1).",
-          (Check("BPPO scores above BC", "BPPO", (), "BC", ()),
+          (Check("BPPO scores above its own behaviour-cloned policy π_b", "BPPO", (), "BPPO's π_b", ()),
+           Check("BPPO scores above BC", "BPPO", (), "BC", ()),
            Check("BPPO is not worse than TD3+BC by more than 10 points", "BPPO", (), "TD3+BC", (), -10.0),
-           Check("BPPO is not worse than IQL by more than 10 points", "BPPO", (), "IQL", (), -10.0))),
+           Check("BPPO is not worse than IQL by more than 10 points", "BPPO", (), "IQL", (), -10.0)),
+          derived=("BPPO's π_b",)),
     Claim("C3", "iTRPO's reward shaping helps", "itrpo_table2", ("iTRPO w=tau", "iTRPO w=alpha", "BRAC-vp"),
           ("medium-replay", "medium-expert"), ("hopper", "walker2d", "halfcheetah"),
           "iTRPO (BRAC-vp with the behaviour log-likelihood shaping the reward) scores above BRAC-vp, with either "
@@ -110,8 +116,26 @@ def load_results(workdir: str, table: str) -> dict:
             r = json.load(open(path))
             key = (r["cell"]["task"], r["cell"]["column"]) if "cell" in r else None
             if key and (key not in out or weight(r) > weight(out[key])):
-                out[key] = r
+                out[key] = dict(r, folder=os.path.join(base, name))
+    for name, (source, stage) in DERIVED.items():
+        for (t, col), r in list(out.items()):
+            if col == source:
+                d = last_stage_eval(r, stage, name)
+                if d is not None:
+                    out[t, name] = d
     return out
+
+
+def last_stage_eval(r: dict, stage: str, column: str):
+    """A cell's last evaluation in ``stage`` (its metrics.jsonl) as a results record of ``column``, or None."""
+    path = os.path.join(r["folder"], "metrics.jsonl")
+    evals = [e for e in map(json.loads, open(path)) if e.get("kind") == "eval" and e.get("stage") == stage] \
+        if os.path.exists(path) else []
+    if not evals or evals[-1].get("normalized") is None:
+        return None
+    per_seed = [v for v in evals[-1]["normalized"] if v is not None]
+    return dict(r, per_seed_normalized=per_seed, normalized_mean=float(np.mean(per_seed)),
+                normalized_std=float(np.std(per_seed)), cell=dict(r["cell"], column=column))
 
 
 def weight(r: dict) -> tuple:
@@ -156,13 +180,14 @@ def evaluate_check(check: Check, claim: Claim, results: dict, envs) -> dict:
 
 def verdict(claim: Claim, results: dict) -> tuple:
     """(verdict, reason, per-check results, environments counted) of a claim from its cells' results."""
-    cells = {(task(e, lv), c) for e in claim.envs for lv in claim.levels for c in claim.columns}
-    envs = [e for e in claim.envs if all((task(e, lv), c) in results for lv in claim.levels for c in claim.columns)]
+    cols = claim.columns + claim.derived
+    cells = {(task(e, lv), c) for e in claim.envs for lv in claim.levels for c in cols}
+    envs = [e for e in claim.envs if all((task(e, lv), c) in results for lv in claim.levels for c in cols)]
     checks = [evaluate_check(ch, claim, results, envs) for ch in claim.checks]
     ran = [results[k] for k in cells if k in results]
     if not envs:
         return "inconclusive", (f"{len(ran)} of {len(cells)} cells have run; no environment has all of its cells"), checks, envs
-    counted = [results[task(e, lv), c] for e in envs for lv in claim.levels for c in claim.columns]
+    counted = [results[task(e, lv), c] for e in envs for lv in claim.levels for c in cols]
     low = [r for r in counted if r["cell"]["budget"]["num_steps"] < MIN_STEPS or r["cell"]["seeds"] < MIN_SEEDS]
     if low:
         return ("inconclusive", f"{len(low)} of its cells ran below the floor of {MIN_STEPS:,} updates and "
@@ -194,31 +219,34 @@ def claim_section(claim: Claim, results: dict, plot_dir: str, workdir: str) -> l
     table = importlib.import_module(f"configs.tables.{claim.table}")
     v, why, checks, envs = verdict(claim, results)
     tasks = [task(e, lv) for e in claim.envs for lv in claim.levels]
+    shown = claim.columns + claim.derived
     envs_arg = ",".join(claim.envs)
     lines = [f"## {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Verdict: {v}** — {why}.", "",
              f"Run: `python experiments/evidence.py --claims={claim.id} --envs={envs_arg} --num_steps={MIN_STEPS} "
              f"--num_seeds={MIN_SEEDS}` (the paper's budget: drop --num_steps and --num_seeds). "
              f"Paper's protocol ({claim.table}): {table.PROTOCOL.describe()}.", "",
-             "| task | " + " | ".join(claim.columns) + " |", "|---" * (len(claim.columns) + 1) + "|"]
+             "| task | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
     for t in tasks:
         lines.append(f"| {t} | " + " | ".join(f"{fmt_cell(results.get((t, c)))} / {table.PAPER.get(t, {}).get(c, '—')}"
-                                               for c in claim.columns) + " |")
+                                               for c in shown) + " |")
     lines += ["", "Cells: ours, normalised score mean ± std over seeds (seeds, updates) / the paper's number.", "",
               "| check | environments | mean(A) - mean(B) [95% CI] | margin | status |", "|---|---|---|---|---|"]
     for ch, res in zip(claim.checks, checks):
         ci = f"{res['point']:.1f} [{res['lo']:.1f}, {res['hi']:.1f}]" if "point" in res else "—"
         lines.append(f"| {ch.text} | {', '.join(res['envs']) or '—'} | {ci} | {ch.margin:+g} | {res['status']} |")
-    ran = {k: r for k, r in results.items() if k[0] in tasks and k[1] in claim.columns}
+    ran = {k: r for k, r in results.items() if k[0] in tasks and k[1] in shown}
     if ran:
         plot = os.path.join(plot_dir, f"{claim.id}_profile.png")
-        agg = aggregate_lines(ran, [t for t in tasks if any((t, c) in ran for c in claim.columns)],
-                                                 [c for c in claim.columns if any(k[1] == c for k in ran)], plot)
+        agg = aggregate_lines(ran, [t for t in tasks if any((t, c) in ran for c in shown)],
+                              [c for c in shown if any(k[1] == c for k in ran)], plot)
         lines += [ln.replace(f"performance profile: {os.path.basename(plot)}",
                              f"![{claim.id} performance profile](results/{os.path.basename(plot)})") for ln in agg]
         lines += ["| cell | budget | seeds | episodes x evaluations | commit | device | wall (s) | deviations |",
                   "|---|---|---|---|---|---|---|---|"]
         for (t, c), r in sorted(ran.items()):
+            if c in claim.derived:  # read from another cell's run, listed there
+                continue
             cell = r["cell"]
             budget = ", ".join(f"{k.split('.')[-1]} {v:,}" for k, v in cell["budget"].items())
             lines.append(f"| {c} on {t} | {budget} | {cell['seeds']} | {cell['eval_episodes']} x {cell['report_last']} | "

@@ -177,3 +177,25 @@ def test_evidence_bad_input_is_one_line_and_writes_nothing(tmp_path, args, messa
                            f"--workdir={tmp_path / 'runs'}", f"--out={out}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}", proc.stderr[-2000:]
     assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_bppo_pi_b_is_read_from_the_bppo_cell_s_last_bc_evaluation(tmp_path):
+    """C2's 'BPPO's π_b' column is not run: it is the last evaluation of the BPPO cell's BC stage."""
+    ev = load("evidence")
+    t = ev.task("hopper", "medium")
+    d = tmp_path / "bppo_table1" / f"{t}__bppo"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(cell("BPPO", t, [60.0, 70.0, 80.0])))
+    evals = [dict(kind="eval", stage="bc", normalized=[10.0, 11.0, 12.0]), dict(kind="train", stage="bc"),
+             dict(kind="eval", stage="bc", normalized=[40.0, 50.0, 60.0]),
+             dict(kind="eval", stage="improve", normalized=[60.0, 70.0, 80.0])]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    res = ev.load_results(str(tmp_path), "bppo_table1")
+    pi_b = res[t, "BPPO's π_b"]
+    assert pi_b["per_seed_normalized"] == [40.0, 50.0, 60.0] and pi_b["normalized_mean"] == 50.0
+    assert pi_b["cell"]["column"] == "BPPO's π_b" and res[t, "BPPO"]["per_seed_normalized"] == [60.0, 70.0, 80.0]
+    check = ev.BY_ID["C2"].checks[0]
+    assert (check.a, check.b) == ("BPPO", "BPPO's π_b")
+    out = ev.evaluate_check(check, ev.Claim("x", "", "bppo_table1", ("BPPO",), ("medium",), ("hopper",), "", ()),
+                            res, ["hopper"])
+    assert out["point"] == pytest.approx(20.0) and out["status"] == "holds"
