@@ -110,19 +110,19 @@ def cell_config(table, column: str, task: str, opts):
         cfg.update_from_flattened_dict({key: ast.literal_eval(value)})
     budget = opts.num_steps or proto.num_steps
     if budget and budget != cfg.num_steps:
-        scale = budget / cfg.num_steps
-        cfg.num_steps = budget
-        for k in list(cfg.agent.keys()):
-            if k.endswith("_steps") and isinstance(cfg.agent[k], int):
-                cfg.agent[k] = max(1, int(cfg.agent[k] * scale))
+        from offrl.config import scale_num_steps
+
+        explicit = [item.split("=", 1)[0][len("agent."):] for item in opts.set if item.startswith("agent.")]
+        scale_num_steps(cfg, budget, keep=explicit)
         cfg.eval_interval = max(1, min(cfg.eval_interval, budget // cfg.report_last))
     return cfg
 
 
 def budget_of(cfg) -> dict:
     """What a run trained: num_steps and, for multi-stage algorithms, each stage's updates."""
-    return {"num_steps": cfg.num_steps, **{f"agent.{k}": cfg.agent[k] for k in sorted(cfg.agent.keys())
-                                           if k.endswith("_steps") and isinstance(cfg.agent[k], int)}}
+    from offrl.config import update_count_keys
+
+    return {"num_steps": cfg.num_steps, **{f"agent.{k}": cfg.agent[k] for k in sorted(update_count_keys(cfg))}}
 
 
 def deviations(table, cfg, opts) -> list:
