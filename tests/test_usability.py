@@ -38,7 +38,7 @@ def test_launcher_num_steps_is_the_budget_of_a_multi_stage_algorithm(tmp_path):
     workdir = str(tmp_path / "run")
     proc = launch("--config=bppo", "--config.num_steps", "2000", "--config.agent.pi_steps=5", "--print_config",
                   f"--workdir={workdir}")
-    row = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[2:]}
+    row = {line.split()[0]: line.split()[1] for line in proc.stdout.split("\n\n")[0].splitlines()[2:]}
     assert (row["num_steps"], row["agent.v_steps"], row["agent.q_steps"], row["agent.bc_steps"], row["agent.pi_steps"]) == (
         "2000", "888", "888", "222", "5")  # pi_steps, set explicitly, keeps its value
     assert "scaled in proportion" in proc.stdout.splitlines()[0] and not os.path.exists(workdir)
@@ -243,7 +243,7 @@ def test_an_algorithm_outside_the_package_runs_from_the_command_line(tiny_datase
     args = [a for a in TINY if "hidden_dims" not in a] + [f"--config.algo={path}"]
     workdir = str(tmp_path / "run")
     shown = launch(*args, "--config.agent.delta=0.5", "--print_config", f"--workdir={workdir}")
-    rows = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines()[1:]}
+    rows = {line.split()[0]: line.split()[1] for line in shown.stdout.split("\n\n")[0].splitlines()[1:]}
     assert {k for k in rows if k.startswith("agent.")} == {"agent.lr", "agent.hidden_dims", "agent.delta"}
     assert rows["agent.delta"] == "0.5"
     # the harness's checks: a bad value, a misspelt key, a grid over a key the record does not declare
