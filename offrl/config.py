@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 256
     # evaluation
     c.eval_interval = 5000  # updates between evaluations (and between compiled chunks)
+    c.log_interval = 0  # updates per training record in metrics.jsonl and wandb (0: one per chunk); the training is the same
     c.eval_episodes = 10  # per seed
     c.eval_seed = 10_000  # episode e of every seed is reset with eval_seed + e (+ 1000 * evaluation index)
     c.report_last = 1  # the final score averages the last N evaluations (papers use 10)
@@ -51,18 +52,19 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 # keys that change how a run executes, not what it computes: a run resumes when only these differ
-EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache", "checkpoint_seconds", "wandb.per_member")
+EXECUTION_ONLY = ("eval_workers", "eval_overlap", "compile_cache", "checkpoint_seconds", "wandb.per_member", "log_interval")
 EVAL_OVERLAP = ("auto", "on", "off")
 
 
 def validate(config) -> None:
     """Raise ValueError naming the bad key, its value and what is allowed."""
     # keys a config.json saved before they existed may lack (eval_workers, eval_overlap, compile_cache,
-    # checkpoint_seconds) read as their defaults
-    c = Checks(config, "config", defaults=dict(dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers"), 0),
+    # checkpoint_seconds, log_interval) read as their defaults
+    c = Checks(config, "config", defaults=dict(dict.fromkeys(("num_steps", "checkpoint_interval", "dataset_size", "eval_workers",
+                                                              "log_interval"), 0),
                                                 eval_overlap="auto", compile_cache="auto", checkpoint_seconds=CHECKPOINT_SECONDS))
     c.integer(1, "num_seeds", "batch_size", "eval_interval", "eval_episodes", "report_last")
-    c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers", "checkpoint_seconds")
+    c.integer(0, "num_steps", "checkpoint_interval", "dataset_size", "eval_workers", "checkpoint_seconds", "log_interval")
     c.within("[0, 1]", "discount")
     c.one_of(WANDB_MODES, "wandb.mode")
     c.one_of(EVAL_OVERLAP, "eval_overlap")

@@ -356,6 +356,15 @@ def _remaining(chunks, done: int):
     return out
 
 
+def _windows(done: int, length: int, every: int) -> list[tuple[int, int]]:
+    """[(lo, hi)] offsets in a chunk of ``length`` updates starting after update ``done``: cut where the
+    global update count is a multiple of ``every`` and at the chunk's end (``every`` 0: the whole chunk)."""
+    if not every:
+        return [(0, length)]
+    cuts = list(range(every - done % every, length, every)) + [length]
+    return list(zip([0] + cuts[:-1], cuts))
+
+
 def _per_member(values) -> list:
     """(members, ...) -> each member's mean over its finite entries (None when it has none)."""
     v = np.asarray(values, np.float64)
@@ -544,7 +553,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     algo = exp.algo
     name = algo.variant_name(config)
     trainer = make_train(algo, config, exp.data)
-    init, run = trainer.vmapped(donate=True)  # each chunk's carry is the last one's output
+    log_every = int(config.get("log_interval", 0))  # > 0: the chunks return every update's metrics, logged in windows
+    init, run = trainer.vmapped(donate=True, per_step=log_every > 0)  # each chunk's carry is the last one's output
     diagnose = trainer.vmapped_diagnose()  # the algorithm's costly diagnostics, once per chunk
     data = replicate(exp.data)
     members = make_members(config, algo.sweepable)
@@ -618,21 +628,26 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
         waited = max(time.time() - tc - hidden, 1e-9)  # wall time this chunk was waited for
         t_train += waited
         gstep = progress["global_step"] + length
-        record = {"global_step": gstep, "stage": stage.name, "stage_step": start + length, "kind": "train"}
-        record.update({f"train/{k}": finite_mean(v) for k, v in metrics.items()})
-        # each member's own (grid point-major: member = point * num_seeds + seed index), so one diverging
-        # configuration can be told from the others
-        record["members"] = {f"train/{k}": _per_member(v) for k, v in metrics.items()}
         for k, v in sorted(metrics.items()):
             for m in np.flatnonzero(_nonfinite(v)):
                 d = diverged.setdefault(str(m), {"first_nonfinite_metric": None, "first_nonfinite_eval": None})
                 if d["first_nonfinite_metric"] is None:
                     d["first_nonfinite_metric"] = {"metric": f"train/{k}", "global_step": gstep}
-        if not hidden:  # a chunk that trained under an evaluation has no rate of its own
-            record["seed_updates_per_s"] = members.size * length / waited
-        if diagnose is not None:
-            record.update({f"diag/{k}": finite_mean(v) for k, v in fetch(diagnose(carry, data, stage_name)).items()})
-        logger.log(record)
+        windows = _windows(progress["global_step"], length, log_every)
+        for lo, hi in windows:
+            part = {k: np.asarray(v)[:, lo:hi] for k, v in metrics.items()} if log_every else metrics
+            record = {"global_step": progress["global_step"] + hi, "stage": stage.name, "stage_step": start + hi,
+                      "kind": "train"}
+            record.update({f"train/{k}": finite_mean(v) for k, v in part.items()})
+            # each member's own (grid point-major: member = point * num_seeds + seed index), so one diverging
+            # configuration can be told from the others
+            record["members"] = {f"train/{k}": _per_member(v) for k, v in part.items()}
+            if hi == length:  # the chunk's last record carries its rate and diagnostics
+                if not hidden:  # a chunk that trained under an evaluation has no rate of its own
+                    record["seed_updates_per_s"] = members.size * length / waited
+                if diagnose is not None:
+                    record.update({f"diag/{k}": finite_mean(v) for k, v in fetch(diagnose(carry, data, stage_name)).items()})
+            logger.log(record)
         carry = carry._replace(state=algo.after_chunk(carry.state, ctx, stage_name, start + length))
         line = f"[{name}] {stage.name} {start + length}/{stage.num_steps}"
         stage_end = start + length == stage.num_steps

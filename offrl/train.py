@@ -5,7 +5,8 @@
 - ``init(key) -> Carry`` builds one seed's state;
 - ``run(carry, data, stage, start, length) -> (carry, metrics)`` performs ``length``
   updates of the stage named ``stage`` with ``lax.scan``, starting at the
-  stage-local step ``start``; the metrics are averaged over the chunk;
+  stage-local step ``start``; the metrics are averaged over the chunk (``per_step=True``:
+  every update's, for logging finer than a chunk);
 - ``train(key) -> (carry, [metrics per stage])`` is the whole run in one call;
 - ``diagnose(carry, data, stage) -> metrics`` (None when the algorithm declares no
   ``diagnostics``): the algorithm's costly diagnostics on one batch of the stage's size,
@@ -19,6 +20,7 @@ Over several devices the seed axis is sharded (``shard_seeds``).
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -48,7 +50,7 @@ class Train(NamedTuple):
     data: Transitions  # the dataset ``train`` uses by default
     diagnose: Optional[Callable] = None
 
-    def vmapped(self, donate: bool = False):
+    def vmapped(self, donate: bool = False, per_step: bool = False):
         """(init, run) jit-compiled over a leading seed (or grid x seed) axis; data is shared, not copied.
         With one member, ``run`` is the unvmapped program with the axis put back (``nets.vmap_members``).
 
@@ -69,7 +71,8 @@ class Train(NamedTuple):
             init = jax.jit(jax.vmap(self.init))
         # with a member axis of size 1, XLA's GPU program copied ensembles' weights on every update (about
         # 1-5 MB; H200 target, docs/performance.md, eighth session), and on the CPU most algorithms ran slower
-        run = jax.jit(vmap_members(self.run, in_axes=(0, None, None, None, None)), static_argnums=(2, 4),
+        chunk = functools.partial(self.run, per_step=True) if per_step else self.run
+        run = jax.jit(vmap_members(chunk, in_axes=(0, None, None, None, None)), static_argnums=(2, 4),
                       donate_argnums=(0,) if donate else ())
         return init, run
 
@@ -137,7 +140,7 @@ def make_train(algo, config, data: Transitions) -> Train:
         k_init, k_run = jax.random.split(key)
         return Carry(algo.init(k_init, spec, with_hparams(config, hparams)), k_run, hparams)
 
-    def run(carry: Carry, data: Transitions, stage: str, start, length: int):
+    def run(carry: Carry, data: Transitions, stage: str, start, length: int, per_step: bool = False):
         i = stage_index(stages, stage)
         st = algo.stages(with_hparams(config, carry.hparams))[i] if carry.hparams else stages[i]
 
@@ -151,6 +154,8 @@ def make_train(algo, config, data: Transitions) -> Train:
             carry = carry._replace(state=jax.lax.cond(jnp.asarray(start) == 0, st.begin, lambda s: s, carry.state))
         steps = jnp.asarray(start, jnp.int32) + jnp.arange(length, dtype=jnp.int32)
         carry, metrics = jax.lax.scan(body, carry, steps)
+        if per_step:  # every update's metrics (for logging finer than a chunk); the updates are the same
+            return carry, metrics
         return carry, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
 
     def train(key, data: Transitions = data, hparams: dict | None = None):

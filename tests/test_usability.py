@@ -3,7 +3,7 @@ rerunning a run, per-member metrics, messages. Errors: exit status 2, one line, 
 import os
 
 import pytest
-from test_launcher import TINY, launch
+from test_launcher import TINY, full_run, launch  # noqa: F401  (full_run: a fixture)
 
 
 def _stage_lengths(config):
@@ -299,3 +299,24 @@ def test_every_shipped_key_has_a_meaning_in_print_config():
         rows = describe(load_config(name)).splitlines()[1:]
         vague = [row.split()[0] for row in rows if "see offrl/algos/" in row]
         assert not vague, (name, vague)
+
+
+def test_a_finer_log_interval_logs_windows_and_changes_no_number(full_run, tmp_path):  # noqa: F811
+    import json
+
+    import numpy as np
+
+    chunked, _ = full_run  # TINY: records once per 10-update chunk
+    workdir = str(tmp_path / "fine")
+    launch(*TINY, "--config.log_interval=5", f"--workdir={workdir}")
+
+    def train(w):
+        return [r for r in map(json.loads, open(os.path.join(w, "metrics.jsonl"))) if r["kind"] == "train"]
+
+    fine, coarse = train(workdir), train(chunked)
+    assert [r["global_step"] for r in fine] == [5, 10, 15, 20] and [r["global_step"] for r in coarse] == [10, 20]
+    for a, b, c in zip(fine[::2], fine[1::2], coarse):  # two windows average to their chunk
+        for k in c["members"]:
+            assert np.allclose((np.array(a["members"][k]) + b["members"][k]) / 2, c["members"][k], rtol=1e-5, atol=1e-6), k
+    results = [json.load(open(os.path.join(w, "results.json"))) for w in (workdir, chunked)]
+    assert results[0]["per_seed_raw"] == results[1]["per_seed_raw"]  # the training is the same
