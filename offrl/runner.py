@@ -554,7 +554,8 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     name = algo.variant_name(config)
     trainer = make_train(algo, config, exp.data)
     log_every = int(config.get("log_interval", 0))  # > 0: the chunks return every update's metrics, logged in windows
-    init, run = trainer.vmapped(donate=True, per_step=log_every > 0)  # each chunk's carry is the last one's output
+    # each chunk's carry is the last one's output
+    init, run = trainer.vmapped(donate=True, per_step=True) if log_every else trainer.vmapped(donate=True)
     diagnose = trainer.vmapped_diagnose()  # the algorithm's costly diagnostics, once per chunk
     data = replicate(exp.data)
     members = make_members(config, algo.sweepable)
