@@ -51,6 +51,11 @@ def bppo_setup(**agent):
     return cfg, state
 
 
+def bppo_critic_np(params, *inputs):
+    """BPPO's V and Q: the MLP, then the ReLU that ends the reference's ValueMLP and QMLP."""
+    return np.maximum(critic_np(params, *inputs), 0.0)
+
+
 def bppo_policy_np(params, obs):
     out = np.tanh(np_mlp(_layers(params["params"]["MLP_0"]), np.asarray(obs, np.float64)))
     return out[:, :ACT], -5.0 + 2.5 * (out[:, ACT:] + 1.0)
@@ -64,8 +69,8 @@ def test_bppo_sarsa_step_by_hand(bootstrap_timeouts):
     new, m = bppo.q_update(state, batch, None, 0, cfg)
     o, a, o2, a2 = (np.asarray(x, np.float64) for x in (batch.observations, batch.actions, batch.next_observations, batch.next_actions))
     done = np.asarray(batch.terminals) if bootstrap_timeouts else np.maximum(np.asarray(batch.terminals), np.asarray(batch.timeouts))
-    y = np.asarray(batch.rewards) + 0.9 * (1 - done) * critic_np(state.q_target, o2, a2)  # target net at (s', a'_data)
-    q = critic_np(state.q.params, o, a)  # online net at (s, a)
+    y = np.asarray(batch.rewards) + 0.9 * (1 - done) * bppo_critic_np(state.q_target, o2, a2)  # target net at (s', a'_data)
+    q = bppo_critic_np(state.q.params, o, a)  # online net at (s, a)
     np.testing.assert_allclose(float(m["q_loss"]), np.mean((q - y) ** 2), rtol=1e-5)
     np.testing.assert_allclose(float(m["q"]), q.mean(), rtol=1e-5)
     # Polyak towards the new online parameters (every step here)
@@ -89,7 +94,7 @@ def test_bppo_value_and_bc_losses_by_hand():
     cfg, state = bppo_setup()
     batch = _batch()._replace(returns=jnp.asarray([1.0, 2.0, -1.0, 0.5, 3.0, 0.0]))
     _, m = bppo.value_update(state, batch, None, 0, cfg)
-    v = critic_np(state.value.params, batch.observations)  # V at s, regressed on the return-to-go
+    v = bppo_critic_np(state.value.params, batch.observations)  # V at s, regressed on the return-to-go
     np.testing.assert_allclose(float(m["v_loss"]), np.mean((v - np.asarray(batch.returns)) ** 2), rtol=1e-5)
     np.testing.assert_allclose(float(m["v"]), v.mean(), rtol=1e-5)
     _, m = bppo.bc_update(state, batch, None, 0, cfg)
@@ -107,7 +112,7 @@ def test_bppo_policy_loss_by_hand():
     o = np.asarray(obs, np.float64)
     mk, lk = bppo_policy_np(state.pi_k, o)
     a = mk + np.exp(lk) * np.asarray(jax.random.normal(key, mk.shape), np.float64)  # a ~ pi_k(.|s)
-    adv = critic_np(state.q.params, o, a) - critic_np(state.value.params, o)  # online Q, not the target
+    adv = bppo_critic_np(state.q.params, o, a) - bppo_critic_np(state.value.params, o)  # online Q, not the target
     adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-10)
     adv = np.where(adv > 0, 0.8, 0.2) * adv
     mean, log_std = bppo_policy_np(state.pi.params, o)
@@ -164,7 +169,7 @@ def test_bppo_improvement_starts_from_pi_b_and_offline_selection_keeps_the_bette
         assert int(s.replacements) == int(pi is better)
     # J(pi) = E_s Q(s, mean pi(s)) with the online Q
     o = np.asarray(batch.observations, np.float64)
-    j = critic_np(state.q.params, o, bppo_policy_np(p1, o)[0]).mean()
+    j = bppo_critic_np(state.q.params, o, bppo_policy_np(p1, o)[0]).mean()
     np.testing.assert_allclose(j1, j, rtol=1e-5)
 
 
@@ -259,7 +264,8 @@ def _members(*trees):
 def test_bppo_after_chunk_chooses_pi_b_and_pi_k_per_seed_by_strictly_better_online_scores():
     import types
 
-    cfg, state = bppo_setup(bc_steps=4, bc_select_every=2, pi_steps=5, select_interval=2, select_episodes=3)
+    # one set of selection episodes for both seeds here (select_per_seed=False); tests/test_bppo.py checks per-seed episodes
+    cfg, state = bppo_setup(bc_steps=4, bc_select_every=2, pi_steps=5, select_interval=2, select_episodes=3, select_per_seed=False)
     cfg.update(dict(eval_seed=100, eval_interval=10, eval_episodes=5))
     assert bppo.chunk_every(cfg) == {"bc": 2, "improve": 2}
     A, B, C, D = (perturb(state.bc.params, 1.0 + 0.1 * i, 0.01 * i) for i in range(1, 5))
@@ -272,21 +278,21 @@ def test_bppo_after_chunk_chooses_pi_b_and_pi_k_per_seed_by_strictly_better_onli
 
     ctx = types.SimpleNamespace(exp=types.SimpleNamespace(config=cfg), evaluate=evaluate)
     with_bc = lambda s, p: s.replace(bc=s.bc.replace(params=p))  # noqa: E731
-    assert bppo.after_chunk(with_bc(st, _members(A, A)), ctx, "bc", 1) .bc_best_score[0] == -np.inf and not calls
+    # BC's first update is the stage bc_first; checks follow updates 1, 3 (reference: step % log_freq == 0)
+    assert bppo.after_chunk(with_bc(st, _members(A, A)), ctx, "bc", 1) .bc_best_score[0] == 0.0 and not calls  # update 2
     scores.append([5.0, 1.0])
-    st = bppo.after_chunk(with_bc(st, _members(A, A)), ctx, "bc", 2)
+    st = bppo.after_chunk(with_bc(st, _members(A, A)), ctx, "bc_first", 1)  # update 1
     assert _same(st.bc.params, _members(A, A)) and _same(st.bc_best, _members(A, A))
-    scores.append([5.0, 1.0])  # ties keep the earlier iterate
+    scores.append([5.0, 2.0])  # update 3: a tie keeps the earlier iterate (seed 0), 2 > 1 takes B (seed 1)
     st = bppo.after_chunk(with_bc(st, _members(B, B)), ctx, "bc", 2)
-    assert _same(st.bc_best, _members(A, A)) and _same(st.bc.params, _members(B, B))  # not the end of BC yet
-    scores.append([3.0, 2.0])
-    st = bppo.after_chunk(with_bc(st, _members(B, B)), ctx, "bc", 4)  # the end of BC
-    assert _same(st.bc.params, _members(A, B))  # seed 0: 5 > 3 keeps A; seed 1: 2 > 1 takes B
+    assert _same(st.bc_best, _members(A, B)) and _same(st.bc.params, _members(B, B))  # not the end of BC yet
+    st = bppo.after_chunk(with_bc(st, _members(C, C)), ctx, "bc", 3)  # the end of BC (update 4): no check there
+    assert _same(st.bc.params, _members(A, B)) and len(calls) == 2
     np.testing.assert_allclose(np.asarray(st.best_score), [5.0, 2.0])  # pi_b's scores start the selection
     np.testing.assert_allclose(np.asarray(st.bc_best_score), [5.0, 2.0])
     with_pi = lambda s, p: s.replace(pi=s.pi.replace(params=p), improving=jnp.ones(2, bool))  # noqa: E731
     st = st.replace(pi_k=st.bc.params)
-    assert bppo.after_chunk(with_pi(st, _members(C, C)), ctx, "improve", 1) .replacements.sum() == 0 and len(calls) == 3
+    assert bppo.after_chunk(with_pi(st, _members(C, C)), ctx, "improve", 1) .replacements.sum() == 0 and len(calls) == 2
     scores.append([4.0, 9.0])
     st = bppo.after_chunk(with_pi(st, _members(C, C)), ctx, "improve", 2)
     assert _same(st.pi_k, _members(A, C))  # 4 < 5 keeps seed 0's pi_k; 9 > 2 replaces seed 1's
@@ -297,7 +303,7 @@ def test_bppo_after_chunk_chooses_pi_b_and_pi_k_per_seed_by_strictly_better_onli
     assert _same(st.pi_k, _members(D, C))  # 6 > 5 replaces; 9 = 9 does not (strictly better only)
     np.testing.assert_array_equal(np.asarray(st.replacements), [1, 1])
     np.testing.assert_allclose(np.asarray(st.best_score), [6.0, 9.0])
-    assert calls == [(3, 100 + cfg.agent.select_seed)] * 5  # paired: the same episodes for every check
+    assert calls == [(3, 100 + cfg.agent.select_seed)] * 4  # paired: the same episodes for every check
     assert np.isneginf(np.asarray(st.best_pik_raw)).all() and bppo.extra_scores(st, cfg) == {}
     cfg.agent.report_best_pik = True
     assert bppo.extra_scores(st, cfg).keys() == {"best_pik"}
@@ -306,11 +312,11 @@ def test_bppo_after_chunk_chooses_pi_b_and_pi_k_per_seed_by_strictly_better_onli
     assert bppo.chunk_every(cfg) == {}
     for stage, n in (("bc", 2), ("bc", 4), ("improve", 2), ("improve", 5)):
         assert bppo.after_chunk(st, ctx, stage, n) is st
-    assert len(calls) == 5
+    assert len(calls) == 4
     cfg.agent.selection = "online"
     scores.append([7.0, 8.0])
-    out = bppo.after_chunk(with_bc(st, _members(B, C)), ctx, "bc", 4)
-    assert _same(out.bc.params, _members(B, C)) and len(calls) == 6  # one check: pi_b's score for the selection
+    out = bppo.after_chunk(with_bc(st, _members(B, C)), ctx, "bc", 3)  # the end of BC
+    assert _same(out.bc.params, _members(B, C)) and len(calls) == 5  # one check: pi_b's score for the selection
     np.testing.assert_allclose(np.asarray(out.best_score), [7.0, 8.0])
 
 
@@ -325,7 +331,7 @@ def test_bppo_final_eval_seed_is_the_runners_last_evaluation():
 def test_bppo_reports_the_best_pik_on_the_final_evaluations_episodes():
     import types
 
-    cfg, state = bppo_setup(report_best_pik=True, pi_steps=4, bc_steps=4, select_episodes=3)
+    cfg, state = bppo_setup(report_best_pik=True, pi_steps=4, bc_steps=4, select_episodes=3, select_per_seed=False)
     cfg.update(dict(eval_seed=100, eval_interval=2, eval_episodes=5))
     state = state.replace(pi=state.pi.replace(params=perturb(state.bc.params)), pi_k=perturb(state.bc.params, 1.1),
                           best_score=jnp.asarray(10.0), improving=jnp.asarray(True))
@@ -354,11 +360,13 @@ def test_bppo_dataset_settings_follow_the_dataset_wherever_it_is_set():
 
     c = get_config()
     c.dataset = "offrl/hopper/medium-replay-v0"  # as --config.dataset= or reproduce.py sets it
-    assert c.agent.clip_eps == 0.1 and c.agent.omega == 0.9 and c.agent.entropy_weight == 0.0 and c.normalize_obs
+    assert c.agent.clip_eps == 0.1 and c.agent.omega == 0.9 and c.agent.entropy_weight == 0.0 and not c.normalize_obs
     assert c.num_steps == 2_000_000 + 2_000_000 + 500_000 + 1000
-    c.dataset = "offrl/hopper/medium-v0"  # the reference's tips: shorter pretraining, no state normalisation, entropy 0.01
+    c.agent.code_tips = True  # the reference's code-comment tips: for hopper-medium shorter pretraining, entropy 0.01
+    c.dataset = "offrl/hopper/medium-v0"
     assert (c.agent.v_steps, c.agent.q_steps, c.agent.bc_steps, c.agent.clip_eps) == (200_000, 200_000, 50_000, 0.25)
     assert c.agent.entropy_weight == 0.01 and not c.normalize_obs and "hopper-medium-v2" in c.agent.dataset_settings
+    c.agent.code_tips = False
     c.agent.clip_eps = 0.2  # an explicit setting keeps its value
     c.dataset = "offrl/hopper/medium-replay-v0"
     assert c.agent.clip_eps == 0.2 and c.agent.omega == 0.9
@@ -383,6 +391,7 @@ def test_bppo_defaults_equal_the_reference_main_py():
     assert ag.selection == "online" and ag.select_interval == 1 and ag.select_episodes == 10 and ag.bppo_off == 0
     assert not ag.bootstrap_timeouts and ag.clip_decay_first  # buffer.py's not_done; bppo.py's decay-then-use
     assert ag.bc_select_every == 2000  # main.py keeps the best BC iterate scored every log_freq = 2000 steps
+    assert ag.value_relu_output and ag.torch_init and ag.select_per_seed  # net.py's ReLU outputs, PyTorch init, env.seed(seed)
     from configs.bppo import get_config
 
     c = get_config()
