@@ -1,4 +1,4 @@
-"""The one launcher: train any registered algorithm on any dataset, vmapped over seeds.
+"""The one launcher: train any algorithm (registered, or your own file) on any dataset, vmapped over seeds.
 
     python -m offrl --config=td3bc --config.num_seeds=5 \
         --config.dataset=offrl/hopper/medium-v0 --workdir=runs/td3bc_hopper_medium
@@ -8,7 +8,9 @@
 from any directory) or a path to a config file (``configs/td3bc.py``, ``my_config.py:arg``).
 ``experiments/launch.py`` is this same launcher. Writes config.json, metrics.jsonl,
 results.md/json, curve.png and a checkpoint into --workdir; running the same command again
-resumes from the checkpoint (or continues it, when only ``num_steps`` was raised).
+resumes from the checkpoint (or continues it, when only ``num_steps`` was raised); without
+--workdir the run goes to ``runs/<algo>_<dataset>_<hash of the config>``, so that holds too.
+Ctrl-C or SIGTERM stops at the next chunk boundary with a checkpoint: one line, exit status 130.
 
 Bad input (a config file that does not exist, a misspelt key, a value of the wrong type or
 range, an unknown algorithm or dataset) stops with one line saying what to do, exit status 2,

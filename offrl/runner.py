@@ -122,8 +122,9 @@ class EvalContext:
     ``overlaps``/``snapshot`` are the runner's: under ``config.eval_overlap`` it evaluates a copy of the
     policies on the host CPU while the accelerator trains the next chunk."""
 
-    def __init__(self, exp: Experiment, policy_fn):
+    def __init__(self, exp: Experiment, policy_fn, asked: Optional[dict] = None):
         self.exp, self.policy_fn = exp, policy_fn
+        self.asked = {} if asked is None else asked  # non-empty once SIGINT / SIGTERM asked the run to stop
         self.seconds = 0.0  # wall time spent evaluating (reported as a share of the run)
         self.envs = {}  # number of environments -> offrl.envpool environments
         self.host = PolicyCopy(exp.algo, exp.config, exp.data.observations.shape[-1])
@@ -167,6 +168,12 @@ class EvalContext:
         with jax.default_device(copy.device):
             host = best(self.host, copy, jax.device_put(obs, copy.device), jax.device_put(keys, copy.device))
         return host, best(self.policy_fn, states, obs, keys)
+
+    def stop_requested(self) -> bool:
+        """Whether SIGINT / SIGTERM has asked the run to stop: a long host step in ``after_chunk`` (e.g. a
+        pre-generation over the dataset) can check it between its pieces and raise KeyboardInterrupt
+        once what it has done is saved, instead of finishing first."""
+        return bool(self.asked)
 
     def dispatch(self, run, *args) -> Future:
         """``run(*args)``, the next chunk, started before an overlapping evaluation. XLA:GPU drives a
@@ -562,7 +569,7 @@ def _run_experiment(config, workdir: str, stop_after: Optional[int], out, algo: 
     keys = jax.numpy.stack([seed_keys(s, 1)[0] for s in members.seed_list()])
     carry = shard_seeds(init(keys, members.hparams()))
     policy_fn = make_policy_fn(algo, config)
-    ctx = EvalContext(exp, policy_fn)
+    ctx = EvalContext(exp, policy_fn, asked)
     contexts.append(ctx)
     chunks = _plan(trainer.stages, config.eval_interval, algo.chunk_every(config))
     stage_of = {st.name: st for st in trainer.stages}
