@@ -320,3 +320,22 @@ def test_a_finer_log_interval_logs_windows_and_changes_no_number(full_run, tmp_p
             assert np.allclose((np.array(a["members"][k]) + b["members"][k]) / 2, c["members"][k], rtol=1e-5, atol=1e-6), k
     results = [json.load(open(os.path.join(w, "results.json"))) for w in (workdir, chunked)]
     assert results[0]["per_seed_raw"] == results[1]["per_seed_raw"]  # the training is the same
+
+
+def test_a_workdir_written_before_the_new_keys_existed_still_resumes(full_run, tmp_path):  # noqa: F811
+    import json
+    import shutil
+
+    done, _ = full_run
+    workdir = str(tmp_path / "older")
+    shutil.copytree(done, workdir)
+    path = os.path.join(workdir, "config.json")
+    config = json.load(open(path))
+    for key in ("checkpoint_seconds", "log_interval"):  # what an older offrl wrote lacks them
+        del config[key]
+    del config["wandb"]["per_member"]
+    json.dump(config, open(path, "w"))
+    again = launch(*TINY, f"--workdir={workdir}")
+    assert f"{workdir} is complete (20 updates)" in again.stdout
+    assert json.load(open(os.path.join(workdir, "results.json")))["per_seed_raw"] == \
+        json.load(open(os.path.join(done, "results.json")))["per_seed_raw"]
