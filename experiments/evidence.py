@@ -20,6 +20,7 @@ of MIN_STEPS updates and MIN_SEEDS seeds, below which no verdict is drawn.
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -302,7 +303,13 @@ def main(_):
         cmd += [f"--num_steps={FLAGS.num_steps}"] if FLAGS.num_steps else []
         cmd += [f"--num_seeds={FLAGS.num_seeds}"] if FLAGS.num_seeds else []
         print(f"=== {claim.id}: {' '.join(cmd[1:])}", flush=True)
-        rc = subprocess.call(cmd)
+        # Ctrl-C reaches reproduce.py too (one process group): it checkpoints its cell and exits 130, so this
+        # process waits for it instead of dying first
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            rc = subprocess.Popen(cmd).wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         if rc:
             sys.exit(rc)
     write_page(FLAGS.workdir, FLAGS.out)

@@ -269,7 +269,8 @@ def header_lines(table, columns, results: dict) -> list:
 
 def main(_):
     from offrl.aggregates import aggregate_lines
-    from offrl.launch import fail, quiet_startup
+    from offrl.launch import INTERRUPTED, fail, quiet_startup
+    from offrl.runner import RunInterrupted
 
     quiet_startup()
     opts = flags.FLAGS
@@ -296,6 +297,13 @@ def main(_):
                 results[task, col] = run_cell(table, col, task, cfg, opts)
             except (ValueError, FileNotFoundError, FileExistsError) as e:  # e.g. a dataset built with another size
                 fail(f"{col} on {task}: {e}")
+            except RunInterrupted as e:  # SIGINT / SIGTERM: the cell checkpointed at a chunk boundary
+                print(f"{col} on {task}: {e}", file=sys.stderr, flush=True)
+                sys.exit(INTERRUPTED)
+            except KeyboardInterrupt:  # a second signal, or one before training started
+                print(f"{col} on {task}: interrupted; rerun the same command to resume from the cell's last "
+                      f"checkpoint, if any", file=sys.stderr, flush=True)
+                sys.exit(INTERRUPTED)
     seeds = sorted({r["cell"]["seeds"] for r in results.values()}) or [opts.num_seeds or table.PROTOCOL.seeds]
     lines = header_lines(table, columns, results)
     lines += [f"ours (source: {opts.source}, {'/'.join(map(str, seeds))} seeds, mean ± std over seeds) / paper", "",

@@ -109,13 +109,13 @@ def test_clear_errors_and_existing_untouched(behavior, root):
     before = digest("offrl/hopper/random-v0")
     stat = os.stat(os.path.join(root, "offrl/hopper/random-v0/data/main_data.hdf5"))
     with pytest.raises(FileExistsError, match="offrl/hopper/random-v0"):
-        build.build_suite("Hopper-v5", ["random", "expert"], size=80, **quiet)
+        build.build_suite("Hopper-v5", ["random", "expert"], size=50, **quiet)
     assert not local_dataset_exists("offrl/hopper/expert-v0")  # refused before building anything
     after = os.stat(os.path.join(root, "offrl/hopper/random-v0/data/main_data.hdf5"))
     assert (stat.st_mtime_ns, stat.st_size) == (after.st_mtime_ns, after.st_size)
     assert digest("offrl/hopper/random-v0") == before
     # resume skips what exists and builds the rest
-    rep = build.build_suite("Hopper-v5", ["random", "expert"], size=80, resume=True, **quiet)
+    rep = build.build_suite("Hopper-v5", ["random", "expert"], size=50, resume=True, **quiet)
     assert not rep["random"]["built"] and rep["expert"]["built"]
     assert digest("offrl/hopper/random-v0") == before
     # a level needing behaviour policies for an env that has none
