@@ -36,7 +36,7 @@ setup(
         # wheel: the non-editable install test builds one (tests/test_launcher.py); gymnasium-robotics: the
         # tests exercise the D4RL robotics domains too; ruff: tests/test_lint.py (settings in pyproject.toml)
         "dev": ["pytest>=7.4", "wheel", "gymnasium-robotics>=1.2", "ruff>=0.6"],
-        # mutation testing of the equation code (experiments/mutation/, docs/testing.md); not run in CI
+        # mutation testing of the equation code (experiments/tools/mutation/, docs/testing.md); not run in CI
         "mutation": ["mutmut==2.5.1"],
     },
 )

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Mutation testing of the equation code (docs/testing.md): mutmut 2.5.1 on copies of the committed tree.
 #
-#   bash experiments/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
+#   bash experiments/tools/mutation/run.sh [TARGET[:FUNC,FUNC...] ...]
 #        TARGET in: nets plugins bear cql td3bc bppo bppo_hooks onestep iql bc brac itrpo bracplus arq diffusion
 #                   dataset preprocess scores d4rl mixtures collect (the data pipeline),
 #                   evaluation runner logger (evaluation, the score row, results.md), common (algos/common.py), sweep
@@ -18,10 +18,10 @@
 # with fixtures, server.py runs pytest.main per mutant.
 # Results: $OUT/<target>/mutants.jsonl (one line per mutant: line, mutant, killed|survived) and driver.log.
 set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 P=${PY:-$ROOT/.venv/bin/python}
 OUT=${OUT:-/tmp/offrl_mutation}
-T=$ROOT/experiments/mutation
+T=$ROOT/experiments/tools/mutation
 declare -A FILE=([nets]=offrl/nets.py [plugins]=offrl/plugins.py [bear]=offrl/algos/bear.py [cql]=offrl/algos/cql.py [td3bc]=offrl/algos/td3bc.py
  [bppo]=offrl/algos/bppo.py [bppo_hooks]=offrl/algos/bppo.py [onestep]=offrl/algos/onestep.py [iql]=offrl/algos/iql.py [bc]=offrl/algos/bc.py
  [brac]=offrl/algos/brac.py [itrpo]=offrl/algos/itrpo.py [bracplus]=offrl/algos/bracplus.py [arq]=offrl/algos/arq.py [diffusion]=offrl/diffusion.py
