@@ -47,3 +47,16 @@ def test_a_bad_grid_is_refused_with_its_entry_named(grid, message):
         parse_grid(grid, config(), SWEEPABLE)
     with pytest.raises(ValueError, match="sweepable here: none"):
         parse_grid("agent.alpha=1", config(), ())
+
+
+@pytest.mark.parametrize("grid, sweepable, hint", [
+    ("alpha=1", SWEEPABLE, ": did you mean agent.alpha?"),  # the agent. prefix forgotten
+    ("agent.alph=1", ("alpha1", "alpha2", "alpha3", "alpha4"),  # the three closest, closest first
+     ": did you mean agent.alpha4 or agent.alpha3 or agent.alpha2?"),
+    ("zz=1", SWEEPABLE, " (sweepable here: agent.actor_lr, agent.alpha, agent.tau)"),  # nothing close
+    ("zz=1", (), " (sweepable here: none)"),
+])
+def test_an_unknown_grid_key_is_refused_with_the_closest_sweepable_keys(grid, sweepable, hint):
+    with pytest.raises(ValueError) as e:
+        parse_grid(grid, config(), sweepable)
+    assert str(e.value) == f"config.grid names '{grid.split('=')[0]}', which is not a config key{hint}"
