@@ -51,7 +51,8 @@ def test_a_bad_grid_is_refused_with_its_entry_named(grid, message):
 
 @pytest.mark.parametrize("grid, sweepable, hint", [
     ("alpha=1", SWEEPABLE, ": did you mean agent.alpha?"),  # the agent. prefix forgotten
-    ("alpha=1", ("alpha", "alpha1", "alpha2"), ": did you mean agent.alpha?"),  # that key alone, not the close ones
+    ("critic_lr_scale=1", ("critic_lr_scale", "critic_lr_scale2"),  # that key alone, not the close ones too
+     ": did you mean agent.critic_lr_scale?"),
     ("agent.alph=1", ("alpha1", "alpha2", "alpha3", "alpha4"),  # the three closest, closest first
      ": did you mean agent.alpha4 or agent.alpha3 or agent.alpha2?"),
     ("zz=1", SWEEPABLE, " (sweepable here: agent.actor_lr, agent.alpha, agent.tau)"),  # nothing close
