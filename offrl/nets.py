@@ -30,8 +30,8 @@ def folding_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_e
     CPU program transposes the activations for it (9 transposes of (2, 256, 10, 256) per CQL update), and
     CQL's update ran 1.2-1.3x slower. On a GPU the fold made XLA fuse CQL's critic passes worse (+9%
     bytes per update, H200 target), so other platforms get the plain dot (``lax.platform_dependent``:
-    only one branch is lowered and compiled). Equal values either way (docs/performance.md, ninth
-    session). Other dimension numbers always get the plain dot."""
+    only one branch is lowered and compiled). Equal values either way (tested). Other dimension numbers always get the
+    plain dot."""
 
     def plain(lhs, rhs):
         return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
@@ -111,7 +111,7 @@ class Ensemble(nn.Module):
         # Every member reads its own copy of a shared input. Otherwise JAX batches a member's matmul with an
         # unbatched input by moving the member axis among the output's columns and transposing it back to
         # the front, and the GPU program then transposes every first-layer activation on every update
-        # (docs/performance.md, eighth session: 7% of TD3+BC's bytes per seed, 30% of ARQ's Q stage's).
+        # (about 7% of TD3+BC's bytes per seed and 30% of ARQ's Q stage's, measured on an H200 target).
         axes = (None,) * len(args) if self.in_axes is None else tuple(self.in_axes)
         args = tuple(a if ax == 0 or a is None else jnp.broadcast_to(a, (self.num,) + jnp.shape(a))
                      for a, ax in zip(args, axes))
@@ -171,8 +171,7 @@ def vmap_members(fn: Callable, in_axes=0) -> Callable:
     The squeeze is for XLA's GPU compiler. A matmul batched over an axis of size 1 and another axis
     (seeds, or an ensemble) gets its operands laid out in two ways, and every update copies weights
     and Adam moments between them: ARQ's score stage, one score model under 4 vmapped seeds, 34 copies
-    (59 MB) per update on an H200 target; and every ensemble under one seed (``Train.vmapped``).
-    docs/performance.md, eighth session."""
+    (59 MB) per update on an H200 target; and every ensemble under one seed (``Train.vmapped``)."""
 
     def call(*args):
         each = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)

@@ -70,7 +70,7 @@ class Train(NamedTuple):
         else:
             init = jax.jit(jax.vmap(self.init))
         # with a member axis of size 1, XLA's GPU program copied ensembles' weights on every update (about
-        # 1-5 MB; H200 target, docs/performance.md, eighth session), and on the CPU most algorithms ran slower
+        # 1-5 MB, measured on an H200 target), and on the CPU most algorithms ran slower
         chunk = functools.partial(self.run, per_step=True) if per_step else self.run
         run = jax.jit(vmap_members(chunk, in_axes=(0, None, None, None, None)), static_argnums=(2, 4),
                       donate_argnums=(0,) if donate else ())

@@ -90,7 +90,7 @@ def all_eqns(jaxpr):
 
 def size_one_batched_dots(jaxpr) -> list:
     """The matmuls (``dot_general``, nested ones included) batched over an axis of size 1: the pattern whose
-    GPU program copies weights on every update (docs/performance.md, eighth session)."""
+    GPU program copies weights on every update (offrl.nets.vmap_members says why)."""
     return [e for e in all_eqns(jaxpr) if e.primitive.name == "dot_general"
             and any(e.invars[0].aval.shape[d] == 1 for d in e.params["dimension_numbers"][1][0])]
 

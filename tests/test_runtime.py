@@ -403,7 +403,7 @@ def _vmapped(algo: str, num_seeds: int):
 def test_one_member_runs_without_the_member_axis(tiny_dataset):
     """Train.vmapped's run with one member is the unvmapped ``run`` with the axis put back (nets.vmap_members):
     the same numbers bit for bit, and no matmul batched over an axis of size 1. Under a member axis of size 1,
-    XLA's GPU program copied the critics' weights on every update (docs/performance.md, eighth session). IQL:
+    XLA's GPU program copied the critics' weights on every update (offrl.nets.vmap_members). IQL:
     TD3+BC's actor loss reads Q1 as an ensemble of one (nets.first_members), whose matmuls have that axis."""
     tr, data, run, carry = _vmapped("iql", 1)
     out, metrics = run(carry, data, "train", 0, 2)
