@@ -243,17 +243,30 @@ def claim_section(claim: Claim, results: dict, plot_dir: str, workdir: str) -> l
                               [c for c in shown if any(k[1] == c for k in ran)], plot)
         lines += [ln.replace(f"performance profile: {os.path.basename(plot)}",
                              f"![{claim.id} performance profile](results/{os.path.basename(plot)})") for ln in agg]
-        lines += ["| cell | budget | seeds | episodes x evaluations | commit | device | wall (s) | deviations |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| cell | budget | seeds | score along the run | episodes x evaluations | commit | device | wall (s) "
+                  "| deviations |", "|---|---|---|---|---|---|---|---|---|"]
         for (t, c), r in sorted(ran.items()):
             if c in claim.derived:  # read from another cell's run, listed there
                 continue
             cell = r["cell"]
             budget = ", ".join(f"{k.split('.')[-1]} {v:,}" for k, v in cell["budget"].items())
-            lines.append(f"| {c} on {t} | {budget} | {cell['seeds']} | {cell['eval_episodes']} x {cell['report_last']} | "
+            lines.append(f"| {c} on {t} | {budget} | {cell['seeds']} | {along(r)} | {cell['eval_episodes']} x {cell['report_last']} | "
                          f"{cell['commit'][:12]}{'+dirty' if cell['commit'].endswith('+dirty') else ''} | "
                          f"{cell['device']} | {r['timing']['wall_s']:.0f} | {'; '.join(cell['deviations']) or 'none'} |")
     return lines + [""]
+
+
+def along(r: dict, points: int = 4) -> str:
+    """The mean normalised score of the evaluations nearest to each quarter of a cell's run (its metrics.jsonl),
+    e.g. '50k 93.4, 100k 40.1, ...': a score that rose and then collapsed shows here, not in the final number."""
+    path = os.path.join(r.get("folder", ""), "metrics.jsonl")
+    evals = [e for e in map(json.loads, open(path)) if e.get("kind") == "eval" and e.get("normalized_mean") is not None] \
+        if os.path.exists(path) else []
+    if not evals:
+        return "—"
+    last = evals[-1]["global_step"]
+    picks = [min(evals, key=lambda e: abs(e["global_step"] - last * (i + 1) / points)) for i in range(points)]
+    return ", ".join(f"{e['global_step'] // 1000}k {e['normalized_mean']:.1f}" for e in picks)
 
 
 def write_page(workdir: str, out: str) -> str:

@@ -185,6 +185,7 @@ def run_cell(table, column: str, task: str, cfg, opts) -> dict:
     wd = cell_dir(table, column, task, opts)
     done = os.path.join(wd, "results.json")
     trained = not (os.path.exists(done) and same_config(wd, cfg))
+    source = provenance() if trained else {"commit": "unrecorded", "device": "unrecorded"}  # the code that runs
     result = run_experiment(cfg, wd) if trained else json.load(open(done))
     if "cell" in result and not trained:
         return result
@@ -192,8 +193,7 @@ def run_cell(table, column: str, task: str, cfg, opts) -> dict:
                       "source": opts.source, "protocol": dataclasses.asdict(table.PROTOCOL),
                       "budget": budget_of(cfg), "seeds": cfg.num_seeds, "eval_episodes": cfg.eval_episodes,
                       "report_last": cfg.report_last, "eval_interval": cfg.eval_interval,
-                      "deviations": deviations(table, cfg, opts),
-                      **(provenance() if trained else {"commit": "unrecorded", "device": "unrecorded"})}
+                      "deviations": deviations(table, cfg, opts), **source}
     tmp = done + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result, f, indent=2)

@@ -199,3 +199,13 @@ def test_bppo_pi_b_is_read_from_the_bppo_cell_s_last_bc_evaluation(tmp_path):
     out = ev.evaluate_check(check, ev.Claim("x", "", "bppo_table1", ("BPPO",), ("medium",), ("hopper",), "", ()),
                             res, ["hopper"])
     assert out["point"] == pytest.approx(20.0) and out["status"] == "holds"
+
+
+def test_score_along_the_run_reads_the_quarters_of_a_cell_s_evaluations(tmp_path):
+    ev = load("evidence")
+    evals = [dict(kind="eval", global_step=s, normalized_mean=m) for s, m in
+             ((5000, 50.0), (10000, 90.0), (15000, 60.0), (20000, 30.0), (25000, 10.0), (30000, 5.0), (40000, 2.0))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals + [dict(kind="train")]))
+    # quarters of 40k: 10k, 20k, 30k, 40k
+    assert ev.along({"folder": str(tmp_path)}) == "10k 90.0, 20k 30.0, 30k 5.0, 40k 2.0"
+    assert ev.along({"folder": str(tmp_path / "none")}) == "—"
