@@ -429,7 +429,7 @@ def test_score_loss_is_each_members_dsm_loss_on_its_own_slice_and_key(members):
     """The ensemble's loss: member i's DSM loss on the i-th slice of the batch with the i-th split key,
     summed for the gradient and averaged for the log. One member is not vmapped: a dot batched over an
     axis of size 1 made XLA's GPU program copy the score net's weights and Adam moments on every update
-    (docs/performance.md, eighth session)."""
+    (measured on an H200 target; offrl.nets.vmap_members)."""
     from offrl.diffusion import dsm_loss
 
     cfg = small_config(score_hidden_dims=(8,), score_batch_size=8, num_score_models=members)

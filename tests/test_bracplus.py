@@ -370,7 +370,7 @@ def test_stages_set_thresholds_and_hand_pi0_to_the_main_policy():
         np.testing.assert_array_equal(x, y)
     state, m = train(state, _batch(rng), jax.random.PRNGKey(20), jnp.int32(0))
     assert np.isfinite(float(m["critic_loss"])) and float(m["eps_kl"]) == float(state.stats.eps_kl)
-    for stage in bp.stages(cfg):  # experiments/bench.py traces each stage with a Python int step
+    for stage in bp.stages(cfg):  # experiments/tools/bench.py traces each stage with a Python int step
         jax.make_jaxpr(lambda s, b, k: stage.update(s, b, k, 1))(state, _batch(rng), jax.random.PRNGKey(0))
 
 

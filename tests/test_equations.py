@@ -220,7 +220,7 @@ def test_ensemble_members_are_their_own_critics_and_every_matmul_is_batched_over
     its own actions, per_member). Every matmul is batched over the member axis. A shared input (every
     member reads the same observations) is broadcast to the members: batched as it was, JAX put the member
     axis among the first layer's output columns and transposed it back, and the GPU program moved every
-    first-layer activation once more per update (docs/performance.md, eighth session)."""
+    first-layer activation once more per update (measured on an H200 target)."""
     net = nets.critic_ensemble(3, (4, 4))
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(B, OBS)), jnp.float32)
     act = jnp.asarray(np.random.default_rng(1).normal(size=(3, B, ACT) if per_member else (B, ACT)), jnp.float32)

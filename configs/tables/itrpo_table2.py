@@ -11,8 +11,8 @@ TITLE = "iTRPO paper, Table 2 (D4RL MuJoCo locomotion, normalised score)"
 
 # column name -> configs/<module>.py that reproduces it
 COLUMNS = {"BEAR": "bear", "IQL": "iql", "TD3-BC": "td3bc", "CQL": "cql", "BRAC-vp": "brac_vp", "iTRPO": "itrpo",
-           # the two KL weightings (configs/itrpo.py): the authors' code's w = tau and the paper's text's w = alpha
-           "iTRPO w=tau": ("itrpo", {"agent.kl_factor": "tau"}), "iTRPO w=alpha": ("itrpo", {"agent.kl_factor": "alpha"})}
+           # iTRPO's KL weight: the default is the authors' code's w = tau; this column is the paper's text's w = alpha
+           "iTRPO w=alpha": ("itrpo", {"agent.kl_factor": "alpha"})}
 
 PROTOCOL = Protocol(
     quote="We report the mean and standard deviation of score performance over 4 random seeds and the final 10 "
