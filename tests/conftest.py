@@ -68,6 +68,22 @@ def tiny_config(algo, steps=20, num_seeds=2, **overrides):
     return cfg
 
 
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    """Every leaf of two pytrees equal within float32 tolerance (chex names the leaf that is not)."""
+    import chex
+
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
+
+
+def trees_differ(a, b, atol=1e-6) -> bool:
+    """Whether some leaf of two pytrees differs beyond ``atol``: the check that a planted alternative (target
+    for online, s' for s, ...) would be seen."""
+    import jax
+
+    return any(not np.allclose(np.asarray(x), np.asarray(y), atol=atol)
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
 def np_mlp(layers, x):
     """A NumPy forward pass of offrl's MLP: layers [(kernel, bias)], ReLU between them, none after the last."""
     x = np.asarray(x)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import np_mlp
+from conftest import assert_trees_close, np_mlp, trees_differ
 from offrl import nets
 from offrl.algos import Spec
 from offrl.algos import bracplus as bp
@@ -701,16 +701,6 @@ def _perturbed(tree, scale=0.6, shift=0.1):
     return jax.tree_util.tree_map(lambda x: scale * x + shift, tree)
 
 
-def _close(a, b):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-
-
-def _differ(a, b):
-    return any(not np.allclose(np.asarray(x), np.asarray(y), atol=1e-6)
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-
-
 def _state_alpha_setup(seed=52):
     """alpha(s) from its MLP (varying with s), target critics unlike the online ones, SGD optimisers."""
     cfg = small_config(0.9, num_ensembles=2, num_samples=3, state_alpha=True, tau=0.1, train_behavior_in_main=False)
@@ -752,16 +742,16 @@ def test_main_update_order_polyak_of_both_targets_and_the_alpha_step_at_s():
     _, k_c, k_a = jax.random.split(key, 3)
     gc = jax.grad(lambda p: bp.critic_loss(p, state, batch, k_c, cfg)[0])(state.critic.params)
     critic = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.critic.params, gc)
-    _close(new.critic.params, critic)
-    _close(new.critic_target, jax.tree_util.tree_map(lambda t, c: 0.9 * t + 0.1 * c, state.critic_target, critic))
+    assert_trees_close(new.critic.params, critic)
+    assert_trees_close(new.critic_target, jax.tree_util.tree_map(lambda t, c: 0.9 * t + 0.1 * c, state.critic_target, critic))
     stepped = state.replace(critic=state.critic.replace(params=critic))
     ga, (kl, _, _) = jax.grad(bp.actor_loss, has_aux=True)(state.actor.params, stepped, batch, k_a, cfg)
-    _close(new.actor.params, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.actor.params, ga))
+    assert_trees_close(new.actor.params, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.actor.params, ga))
     g_before = jax.grad(lambda p: bp.actor_loss(p, state, batch, k_a, cfg)[0])(state.actor.params)
-    assert _differ(new.actor.params, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.actor.params, g_before))
-    _close(new.actor_target, jax.tree_util.tree_map(lambda t, p: 0.9 * t + 0.1 * p, state.actor_target, new.actor.params))
-    _close(new.alpha.params, bp.alpha_step(state.alpha, batch.observations, kl, 0.3).params)
-    assert _differ(new.alpha.params, bp.alpha_step(state.alpha, batch.next_observations, kl, 0.3).params)
+    assert trees_differ(new.actor.params, jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state.actor.params, g_before))
+    assert_trees_close(new.actor_target, jax.tree_util.tree_map(lambda t, p: 0.9 * t + 0.1 * p, state.actor_target, new.actor.params))
+    assert_trees_close(new.alpha.params, bp.alpha_step(state.alpha, batch.observations, kl, 0.3).params)
+    assert trees_differ(new.alpha.params, bp.alpha_step(state.alpha, batch.next_observations, kl, 0.3).params)
     np.testing.assert_allclose(float(m["alpha"]), float(state.alpha.apply_fn(state.alpha.params, batch.observations).mean()),
                                rtol=1e-6)
 

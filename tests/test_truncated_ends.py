@@ -10,6 +10,7 @@ import numpy as np
 
 from configs.arq import get_config as arq_config
 from offrl.algos import Spec, arq, onestep
+from conftest import assert_trees_close, trees_differ
 from offrl.data.dataset import WHOLE_DATASET, episodes_to_transitions, sample, to_device
 
 OBS, ACT = 3, 2
@@ -40,16 +41,6 @@ def _with_placeholder(data, value):
     return data._replace(next_actions=data.next_actions.at[-1].set(value))
 
 
-def _assert_trees_close(a, b):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-
-
-def _trees_differ(a, b):
-    return any(not np.allclose(np.asarray(x), np.asarray(y), atol=1e-6)
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-
-
 def test_arq_q_step_drops_the_truncated_last_transition():
     cfg = arq_config()
     ag = cfg.agent
@@ -72,12 +63,12 @@ def test_arq_q_step_drops_the_truncated_last_transition():
     full, m_full = step(data)
     kept, m_kept = step(_without_last(data))
     np.testing.assert_allclose(float(m_full["critic_loss"]), float(m_kept["critic_loss"]), rtol=1e-5)
-    _assert_trees_close(full.critic.params, kept.critic.params)
+    assert_trees_close(full.critic.params, kept.critic.params)
     # the placeholder, however large, reaches nothing: a data next action elsewhere does
     wild, _ = step(_with_placeholder(data, 50.0))
-    _assert_trees_close(full.critic.params, wild.critic.params)
+    assert_trees_close(full.critic.params, wild.critic.params)
     moved, _ = step(data._replace(next_actions=data.next_actions.at[0].set(50.0)))
-    assert _trees_differ(full.critic.params, moved.critic.params)
+    assert trees_differ(full.critic.params, moved.critic.params)
 
 
 def test_onestep_sarsa_step_drops_the_truncated_last_transition():
@@ -96,7 +87,7 @@ def test_onestep_sarsa_step_drops_the_truncated_last_transition():
     g_full, l_full = grad(data)
     g_kept, l_kept = grad(_without_last(data))
     np.testing.assert_allclose(float(l_full), float(l_kept), rtol=1e-5)
-    _assert_trees_close(g_full, g_kept)
-    _assert_trees_close(grad(_with_placeholder(data, 50.0))[0], g_full)
+    assert_trees_close(g_full, g_kept)
+    assert_trees_close(grad(_with_placeholder(data, 50.0))[0], g_full)
     ag.drop_timeouts = False  # the switch reads the placeholder as a'
-    assert _trees_differ(grad(_with_placeholder(data, 50.0))[0], grad(data)[0])
+    assert trees_differ(grad(_with_placeholder(data, 50.0))[0], grad(data)[0])
