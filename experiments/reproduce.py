@@ -167,13 +167,10 @@ def provenance() -> dict:
 
 def same_config(wd: str, cfg) -> bool:
     """Whether the run in ``wd`` was launched with ``cfg`` (keys that only change how a run executes aside)."""
-    from offrl.config import EXECUTION_ONLY
+    from offrl.runner import changed_keys
 
     path = os.path.join(wd, "config.json")
-    if not os.path.exists(path):
-        return False
-    old, new = json.load(open(path)), json.loads(cfg.to_json())
-    return all(old.get(k) == new.get(k) for k in old.keys() | new.keys() if k not in EXECUTION_ONLY)
+    return os.path.exists(path) and not changed_keys(json.load(open(path)), cfg)
 
 
 def run_cell(table, column: str, task: str, cfg, opts) -> dict:

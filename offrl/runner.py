@@ -283,6 +283,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def changed_keys(saved: dict, config) -> list:
+    """The dotted keys whose values differ between a run's saved config.json and ``config``, leaving out the
+    keys that only change how a run executes (``offrl.config.EXECUTION_ONLY``; absent in an older file)."""
+    old, new = _flat(saved), _flat(json.loads(config.to_json()))
+    return sorted(k for k in old.keys() | new.keys()
+                  if k not in config_lib.EXECUTION_ONLY and old.get(k, "<absent>") != new.get(k, "<absent>"))
+
+
 def _check_workdir(workdir: str, config, algo: Algorithm, ckpt_path: Optional[str] = None) -> tuple[bool, Optional[int]]:
     """(resume, num_steps the run had) when ``workdir`` holds a checkpoint of this config (at
     ``ckpt_path``: under jax.distributed, this process's own), or of this config with a smaller
@@ -293,10 +301,9 @@ def _check_workdir(workdir: str, config, algo: Algorithm, ckpt_path: Optional[st
             raise FileExistsError(f"workdir {workdir} is not empty and holds no offrl run: choose another --workdir")
         return False, None
     with open(cfg_path) as f:
-        old = _flat(json.load(f))
-    new = _flat(json.loads(config.to_json()))
-    changed = sorted(k for k in old.keys() | new.keys()
-                     if k not in config_lib.EXECUTION_ONLY and old.get(k, "<absent>") != new.get(k, "<absent>"))
+        saved = json.load(f)
+    old, new = _flat(saved), _flat(json.loads(config.to_json()))
+    changed = changed_keys(saved, config)
     has_ckpt = os.path.exists(ckpt_path or os.path.join(workdir, CHECKPOINT))
     if old.get("algo") != new.get("algo"):
         raise FileExistsError(
