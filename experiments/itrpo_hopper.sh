@@ -1,5 +1,5 @@
 #!/bin/bash
-# iTRPO vs BRAC-vp (issue 13) on the local Hopper medium and medium-replay suites (100k transitions),
+# iTRPO vs BRAC-vp on the local Hopper medium and medium-replay suites (100k transitions),
 # 3 seeds vmapped per run, the same budget for both: B behaviour-cloning updates, then N agent updates
 # (BRAC's Q-free warm start scaled to N/25, as 20k of 500k). The four runs go in parallel at nice 19.
 #   B=2000 N=300 OUT=runs/itrpo_hopper PY=.venv/bin/python experiments/itrpo_hopper.sh
