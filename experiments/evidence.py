@@ -212,7 +212,7 @@ def fmt_cell(r) -> str:
     return f"{r['normalized_mean']:.1f} ± {r['normalized_std']:.1f} ({c['seeds']}s, {c['budget']['num_steps'] // 1000}k)"
 
 
-def claim_section(claim: Claim, results: dict, plot_dir: str, workdir: str) -> list:
+def claim_section(claim: Claim, results: dict, plot_dir: str) -> list:
     import importlib
 
     from offrl.aggregates import aggregate_lines
@@ -281,7 +281,7 @@ def write_page(workdir: str, out: str) -> str:
              "and verdicts are computed is in the docstring of experiments/evidence.py. "
              "The ± is the standard deviation over seeds.", ""]
     for claim in CLAIMS:
-        lines += claim_section(claim, load_results(workdir, claim.table), plot_dir, workdir)
+        lines += claim_section(claim, load_results(workdir, claim.table), plot_dir)
     text = "\n".join(lines)
     with open(out + ".tmp", "w") as f:
         f.write(text)
